@@ -1,0 +1,1 @@
+"""Faster R-CNN detector: model builders, weights, NMS, backends, datasets, evaluation, training, tuning."""

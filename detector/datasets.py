@@ -1,0 +1,265 @@
+"""Dataset readers (Pascal VOC XML, KITTI label_2, COCO JSON, YOLO txt) onto the driving label set.
+
+Each reader returns `AnnotatedImage`s; names map through a mapping (source name -> driving name, or None to
+drop). Ignore regions (KITTI DontCare, VOC difficult, COCO iscrowd) are kept apart so evaluation can skip them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from detector.labels import COCO_CATEGORIES, DEFAULT_MAPPING, LABEL_IDS
+
+log = logging.getLogger(__name__)
+FORMATS = ("voc", "kitti", "coco", "yolo")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IGNORE = "__ignore__"
+
+
+class DatasetError(ValueError):
+    """An annotation that cannot be used; the message names the file."""
+
+
+@dataclass
+class AnnotatedImage:
+    """One labelled image. boxes (N, 4) and ignore (M, 4) are float32 xyxy pixels; labels (N,) driving ids."""
+
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+
+
+@dataclass
+class Dataset:
+    """The images a reader produced and how many bad annotations it skipped."""
+
+    images: list[AnnotatedImage]
+    skipped: int = 0
+
+
+def default_mapping() -> dict[str, str | None]:
+    """The project's mapping: driving synonyms, KITTI DontCare as ignore, every other COCO/KITTI name dropped."""
+    mapping: dict[str, str | None] = {name: None for name in COCO_CATEGORIES}
+    mapping.update({"Tram": None, "Misc": None, "DontCare": IGNORE})
+    mapping.update(DEFAULT_MAPPING)
+    return mapping
+
+
+class _Builder:
+    """Collects boxes for one image, validating them against the image size and the mapping."""
+
+    def __init__(self, source: Path, width: int, height: int, mapping: dict[str, str | None]):
+        self.source, self.width, self.height, self.mapping = source, width, height, mapping
+        self.boxes: list[list[float]] = []
+        self.labels: list[int] = []
+        self.ignore: list[list[float]] = []
+
+    def add(self, name: str, box: list[float], ignore: bool = False) -> None:
+        if name not in self.mapping:
+            raise DatasetError(f"{self.source}: unknown class '{name}' (add it to the label mapping)")
+        target = self.mapping[name]
+        if target is None:
+            return
+        x1, y1, x2, y2 = box
+        tol = 1.0
+        if not (-tol <= x1 < x2 <= self.width + tol and -tol <= y1 < y2 <= self.height + tol):
+            raise DatasetError(f"{self.source}: box {box} lies outside the {self.width}x{self.height} image")
+        box = [max(0.0, x1), max(0.0, y1), min(float(self.width), x2), min(float(self.height), y2)]
+        if ignore or target == IGNORE:
+            self.ignore.append(box)
+        else:
+            if target not in LABEL_IDS:
+                raise DatasetError(f"{self.source}: class '{name}' maps to '{target}', not a driving class")
+            self.boxes.append(box)
+            self.labels.append(LABEL_IDS[target])
+
+    def build(self, image: Path) -> AnnotatedImage:
+        return AnnotatedImage(
+            image, self.width, self.height,
+            np.asarray(self.boxes, np.float32).reshape(-1, 4),
+            np.asarray(self.labels, np.int64),
+            np.asarray(self.ignore, np.float32).reshape(-1, 4),
+        )
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
+    if image is None:
+        raise DatasetError(f"{path}: image missing or unreadable")
+    return image.shape[1], image.shape[0]
+
+
+def _find_image(folder: Path, stem: str) -> Path:
+    for suffix in IMAGE_SUFFIXES:
+        if (candidate := folder / f"{stem}{suffix}").exists():
+            return candidate
+    raise DatasetError(f"{folder / stem}.*: no image for this annotation")
+
+
+def _read_split(split: Path | None) -> list[str] | None:
+    if split is None:
+        return None
+    try:
+        return [line.strip() for line in Path(split).read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise DatasetError(f"{split}: cannot read split file ({exc.strerror})") from None
+
+
+def _collect(items: list, read_one: Callable, skip_bad: bool) -> Dataset:
+    images, skipped = [], 0
+    for item in items:
+        try:
+            images.append(read_one(item))
+        except DatasetError as exc:
+            if not skip_bad:
+                raise
+            skipped += 1
+            log.warning("skipped: %s", exc)
+    return Dataset(images, skipped)
+
+
+def read_voc(root: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
+    """``root/annotations/*.xml`` + ``root/images`` (or VOC's Annotations/JPEGImages). difficult -> ignore."""
+    ann_dir = root / "Annotations" if (root / "Annotations").is_dir() else root / "annotations"
+    img_dir = root / "JPEGImages" if (root / "JPEGImages").is_dir() else root / "images"
+    stems = _read_split(split) or sorted(p.stem for p in ann_dir.glob("*.xml"))
+
+    def read_one(stem: str) -> AnnotatedImage:
+        xml_path = ann_dir / f"{stem}.xml"
+        try:
+            tree = ET.parse(xml_path).getroot()
+            filename = tree.findtext("filename")
+            image = img_dir / filename if filename and (img_dir / filename).exists() else _find_image(img_dir, stem)
+            size = tree.find("size")
+            width, height = int(size.findtext("width")), int(size.findtext("height"))
+            builder = _Builder(xml_path, width, height, mapping)
+            for obj in tree.iter("object"):
+                bb = obj.find("bndbox")
+                box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+                builder.add(obj.findtext("name", "").strip(), box, obj.findtext("difficult", "0").strip() == "1")
+        except (OSError, ET.ParseError, AttributeError, TypeError, ValueError) as exc:
+            if isinstance(exc, DatasetError):
+                raise
+            raise DatasetError(f"{xml_path}: unreadable annotation ({exc})") from None
+        return builder.build(image)
+
+    return _collect(stems, read_one, skip_bad)
+
+
+def read_kitti(root: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
+    """KITTI object layout: ``root/label_2/*.txt`` + ``root/image_2``; DontCare boxes become ignore regions."""
+    label_dir, img_dir = root / "label_2", root / "image_2"
+    stems = _read_split(split) or sorted(p.stem for p in label_dir.glob("*.txt"))
+
+    def read_one(stem: str) -> AnnotatedImage:
+        path = label_dir / f"{stem}.txt"
+        image = _find_image(img_dir, stem)
+        width, height = _image_size(image)
+        builder = _Builder(path, width, height, mapping)
+        try:
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if parts:
+                    builder.add(parts[0], [float(v) for v in parts[4:8]])
+        except (OSError, ValueError, IndexError) as exc:
+            if isinstance(exc, DatasetError):
+                raise
+            raise DatasetError(f"{path}: unreadable annotation ({exc})") from None
+        return builder.build(image)
+
+    return _collect(stems, read_one, skip_bad)
+
+
+def read_coco(path: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
+    """COCO JSON; images are found beside it in ``images/`` (or beside the JSON itself). iscrowd -> ignore."""
+    try:
+        coco = json.loads(path.read_text())
+        categories = {c["id"]: c["name"] for c in coco["categories"]}
+        records = coco["images"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: not a readable COCO JSON ({exc})") from None
+    img_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+    by_image: dict[int, list[dict]] = {}
+    for ann in coco.get("annotations", []):
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    keep = _read_split(split)
+    if keep is not None:
+        wanted = set(keep)
+        records = [r for r in records if Path(r["file_name"]).stem in wanted or r["file_name"] in wanted]
+
+    def read_one(record: dict) -> AnnotatedImage:
+        builder = _Builder(path, int(record["width"]), int(record["height"]), mapping)
+        builder.source = Path(f"{path}#{record['file_name']}")
+        for ann in by_image.get(record["id"], []):
+            if ann["category_id"] not in categories:
+                raise DatasetError(f"{builder.source}: unknown category id {ann['category_id']}")
+            x, y, w, h = ann["bbox"]
+            builder.add(categories[ann["category_id"]], [x, y, x + w, y + h], bool(ann.get("iscrowd", 0)))
+        return builder.build(img_dir / record["file_name"])
+
+    return _collect(records, read_one, skip_bad)
+
+
+def read_yolo(root: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
+    """YOLO txt: ``root/images``, ``root/labels`` (class cx cy w h, normalised); names in ``root/classes.txt``."""
+    names_file = root / "classes.txt"
+    try:
+        names = [n.strip() for n in names_file.read_text().splitlines() if n.strip()]
+    except OSError:
+        raise DatasetError(f"{names_file}: YOLO class names file missing") from None
+    img_dir, label_dir = root / "images", root / "labels"
+    stems = _read_split(split) or sorted(p.stem for p in label_dir.glob("*.txt"))
+
+    def read_one(stem: str) -> AnnotatedImage:
+        path = label_dir / f"{stem}.txt"
+        image = _find_image(img_dir, stem)
+        width, height = _image_size(image)
+        builder = _Builder(path, width, height, mapping)
+        try:
+            for line in path.read_text().splitlines():
+                if not line.strip():
+                    continue
+                cls, cx, cy, w, h = line.split()[:5]
+                if not 0 <= int(cls) < len(names):
+                    raise DatasetError(f"{path}: class index {cls} not in {names_file}")
+                cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
+                builder.add(names[int(cls)], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, DatasetError):
+                raise
+            raise DatasetError(f"{path}: unreadable annotation ({exc})") from None
+        return builder.build(image)
+
+    return _collect(stems, read_one, skip_bad)
+
+
+READERS = {"voc": read_voc, "kitti": read_kitti, "coco": read_coco, "yolo": read_yolo}
+
+
+def load_dataset(
+    spec: str, split: str | Path | None = None, mapping: dict | None = None, skip_bad: bool = False
+) -> Dataset:
+    """Read ``FORMAT:PATH`` (e.g. ``voc:../shared/data/roadsigns``) with an optional split file of stems."""
+    fmt, sep, path = spec.partition(":")
+    if not sep or fmt not in READERS:
+        raise DatasetError(f"dataset '{spec}' must be FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}")
+    root = Path(path)
+    if not root.exists():
+        raise DatasetError(f"{root}: dataset path does not exist")
+    full_mapping = default_mapping()
+    full_mapping.update(mapping or {})
+    dataset = READERS[fmt](root, Path(split) if split else None, full_mapping, skip_bad)
+    log.info("%s: %d images, %d boxes, %d skipped", spec, len(dataset.images),
+             sum(len(i.boxes) for i in dataset.images), dataset.skipped)
+    return dataset

@@ -1,0 +1,131 @@
+"""Faster R-CNN builders by name: torchvision's four, and the project's bundled driving model.
+
+Every builder takes the RPN top-N (kept proposals at test time, pre- and post-NMS), the input size range and
+the score threshold, and sets the model's own box NMS to IoU 1.0: that NMS then suppresses nothing, so the
+explicit class-wise NMS stage (`detector.nms`) is the one that decides.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v2
+from torchvision.models.detection import (
+    FasterRCNN,
+    fasterrcnn_mobilenet_v3_large_320_fpn,
+    fasterrcnn_mobilenet_v3_large_fpn,
+    fasterrcnn_resnet50_fpn,
+    fasterrcnn_resnet50_fpn_v2,
+)
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+BUNDLED_MODEL = "driving_mobilenet_v2_fpn"
+
+TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {
+    "fasterrcnn_mobilenet_v3_large_320_fpn": fasterrcnn_mobilenet_v3_large_320_fpn,
+    "fasterrcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn,
+    "fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn,
+    "fasterrcnn_resnet50_fpn_v2": fasterrcnn_resnet50_fpn_v2,
+}
+MODEL_NAMES: tuple[str, ...] = (BUNDLED_MODEL, *TORCHVISION_BUILDERS)
+
+# torchvision's own input sizes per model, used when the config leaves min/max size at 0.
+DEFAULT_SIZES: dict[str, tuple[int, int]] = {
+    BUNDLED_MODEL: (320, 640),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": (320, 640),
+    "fasterrcnn_mobilenet_v3_large_fpn": (800, 1333),
+    "fasterrcnn_resnet50_fpn": (800, 1333),
+    "fasterrcnn_resnet50_fpn_v2": (800, 1333),
+}
+
+
+def detection_kwargs(top_n: int, min_size: int | tuple[int, ...], max_size: int, score_thresh: float) -> dict:
+    """FasterRCNN keyword arguments shared by every builder (see the module docstring for the NMS choice)."""
+    return dict(
+        min_size=min_size,
+        max_size=max_size,
+        rpn_pre_nms_top_n_test=top_n,
+        rpn_post_nms_top_n_test=top_n,
+        box_score_thresh=score_thresh,
+        box_nms_thresh=1.0,
+        box_detections_per_img=300,
+    )
+
+
+def mobilenet_v2_fpn_backbone(imagenet_weights: Path | None = None, frozen_stages: int = 4) -> BackboneWithFPN:
+    """MobileNetV2 features with a 128-channel FPN on strides 8, 16 and 32 (plus a max-pooled stride 64).
+
+    BatchNorm is frozen (detection batches are too small to estimate it); ``features[:frozen_stages]`` don't train.
+    """
+    features = mobilenet_v2(norm_layer=FrozenBatchNorm2d).features
+    if imagenet_weights is not None:
+        state = torch.load(imagenet_weights, map_location="cpu", weights_only=True)
+        target = features.state_dict()
+        values = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
+        if len(values) != len(target) or any(v.shape != t.shape for v, t in zip(values, target.values())):
+            raise ValueError(f"'{imagenet_weights}' does not match torchvision's mobilenet_v2().features")
+        features.load_state_dict(dict(zip(target.keys(), values)))
+    for layer in features[:frozen_stages]:
+        layer.requires_grad_(False)
+    return BackboneWithFPN(
+        features,
+        return_layers={"6": "0", "13": "1", "17": "2"},
+        in_channels_list=[32, 96, 320],
+        out_channels=128,
+    )
+
+
+def build_driving_mobilenet_v2_fpn(
+    num_classes: int,
+    imagenet_weights: Path | None = None,
+    frozen_stages: int = 4,
+    **kwargs,
+) -> FasterRCNN:
+    """The bundled driving detector: small anchors on stride 8 for distant cars and signs, a 512-wide box head."""
+    backbone = mobilenet_v2_fpn_backbone(imagenet_weights, frozen_stages)
+    anchors = AnchorGenerator(
+        sizes=((16, 24), (32, 48), (64, 96), (128, 256)),
+        aspect_ratios=((0.5, 1.0, 2.0),) * 4,
+    )
+    roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+    return FasterRCNN(
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=TwoMLPHead(backbone.out_channels * 7 * 7, 512),
+        box_predictor=FastRCNNPredictor(512, num_classes),
+        **kwargs,
+    )
+
+
+def build_detector(
+    name: str,
+    num_classes: int,
+    top_n: int = 100,
+    min_size: int | tuple[int, ...] = 0,
+    max_size: int = 0,
+    score_thresh: float = 0.05,
+    **train_kwargs,
+) -> nn.Module:
+    """An untrained Faster R-CNN ``name`` with ``num_classes`` outputs (weights are loaded by `detector.weights`)."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model '{name}'; valid models: {', '.join(MODEL_NAMES)}")
+    default_min, default_max = DEFAULT_SIZES[name]
+    kwargs = detection_kwargs(top_n, min_size or default_min, max_size or default_max, score_thresh)
+    kwargs.update(train_kwargs)
+    if name == BUNDLED_MODEL:
+        return build_driving_mobilenet_v2_fpn(num_classes, **kwargs)
+    return TORCHVISION_BUILDERS[name](weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+
+
+def set_top_n(model: FasterRCNN, top_n: int) -> None:
+    """Change the test-time RPN top-N of a built model in place (the tuner sweeps it without rebuilding)."""
+    model.rpn._pre_nms_top_n["testing"] = top_n
+    model.rpn._post_nms_top_n["testing"] = top_n
