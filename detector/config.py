@@ -130,3 +130,68 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass config as plain data, for benchmark records and written configs."""
     return dataclasses.asdict(obj)
+
+
+@dataclasses.dataclass
+class OnnxConfig:
+    """ONNX Runtime session settings (used when ``model.backend`` is ``onnx``)."""
+
+    providers: list[str] = dataclasses.field(default_factory=lambda: ["CPUExecutionProvider"])
+    intra_op_threads: int = 0
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    trt_fp16: bool = True
+    trt_cache_dir: str = "outputs/trt-cache"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Which detector runs, with which weights, on which backend and device."""
+
+    name: str = "driving_mobilenet_v2_fpn"
+    weights: str = "default"
+    top_n: int = 100
+    min_size: int = 0
+    max_size: int = 0
+    score_thresh: float = 0.05
+    backend: Literal["torch", "onnx"] = "torch"
+    onnx_path: str = ""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    fp16: bool = False
+    onnx: OnnxConfig = dataclasses.field(default_factory=OnnxConfig)
+
+    def __post_init__(self) -> None:
+        from detector.models import MODEL_NAMES
+
+        if self.name not in MODEL_NAMES:
+            raise ConfigError(f"'model.name' = '{self.name}' is not valid; valid values: {', '.join(MODEL_NAMES)}")
+        if self.top_n < 1:
+            raise ConfigError(f"'model.top_n' must be >= 1, got {self.top_n}")
+        if not 0.0 <= self.score_thresh < 1.0:
+            raise ConfigError(f"'model.score_thresh' must be in [0, 1), got {self.score_thresh}")
+        if self.backend == "onnx" and not self.onnx_path:
+            raise ConfigError("'model.backend' = 'onnx' needs 'model.onnx_path'")
+
+
+@dataclasses.dataclass
+class NmsConfig:
+    """The class-wise NMS stage: IoU, score thresholds (global and per class) and the classes kept."""
+
+    iou: float = 0.5
+    score_thresh: float = 0.4
+    class_thresh: dict[str, float] = dataclasses.field(default_factory=dict)
+    classes: list[str] = dataclasses.field(default_factory=lambda: list(_driving_classes()))
+
+    def __post_init__(self) -> None:
+        from detector.labels import LABELS
+
+        if not 0.0 < self.iou <= 1.0:
+            raise ConfigError(f"'nms.iou' must be in (0, 1], got {self.iou}")
+        for name in [*self.classes, *self.class_thresh]:
+            if name not in LABELS[1:]:
+                raise ConfigError(f"'nms' names unknown class '{name}'; valid classes: {', '.join(LABELS[1:])}")
+
+
+def _driving_classes() -> tuple[str, ...]:
+    from detector.labels import DRIVING_CLASSES
+
+    return DRIVING_CLASSES

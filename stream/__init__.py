@@ -1,0 +1,1 @@
+"""Streaming pipeline: sources, the one stage runner, queues, rendering, sinks, metrics."""

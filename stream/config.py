@@ -1,0 +1,62 @@
+"""The pipeline's config schema (loaded by the one loader, `detector.config.load_config`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from detector.config import ConfigError, ModelConfig, NmsConfig, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+@dataclass
+class SourceConfig:
+    """Capture: lossless for files, drop-oldest (``latest``) for live sources unless overridden."""
+
+    policy: Literal["auto", "lossless", "latest"] = "auto"
+    queue_size: int = 4
+    reconnect_attempts: int = 5
+    reconnect_backoff: float = 0.5
+    open_timeout: float = 5.0
+    fallback_fps: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ConfigError(f"'source.queue_size' must be >= 1, got {self.queue_size}")
+        if self.open_timeout <= 0 or self.reconnect_backoff < 0 or self.reconnect_attempts < 0:
+            raise ConfigError("'source.open_timeout' must be > 0; reconnect settings must be >= 0")
+
+
+@dataclass
+class OutputConfig:
+    """Where results go: annotated video, detections JSONL, benchmark record and the shared CSV log."""
+
+    dir: str = "outputs"
+    video: bool = True
+    codecs: list[str] = field(default_factory=lambda: ["mp4v", "avc1", "MJPG"])
+    benchmark_csv: str = "outputs/benchmarks.csv"
+    log_every: float = 5.0
+
+
+@dataclass
+class RenderConfig:
+    """Overlay: boxes with label and score, and the HUD (FPS, per-stage ms, dropped frames)."""
+
+    hud: bool = True
+    labels: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    nms: NmsConfig = field(default_factory=NmsConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """``configs/default.yaml`` unless another file is given, with ``key=value`` overrides."""
+    return load_config(PipelineConfig, path or DEFAULT_CONFIG, overrides)
