@@ -21,3 +21,32 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _quiet_random_weights_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
+
+
+# A random-init torchvision model at a tiny input size: for tests where weights don't matter.
+RANDOM_MODEL = [
+    "model.name=fasterrcnn_mobilenet_v3_large_320_fpn", "model.weights=random",
+    "model.min_size=96", "model.max_size=128", "model.top_n=20", "model.device=cpu",
+]
+
+
+def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120), fps: float = 10.0,
+                codec: str = "MJPG") -> Path:
+    """A small clip of a bright box moving across a dark road, frame i drawn from i alone."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    assert writer.isOpened(), f"cannot write test video {path}"
+    for i in range(frames):
+        image = np.full((size[1], size[0], 3), 40, np.uint8)
+        x = 5 + (i * 7) % max(size[0] - 40, 1)
+        cv2.rectangle(image, (x, size[1] // 3), (x + 30, size[1] // 3 + 20), (0, 0, 220), -1)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def video(tmp_path: Path) -> Path:
+    return write_video(tmp_path / "clip.avi")

@@ -1,0 +1,261 @@
+"""ONNX Runtime inference backend: the graph written by `detector.export`, same contract as `TorchBackend`.
+
+The graph takes the camera frame as is (uint8 BGR, (H, W, 3)) and does TorchBackend's preprocessing itself, so a
+frame crosses to the device once, at one byte per pixel. Its outputs are model class indices; the class map stored
+in the file's metadata turns them into driving ids exactly as TorchBackend's class map does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from google.protobuf.message import DecodeError
+
+from detector.config import ConfigError, ModelConfig, NmsConfig, OnnxConfig
+from detector.detections import Detections
+from detector.labels import LABEL_IDS, LABELS
+from detector.models import DEFAULT_SIZES
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "frame"
+OUTPUT_NAMES = ("boxes", "scores", "labels")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+CPU_PROVIDER = "CPUExecutionProvider"
+GRAPH_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+# Errors onnxruntime raises for a file it can't load or an input it rejects (none share a base but Exception).
+ORT_ERRORS = tuple(
+    getattr(ort.capi.onnxruntime_pybind11_state, name)
+    for name in (
+        "Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NotImplemented",
+        "RuntimeException", "EPFail",
+    )
+)
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file that can't be used here: missing, corrupt, not from `detector.export`, or rejecting the input."""
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """What `detector.export` bakes into the graph, stored as JSON values in the file's ``metadata_props``.
+
+    labels[i] is the driving name of model class i (None: not a driving class); class_map[i] its driving id (-1).
+    """
+
+    model_name: str
+    top_n: int
+    min_size: int
+    max_size: int
+    score_thresh: float
+    labels: list[str | None]
+    class_map: list[int]
+    weights: str
+    weights_sha256: str
+
+    def to_props(self) -> dict[str, str]:
+        return {key: json.dumps(value) for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str) -> OnnxMetadata:
+        """Parse and check the metadata; anything missing or inconsistent is an `OnnxModelError`."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [name for name in names if name not in props]
+        if missing:
+            raise OnnxModelError(
+                f"'{source}' lacks this project's metadata ({', '.join(missing)}); "
+                "export it with python -m detector.export"
+            )
+        try:
+            meta = cls(**{name: json.loads(props[name]) for name in names})
+            meta.check_labels(source)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise OnnxModelError(f"'{source}' has unreadable metadata ({first_line(exc)})") from None
+        return meta
+
+    def check_labels(self, source: str) -> None:
+        """The stored names and ids must agree with this project's label map (`detector.labels`)."""
+        if len(self.labels) != len(self.class_map):
+            raise OnnxModelError(f"'{source}': {len(self.labels)} label names but {len(self.class_map)} class ids")
+        for index, (name, driving_id) in enumerate(zip(self.labels, self.class_map)):
+            expected = -1 if name is None else LABEL_IDS.get(name)
+            if expected != driving_id:
+                raise OnnxModelError(
+                    f"'{source}': model class {index} is {name!r} with driving id {driving_id}, which does not match "
+                    f"this project's label map ({', '.join(LABELS[1:])})"
+                )
+
+    def check_config(self, cfg: ModelConfig, source: str) -> None:
+        """The config must describe the graph: top-N, sizes and score threshold are baked in at export."""
+        default_min, default_max = DEFAULT_SIZES[cfg.name]
+        wanted = {
+            "name": (self.model_name, cfg.name),
+            "top_n": (self.top_n, cfg.top_n),
+            "min_size": (self.min_size, cfg.min_size or default_min),
+            "max_size": (self.max_size, cfg.max_size or default_max),
+            "score_thresh": (self.score_thresh, cfg.score_thresh),
+        }
+        differ = [
+            f"{key} {exported} vs model.{key}={configured}"
+            for key, (exported, configured) in wanted.items()
+            if exported != configured and not (key == "score_thresh" and math.isclose(exported, configured))
+        ]
+        if differ:
+            raise OnnxModelError(
+                f"'{source}' was exported with other settings than the config ({'; '.join(differ)}); "
+                "set those keys or re-export with python -m detector.export"
+            )
+
+
+def check_class_filter(class_map: np.ndarray, nms: NmsConfig, model: str) -> list[str]:
+    """The NMS class filter against what a model can output; returns the filtered classes it never outputs.
+
+    A filter keeping none of the model's classes would show nothing at all, so it is a `ConfigError`; a partial
+    overlap (e.g. the default filter's road signs with a COCO model) is one warning line. Any backend's map works.
+    """
+    produced = {LABELS[i] for i in np.asarray(class_map) if i > 0}
+    if not produced & set(nms.classes):
+        raise ConfigError(
+            f"'nms.classes' keeps none of the classes model '{model}' outputs ({', '.join(sorted(produced))})"
+        )
+    unused = sorted({*nms.classes, *nms.class_thresh} - produced)
+    if unused:
+        log.warning("model '%s' never outputs %s, named in the nms config", model, ", ".join(unused))
+    return unused
+
+
+def read_metadata(path: Path) -> OnnxMetadata:
+    """The project metadata of an exported file, read without starting a session (TensorRT builds are slow)."""
+    if not path.is_file():
+        raise OnnxModelError(f"ONNX model '{path}' does not exist; create it with python -m detector.export")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as exc:
+        raise OnnxModelError(f"'{path}' is not a readable ONNX model ({type(exc).__name__})") from None
+    if not proto.graph.node:
+        raise OnnxModelError(f"'{path}' is not a readable ONNX model (empty graph)")
+    return OnnxMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(path))
+
+
+def provider_list(cfg: ModelConfig, available: list[str], cuda_present: bool) -> list[tuple[str, dict]]:
+    """Requested providers that can run here, in order, with their options; CPU always closes the list."""
+    requested = [CPU_PROVIDER] if cfg.device == "cpu" else cfg.onnx.providers
+    usable = [p for p in requested if p in available and (cuda_present or p not in GPU_PROVIDERS)]
+    skipped = [p for p in requested if p not in usable]
+    if skipped:
+        why = f"available: {', '.join(available)}" + ("" if cuda_present else "; no CUDA device")
+        log.warning("ONNX Runtime providers skipped (%s): %s", why, ", ".join(skipped))
+    if CPU_PROVIDER not in usable:
+        usable.append(CPU_PROVIDER)
+    return [(p, provider_options(p, cfg.onnx)) for p in usable]
+
+
+def provider_options(provider: str, cfg: OnnxConfig) -> dict:
+    """TensorRT: fp16 per config, engines and timing cache kept in the cache folder (builds take minutes)."""
+    if provider != "TensorrtExecutionProvider":
+        return {}
+    Path(cfg.trt_cache_dir).mkdir(parents=True, exist_ok=True)
+    return {
+        "trt_fp16_enable": cfg.trt_fp16,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cfg.trt_cache_dir,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cfg.trt_cache_dir,
+    }
+
+
+def open_session(path: Path, cfg: ModelConfig) -> ort.InferenceSession:
+    """An InferenceSession with the config's threads, graph optimisation and providers; logs what actually runs."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cfg.onnx.intra_op_threads
+    options.graph_optimization_level = GRAPH_LEVELS[cfg.onnx.graph_optimization]
+    options.log_severity_level = 3  # errors only: its warnings (shape ops kept on CPU, ...) bury the line below
+    providers = provider_list(cfg, ort.get_available_providers(), cuda_available())
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except ORT_ERRORS as exc:
+        raise OnnxModelError(f"ONNX Runtime cannot load '{path}': {first_line(exc)}") from None
+    running = session.get_providers()
+    not_started = [p for p, _ in providers if p not in running]
+    if not_started:
+        log.warning("ONNX Runtime could not start %s; running on %s", ", ".join(not_started), running[0])
+    if cfg.device == "cuda" and running[0] not in GPU_PROVIDERS:
+        raise ConfigError("model.device = 'cuda' but ONNX Runtime runs on the CPU here; use model.device=auto or cpu")
+    log.info("ONNX Runtime runs '%s' on %s", path, running[0])
+    return session
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device exists: asking ONNX Runtime for a GPU provider without one fills stdout with errors."""
+    return torch.cuda.is_available()
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class OnnxBackend:
+    """Runs an exported detector in ONNX Runtime; on a GPU provider through IO binding (one upload per frame)."""
+
+    name = "onnx"
+
+    def __init__(self, session: ort.InferenceSession, meta: OnnxMetadata, io_binding: bool = False):
+        self.session, self.meta = session, meta
+        self.class_map = np.asarray(meta.class_map, np.int64)
+        self.binding = self.bind_outputs() if io_binding else None
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> OnnxBackend:
+        """Check the file's metadata against the config before starting a session (TensorRT builds are slow)."""
+        path = Path(cfg.onnx_path)
+        meta = read_metadata(path)
+        meta.check_config(cfg, str(path))
+        session = open_session(path, cfg)
+        return cls(session, meta, io_binding=session.get_providers()[0] in GPU_PROVIDERS)
+
+    def bind_outputs(self) -> ort.IOBinding:
+        """Outputs go straight to host memory: they are small and the NMS stage reads them there."""
+        binding = self.session.io_binding()
+        for name in OUTPUT_NAMES:
+            binding.bind_output(name, "cpu")
+        return binding
+
+    def run(self, frame_bgr: np.ndarray) -> list[np.ndarray]:
+        if self.binding is None:
+            return self.session.run(OUTPUT_NAMES, {INPUT_NAME: frame_bgr})
+        self.binding.bind_cpu_input(INPUT_NAME, frame_bgr)
+        self.session.run_with_iobinding(self.binding)
+        return self.binding.copy_outputs_to_cpu()
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        check_frame(frame_bgr)
+        try:
+            boxes, scores, labels = self.run(np.ascontiguousarray(frame_bgr))
+        except ORT_ERRORS as exc:
+            raise OnnxModelError(f"ONNX Runtime rejected a {frame_bgr.shape} frame: {first_line(exc)}") from None
+        labels = self.class_map[labels]
+        keep = labels >= 0
+        return Detections(boxes[keep], scores[keep], labels[keep])
+
+
+def check_frame(frame: np.ndarray) -> None:
+    """The graph's input is fixed at export: a non-empty uint8 (H, W, 3) array."""
+    shape_ok = isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.size > 0
+    if shape_ok and frame.dtype == np.uint8:
+        return
+    kind = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+    raise OnnxModelError(f"the ONNX model takes a non-empty uint8 BGR frame of shape (H, W, 3); got a {kind}")

@@ -1,0 +1,208 @@
+"""Evaluate a detector on a labelled dataset: per-class AP@0.5 (VOC all-point and 11-point) and COCO AP@[.5:.95].
+
+    python -m detector.evaluate --data voc:../shared/data/roadsigns --split ../shared/data/roadsigns/val.txt \
+        --config configs/default.yaml [key=value ...] [--report out.json] [--plots DIR] [--skip-bad]
+
+Every image goes through the same backend and NMS stage as the pipeline, but with the NMS score thresholds
+at 0 unless given on the command line (see `evaluation_nms`). Writes a JSON report and a PNG of the
+precision-recall curves at IoU 0.5 (default: ``outputs/eval/<dataset>/``) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import cv2
+import numpy as np
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from detector.backend import Backend, NmsStage, build_backend
+from detector.config import NmsConfig, parse_overrides, to_dict
+from detector.datasets import AnnotatedImage, Dataset, DatasetError, load_dataset
+from detector.labels import LABELS
+from detector.metrics import ClassResult, GroundTruth, evaluate
+from stream.config import PipelineConfig, load_pipeline_config
+
+log = logging.getLogger("detector.evaluate")
+COLUMNS = ("class", "GT", "dets", "AP50", "AP50-11pt", "AP[.5:.95]")
+
+
+@dataclass
+class EvalReport:
+    """Per-class results (classes with ground truth only) and their means; ``seconds`` is the whole run."""
+
+    classes: list[ClassResult]
+    images: int
+    seconds: float
+
+    @property
+    def map50(self) -> float:
+        return _mean([c.ap50 for c in self.classes])
+
+    @property
+    def map50_11pt(self) -> float:
+        return _mean([c.ap50_11pt for c in self.classes])
+
+    @property
+    def map_coco(self) -> float:
+        return _mean([c.ap_coco for c in self.classes])
+
+    def to_json(self) -> dict:
+        return {
+            "classes": {
+                c.name: {"num_gt": c.num_gt, "num_det": c.num_det, "ap50": round(c.ap50, 4),
+                         "ap50_11pt": round(c.ap50_11pt, 4), "ap50_101pt": round(c.ap50_coco, 4),
+                         "ap_coco": round(c.ap_coco, 4)}
+                for c in self.classes
+            },
+            "map50": round(self.map50, 4),
+            "map50_11pt": round(self.map50_11pt, 4),
+            "map_coco": round(self.map_coco, 4),
+            "images": self.images,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+def evaluate_backend(
+    backend: Backend, nms_stage: NmsStage, dataset: Dataset | Sequence[AnnotatedImage], progress: bool = True,
+) -> EvalReport:
+    """Run every image through ``backend`` then ``nms_stage`` and score the detections (used in-process by tuners)."""
+    images = dataset.images if isinstance(dataset, Dataset) else dataset
+    started = time.perf_counter()
+    detections = []
+    for item in tqdm(images, desc="evaluate", unit="img", file=sys.stderr, disable=not progress):
+        frame = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise DatasetError(f"{item.path}: image missing or unreadable")
+        detections.append(nms_stage(backend(frame)))
+    truths = [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
+    results = evaluate(detections, truths, dict(enumerate(LABELS)))
+    return EvalReport(results, len(images), time.perf_counter() - started)
+
+
+def evaluation_nms(cfg: NmsConfig, overrides: list[str]) -> NmsConfig:
+    """The config's NMS with score thresholds dropped unless given on the command line.
+
+    AP integrates precision over the whole ranked list, so a display threshold (0.4 in the default config) would
+    cut recall short and lower every AP; evaluation ranks all detections the model emits instead (the model's
+    own ``model.score_thresh``, 0.05 by default as in torchvision's COCO evaluation, still applies).
+    """
+    given = parse_overrides(overrides)
+    keep_thresh = "nms.score_thresh" in given
+    keep_class = any(k == "nms.class_thresh" or k.startswith("nms.class_thresh.") for k in given)
+    return dataclasses.replace(
+        cfg,
+        score_thresh=cfg.score_thresh if keep_thresh else 0.0,
+        class_thresh=cfg.class_thresh if keep_class else {},
+    )
+
+
+def format_table(report: EvalReport) -> str:
+    """A fixed-width table: one row per class, then the mAP row."""
+    row = "{:<16}{:>7}{:>8}{:>8}{:>11}{:>12}"
+    lines = [row.format(*COLUMNS)]
+    for c in report.classes:
+        lines.append(row.format(c.name, c.num_gt, c.num_det, f"{c.ap50:.4f}", f"{c.ap50_11pt:.4f}", f"{c.ap_coco:.4f}"))
+    lines.append(row.format(
+        "mAP", sum(c.num_gt for c in report.classes), sum(c.num_det for c in report.classes),
+        f"{report.map50:.4f}", f"{report.map50_11pt:.4f}", f"{report.map_coco:.4f}",
+    ))
+    return "\n".join(lines)
+
+
+def save_pr_curves(report: EvalReport, path: Path, title: str = "") -> Path:
+    """One PNG with a precision-recall curve per class at IoU 0.5 (Figure without pyplot: no GUI backend)."""
+    fig = Figure(figsize=(7, 5), dpi=100)
+    ax = fig.add_subplot()
+    for c in report.classes:
+        ax.plot(c.curve50.recall, c.curve50.precision, label=f"{c.name} (AP50 {c.ap50:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title=f"{title} mAP50 {report.map50:.3f}".strip())
+    ax.grid(alpha=0.3)
+    if report.classes:
+        ax.legend(loc="lower left", fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def dataset_name(spec: str, split: str | None) -> str:
+    """A folder name for a dataset: ``voc:.../roadsigns`` + ``val.txt`` -> ``roadsigns-val``."""
+    path = Path(spec.partition(":")[2])
+    name = f"{path.parent.name}-{path.stem}" if path.suffix else path.name
+    return f"{name}-{Path(split).stem}" if split else name
+
+
+def config_summary(cfg: PipelineConfig, nms: NmsConfig) -> dict:
+    """The settings that change the numbers: the model section and the NMS actually used."""
+    return {"model": to_dict(cfg.model), "nms": to_dict(nms)}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are the command's one-line ``error: ...`` and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; overrides are the pipeline config's dotted keys."""
+    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, metavar="FORMAT:PATH", help="voc|kitti|coco|yolo:PATH")
+    parser.add_argument("--split", help="file of image stems to evaluate (one per line)")
+    parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
+    parser.add_argument("--report", type=Path, help="JSON report (default: outputs/eval/<dataset>/report.json)")
+    parser.add_argument("--plots", type=Path, help="folder for pr_curves.png (default: beside the report)")
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad annotations instead of stopping")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.top_n=50")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> tuple[EvalReport, Path, Path]:
+    """Load config, data and model, evaluate, and write the report and the plot."""
+    cfg = load_pipeline_config(args.config, args.overrides)
+    nms = evaluation_nms(cfg.nms, args.overrides)
+    dataset = load_dataset(args.data, args.split, skip_bad=args.skip_bad)
+    backend = build_backend(cfg.model)
+    log.info("evaluation NMS: IoU %.2f, score threshold %.2f", nms.iou, nms.score_thresh)
+    report = evaluate_backend(backend, NmsStage(nms), dataset)
+    name = dataset_name(args.data, args.split)
+    report_path = args.report or Path(cfg.output.dir) / "eval" / name / "report.json"
+    plot_path = (args.plots or report_path.parent) / "pr_curves.png"
+    record = {"dataset": {"spec": args.data, "split": args.split, "skipped": dataset.skipped},
+              "config": config_summary(cfg, nms), **report.to_json()}
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(record, indent=1))
+    save_pr_curves(report, plot_path, name)
+    return report, report_path, plot_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: 0 on success, 2 with one ``error:`` line for bad input (config, data, weights, files)."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        report, report_path, plot_path = run(args)
+    except (ValueError, OSError) as exc:  # Config/Dataset/WeightsError, bad device: ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    print(f"{report.images} images in {report.seconds:.1f} s; report: {report_path}; plot: {plot_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

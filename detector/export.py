@@ -1,0 +1,138 @@
+"""Export a detector to ONNX for `detector.backend_onnx`: a camera frame in, driving-ready boxes out.
+
+    python -m detector.export --model NAME --weights W --top-n N --out model.onnx [--min-size S --max-size S --opset K]
+
+Input: the frame as the camera gives it, uint8 BGR (H, W, 3), batch 1, dynamic H and W. BGR->RGB, HWC->CHW and
+/255 run inside the graph with the same ops TorchBackend runs on its device, so pre- and postprocessing are the
+same code path, the runtime converts nothing on the host and uploads a quarter of a float frame's bytes. Then the
+model's own resize, normalisation, RPN, box head and postprocessing; outputs are boxes (N, 4) in source pixels,
+scores (N,) and labels (N,) as model class indices, which the class map in the metadata turns into driving ids.
+
+Exporter: the TorchScript-based one (``dynamo=False``), as torchvision tests its detection models with it; the
+default dynamo exporter needs onnxscript, which is not a dependency. Opset 17: RoiAlign carries its coordinate
+mode from 16 on (``output_half_pixel`` = torchvision's aligned=False) and HardSwish is native from 14.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
+from detector.labels import LABELS
+from detector.models import MODEL_NAMES
+from detector.weights import WeightsError, load_model
+
+DEFAULT_OPSET = 17
+OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the TorchScript exporter's last
+
+
+class FrameDetector(nn.Module):
+    """The detector with TorchBackend's preprocessing in front: uint8 BGR (H, W, 3) -> boxes, scores, labels."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frame_bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image = frame_bgr.flip(-1).permute(2, 0, 1).float().div(255)
+        output = self.model([image])[0]
+        return output["boxes"], output["scores"], output["labels"]
+
+
+def state_sha256(model: nn.Module) -> str:
+    """sha256 over parameter names and values as loaded: identifies the weights whatever their source."""
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def describe(model: nn.Module, class_map: np.ndarray, name: str, weights: str) -> OnnxMetadata:
+    """The metadata of ``model`` as built: its top-N, sizes and score threshold are what the graph bakes in."""
+    return OnnxMetadata(
+        model_name=name,
+        top_n=int(model.rpn._post_nms_top_n["testing"]),
+        min_size=int(model.transform.min_size[-1]),
+        max_size=int(model.transform.max_size),
+        score_thresh=float(model.roi_heads.score_thresh),
+        labels=[LABELS[i] if i >= 0 else None for i in class_map],
+        class_map=[int(i) for i in class_map],
+        weights=weights,
+        weights_sha256=state_sha256(model),
+    )
+
+
+def export_model(model: nn.Module, meta: OnnxMetadata, out: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Trace ``model`` behind the frame preprocessing, attach ``meta``, check the graph and write it to ``out``."""
+    sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (meta.min_size, meta.max_size, 3), np.uint8))
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about torchvision internals that its ONNX support handles (tests/test_onnx.py checks).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            FrameDetector(model).eval(), (sample,), buffer, dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "height", 1: "width"}, **{n: {0: "detections"} for n in OUTPUT_NAMES}},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, meta.to_props())
+    onnx.checker.check_model(proto, full_check=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return proto
+
+
+def export(
+    name: str, weights: str, top_n: int, out: Path, min_size: int = 0, max_size: int = 0,
+    score_thresh: float = 0.05, opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
+    """Load ``name`` with ``weights`` (random ones from seed 0, so the file is reproducible) and export it."""
+    torch.manual_seed(0)
+    model, class_map = load_model(name, weights, top_n, min_size, max_size, score_thresh)
+    return export_model(model, describe(model, class_map, name, weights), out, opset)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=" | ".join(MODEL_NAMES))
+    parser.add_argument("--weights", default="default", help="default | coco | random | a weights file")
+    parser.add_argument("--top-n", type=int, default=100, help="RPN proposals kept at test time")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--min-size", type=int, default=0, help="0: the model's default")
+    parser.add_argument("--max-size", type=int, default=0, help="0: the model's default")
+    parser.add_argument("--score-thresh", type=float, default=0.05, help="candidate floor before the NMS stage")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="K",
+                        help=f"ONNX opset, {OPSETS[0]}..{OPSETS[-1]} (default {DEFAULT_OPSET})")
+    args = parser.parse_args(argv)
+    if args.top_n < 1 or args.min_size < 0 or args.max_size < 0 or not 0.0 <= args.score_thresh < 1.0:
+        parser.error("--top-n must be >= 1, sizes >= 0 and --score-thresh in [0, 1)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,
+                       args.score_thresh, args.opset)
+    except (WeightsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {opset}, checked)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""`Frame`: the item that flows through the pipeline's queues, filled in stage by stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector.detections import Detections
+
+
+@dataclass
+class Frame:
+    """One captured image and what the stages added to it.
+
+    index: decoded frame number (gaps mean dropped or skipped frames); timestamp: seconds in source time;
+    captured_at: ``time.perf_counter()`` at capture, for end-to-end latency; image: (H, W, 3) uint8 BGR.
+    """
+
+    index: int
+    timestamp: float
+    captured_at: float
+    image: np.ndarray
+    detections: Detections | None = None
+    annotated: np.ndarray | None = None

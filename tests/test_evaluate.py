@@ -1,0 +1,151 @@
+"""The evaluate command end to end on a generated VOC dataset, its error handling, and `evaluate_backend`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detector.backend import NmsStage
+from detector.config import NmsConfig
+from detector.datasets import load_dataset
+from detector.detections import Detections
+from detector.evaluate import evaluate_backend, evaluation_nms, main
+
+# name -> (size (w, h), [(class, xmin, ymin, xmax, ymax)])
+IMAGES = {
+    "a": ((160, 120), [("car", 10, 20, 70, 60), ("stop", 100, 10, 140, 50)]),
+    "b": ((160, 120), [("car", 30, 40, 110, 100)]),
+    "c": ((160, 120), [("stop", 60, 30, 90, 70), ("car", 5, 70, 50, 115)]),
+}
+CONFIG = """model:
+  name: fasterrcnn_mobilenet_v3_large_320_fpn
+  weights: random
+  device: cpu
+  min_size: 128
+  max_size: 160
+  top_n: 20
+nms:
+  iou: 0.5
+  score_thresh: 0.4
+"""
+
+
+def write_voc(root: Path) -> Path:
+    """A VOC folder of `IMAGES` with a filled rectangle per box."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    for stem, ((w, h), objects) in IMAGES.items():
+        image = np.full((h, w, 3), 90, np.uint8)
+        xml = [f"<annotation><filename>{stem}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+               "<depth>3</depth></size>"]
+        for name, *box in objects:
+            cv2.rectangle(image, tuple(box[:2]), tuple(box[2:]), (20, 200, 240), -1)
+            xml.append(f"<object><name>{name}</name><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin>"
+                       f"<xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>")
+        cv2.imwrite(str(root / "images" / f"{stem}.jpg"), image)
+        (root / "annotations" / f"{stem}.xml").write_text("".join(xml) + "</annotation>")
+    return root
+
+
+@pytest.fixture
+def voc(tmp_path: Path) -> Path:
+    return write_voc(tmp_path / "tiny")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "eval.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_command_writes_report_and_plot(voc: Path, config: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["--data", f"voc:{voc}", "--config", str(config), f"output.dir={out}", "model.top_n=10"])
+    assert code == 0
+    report = json.loads((out / "eval" / "tiny" / "report.json").read_text())
+    assert set(report["classes"]) == {"car", "stop_sign"}
+    assert report["classes"]["car"]["num_gt"] == 3 and report["classes"]["stop_sign"]["num_gt"] == 2
+    for numbers in report["classes"].values():
+        for key in ("ap50", "ap50_11pt", "ap50_101pt", "ap_coco"):
+            assert 0.0 <= numbers[key] <= 1.0
+    for key in ("map50", "map50_11pt", "map_coco"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["images"] == 3 and report["dataset"]["spec"] == f"voc:{voc}"
+    assert report["config"]["model"]["top_n"] == 10
+    assert report["config"]["nms"]["score_thresh"] == 0.0  # the YAML's display threshold is not used
+    assert (out / "eval" / "tiny" / "pr_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "stop_sign" in table and "mAP" in table
+
+
+def test_command_split_report_and_plots_flags(voc: Path, config: Path, tmp_path: Path) -> None:
+    split = tmp_path / "val.txt"
+    split.write_text("b\n")
+    report_path, plots = tmp_path / "r" / "report.json", tmp_path / "plots"
+    code = main(["--data", f"voc:{voc}", "--split", str(split), "--config", str(config),
+                 "--report", str(report_path), "--plots", str(plots), "nms.score_thresh=0.3"])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["images"] == 1 and list(report["classes"]) == ["car"]
+    assert report["config"]["nms"]["score_thresh"] == 0.3  # a command-line threshold is honoured
+    assert (plots / "pr_curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args", [
+    ["--data", "voc:/nonexistent/dataset"],
+    ["--data", "pascal:{voc}"],
+    ["--data", "voc:{voc}", "model.nonsense=1"],
+    ["--data", "voc:{voc}", "--split", "/nonexistent/split.txt"],
+    ["--config", "{config}"],
+])
+def test_bad_input_exits_2_with_one_line(args: list[str], voc: Path, config: Path, capsys) -> None:
+    argv = [a.format(voc=voc, config=config) for a in args]
+    if "--config" not in argv:
+        argv += ["--config", str(config)]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+class OracleBackend:
+    """Returns each image's ground truth (in evaluation order) at a fixed low score: a perfect, unsure model."""
+
+    name = "oracle"
+
+    def __init__(self, images, score: float):
+        self.truths = iter(images)
+        self.score = score
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        item = next(self.truths)
+        assert frame_bgr.shape[:2] == (item.height, item.width)
+        return Detections(item.boxes, np.full(len(item.boxes), self.score), item.labels)
+
+
+def test_evaluate_backend_ranks_low_scores(voc: Path) -> None:
+    dataset = load_dataset(f"voc:{voc}")
+    display = NmsConfig(iou=0.5, score_thresh=0.4)
+    perfect = evaluate_backend(OracleBackend(dataset.images, 0.1), NmsStage(evaluation_nms(display, [])), dataset)
+    assert [c.name for c in perfect.classes] == ["car", "stop_sign"]
+    assert perfect.map50 == perfect.map50_11pt == perfect.map_coco == pytest.approx(1.0)
+    assert perfect.images == 3 and perfect.seconds > 0
+    cut = evaluate_backend(OracleBackend(dataset.images, 0.1), NmsStage(display), dataset.images, progress=False)
+    assert cut.map50 == 0.0 and all(c.num_det == 0 for c in cut.classes)
+    assert {c.name: c.num_gt for c in cut.classes} == {"car": 3, "stop_sign": 2}
+
+
+def test_evaluation_nms_keeps_iou_and_classes() -> None:
+    cfg = NmsConfig(iou=0.6, score_thresh=0.5, class_thresh={"car": 0.7}, classes=["car", "person"])
+    relaxed = evaluation_nms(cfg, ["model.top_n=5"])
+    assert (relaxed.iou, relaxed.score_thresh, relaxed.class_thresh) == (0.6, 0.0, {})
+    assert relaxed.classes == ["car", "person"]
+    kept = evaluation_nms(cfg, ["nms.class_thresh.car=0.7"])
+    assert kept.class_thresh == {"car": 0.7} and kept.score_thresh == 0.0

@@ -1,0 +1,107 @@
+"""The overlay: boxes in class colours at the right place, labels kept on-frame and scaled, a cheap HUD."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detector.detections import Detections
+from detector.labels import LABEL_IDS
+from stream.config import RenderConfig
+from stream.render import HudStats, LabelAnnotator, Overlay, class_color
+
+CAR = LABEL_IDS["car"]
+STATS = HudStats(fps=24.5, stage_ms={"capture": 1.5, "infer": 41.2, "render": 0.8}, dropped=2)
+
+
+def blank(width: int = 640, height: int = 360) -> np.ndarray:
+    return np.zeros((height, width, 3), np.uint8)
+
+
+def one(box: tuple[float, float, float, float], label: int = CAR, score: float = 0.87) -> Detections:
+    return Detections(np.array([box]), np.array([score]), np.array([label]))
+
+
+def label_rows(width: int, height: int, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Row indices where the label (and nothing else) changed the frame."""
+    plain = Overlay(RenderConfig(hud=False, labels=False))(blank(width, height), one(box))
+    labelled = Overlay(RenderConfig(hud=False, labels=True))(blank(width, height), one(box))
+    return np.flatnonzero(np.any(plain != labelled, axis=(1, 2)))
+
+
+def test_box_edges_are_drawn_in_the_class_colour() -> None:
+    out = Overlay(RenderConfig(hud=False, labels=False))(blank(), one((100, 80, 300, 200)))
+    colour = class_color(CAR)
+    assert np.all(out[90:190, 100] == colour)
+    assert np.all(out[90:190, 300] == colour)
+    assert np.all(out[80, 110:290] == colour)
+    assert np.all(out[200, 110:290] == colour)
+    assert not out[120:160, 150:250].any()
+    assert not out[250:, :].any()
+
+
+def test_classes_get_different_colours() -> None:
+    boxes = Detections(np.array([[10, 10, 60, 60], [100, 10, 160, 60]]), np.array([0.9, 0.9]),
+                       np.array([CAR, LABEL_IDS["stop_sign"]]))
+    out = Overlay(RenderConfig(hud=False, labels=False))(blank(), boxes)
+    assert tuple(out[30, 10]) == class_color(CAR)
+    assert tuple(out[30, 100]) == class_color(LABEL_IDS["stop_sign"])
+    assert class_color(CAR) != class_color(LABEL_IDS["stop_sign"])
+
+
+@pytest.mark.parametrize("box", [(5, 0, 120, 60), (590, -20, 660, 40), (600, 330, 640, 360)])
+def test_label_at_the_frame_edge_stays_whole_and_inside(box: tuple[float, float, float, float]) -> None:
+    labels = LabelAnnotator()
+    centred = labels.annotate(blank(), one((300, 150, 400, 250))).any(axis=2)
+    edge = labels.annotate(blank(), one(box)).any(axis=2)
+    assert edge.sum() == centred.sum() > 0
+    rows, cols = np.flatnonzero(edge.any(axis=1)), np.flatnonzero(edge.any(axis=0))
+    assert rows.min() >= 0 and cols.max() <= 639
+    assert rows.min() <= max(box[1], 0) + 1 or rows.max() >= box[1] - 1
+
+
+def test_label_sits_above_the_box_when_there_is_room() -> None:
+    rows = label_rows(640, 360, (200, 150, 300, 250))
+    assert rows.max() < 150 and rows.min() > 120
+
+
+def test_label_height_scales_with_frame_height() -> None:
+    heights = [
+        np.ptp(label_rows(w, h, (0.3 * w, 0.3 * h, 0.6 * w, 0.8 * h))) + 1
+        for w, h in ((320, 180), (640, 360), (1920, 1080))
+    ]
+    assert heights[0] >= 12
+    assert heights[0] < heights[1] < heights[2]
+    assert heights[2] > 2 * heights[0]
+
+
+def test_box_thickness_scales_with_frame_size() -> None:
+    out = Overlay(RenderConfig(hud=False, labels=False))(blank(1920, 1080), one((600, 300, 1200, 900)))
+    column = np.all(out[600, 590:620] == class_color(CAR), axis=1)
+    assert column.sum() >= 4
+
+
+def test_hud_darkens_its_panel_and_nothing_else() -> None:
+    grey = np.full((360, 640, 3), 128, np.uint8)
+    out = Overlay(RenderConfig(labels=False))(grey, Detections(), STATS)
+    assert np.median(out[-60:-8, 8:60]) < 80
+    assert np.all(out[:100, :] == 128)
+    assert np.all(out[:, 400:] == 128)
+    assert (out[200:, :200] == 255).any()
+
+
+@pytest.mark.parametrize("cfg, stats", [(RenderConfig(hud=False), STATS), (RenderConfig(hud=True), None)])
+def test_hud_is_skipped_when_off_or_without_stats(cfg: RenderConfig, stats: HudStats | None) -> None:
+    grey = np.full((360, 640, 3), 128, np.uint8)
+    assert np.all(Overlay(cfg)(grey, Detections(), stats) == 128)
+
+
+@pytest.mark.parametrize("width, height", [(320, 180), (1920, 1080)])
+def test_overlay_leaves_the_input_untouched(width: int, height: int) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (height, width, 3), np.uint8)
+    before = image.copy()
+    box = (0.1 * width, 0.1 * height, 0.5 * width, 0.6 * height)
+    out = Overlay(RenderConfig())(image, one(box), STATS)
+    assert np.array_equal(image, before)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, image)

@@ -1,0 +1,96 @@
+"""The one stage runner and its bounded queues: order, end of stream, back-pressure, drop-oldest, errors."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from stream.queues import END, BoundedQueue, Stopped
+from stream.stages import Stage, StageFailed, run_stages
+
+
+def chain(items, *works, size=2, policy="block"):
+    stop, errors = threading.Event(), []
+    queues = [BoundedQueue(f"q{i}", size, policy if i == 0 else "block", stop) for i in range(len(works) + 1)]
+    stages = [Stage("source", lambda x: x, items, queues[0], stop, errors)]
+    stages += [Stage(f"s{i}", w, queues[i], queues[i + 1], stop, errors) for i, w in enumerate(works)]
+    out = []
+    stages.append(Stage("sink", out.append, queues[-1], None, stop, errors))
+    return stages, stop, errors, out, queues
+
+
+def test_items_flow_in_order_and_end_of_stream_stops_every_stage():
+    stages, stop, errors, out, _ = chain(range(50), lambda x: x * 2, lambda x: x + 1)
+    run_stages(stages, stop, errors)
+    assert out == [x * 2 + 1 for x in range(50)]
+    assert not any(s.is_alive() for s in stages)
+    assert all(len(s.timer.snapshot()) == 50 for s in stages)
+
+
+def test_none_result_filters_an_item():
+    stages, stop, errors, out, _ = chain(range(10), lambda x: x if x % 2 else None)
+    run_stages(stages, stop, errors)
+    assert out == [1, 3, 5, 7, 9]
+
+
+def test_block_policy_applies_back_pressure_and_keeps_everything():
+    stages, stop, errors, out, queues = chain(range(30), lambda x: (time.sleep(0.005), x)[1], size=2)
+    run_stages(stages, stop, errors)
+    assert out == list(range(30))
+    assert all(q.max_depth <= 2 + 1 for q in queues)  # +1: END may ride on top of a full queue
+    assert all(q.dropped == 0 for q in queues)
+
+
+def test_drop_oldest_keeps_the_newest_and_counts_drops():
+    stop = threading.Event()
+    q = BoundedQueue("live", 3, "drop_oldest", stop)
+    for i in range(10):
+        q.put(i)
+    q.put(END)
+    got = []
+    while (item := q.get()) is not END:
+        got.append(item)
+    assert got == [7, 8, 9]
+    assert q.dropped == 7
+    assert q.max_depth == 4  # 3 frames + END
+
+
+def test_an_exception_stops_all_stages_quickly_and_names_the_stage():
+    def boom(x):
+        if x == 5:
+            raise ValueError("bad frame")
+        return x
+
+    def endless():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    stages, stop, errors, out, _ = chain(endless(), boom, lambda x: (time.sleep(0.01), x)[1])
+    started = time.perf_counter()
+    with pytest.raises(StageFailed, match=r"stage 's0' failed: ValueError: bad frame"):
+        run_stages(stages, stop, errors)
+    assert time.perf_counter() - started < 1.0
+    assert not any(s.is_alive() for s in stages)
+    assert out == list(range(len(out))) and len(out) <= 5
+
+
+def test_close_runs_even_when_the_stage_is_stopped():
+    closed = threading.Event()
+    stop, errors = threading.Event(), []
+    q = BoundedQueue("in", 2, "block", stop)
+    stage = Stage("sink", lambda x: None, q, None, stop, errors, close=closed.set)
+    stage.start()
+    stop.set()
+    stage.join(1.0)
+    assert closed.is_set() and not stage.is_alive() and not errors
+
+
+def test_waiting_get_raises_stopped_when_stop_is_set():
+    stop = threading.Event()
+    q = BoundedQueue("in", 1, "block", stop, poll=0.01)
+    threading.Timer(0.05, stop.set).start()
+    with pytest.raises(Stopped):
+        q.get()

@@ -1,0 +1,95 @@
+"""Training smoke run on CPU: two iterations on a generated COCO dataset, a checkpoint, resume, and bad config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detector.train import main
+
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "iteration", "history", "config"}
+
+
+def write_coco(root: Path) -> Path:
+    """Two 160x120 frames with a filled rectangle each (one car, one person) and their COCO JSON."""
+    objects = {"f0.jpg": (1, [20, 30, 60, 40]), "f1.jpg": (6, [90, 20, 30, 70])}
+    images, annotations = [], []
+    for i, (name, (category, (x, y, w, h))) in enumerate(objects.items()):
+        frame = np.full((120, 160, 3), 70, np.uint8)
+        cv2.rectangle(frame, (x, y), (x + w, y + h), (40, 180, 230), -1)
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "images" / name), frame)
+        images.append({"id": i, "file_name": name, "width": 160, "height": 120})
+        annotations.append({"id": i + 1, "image_id": i, "category_id": category, "bbox": [x, y, w, h],
+                            "area": w * h, "iscrowd": 0})
+    path = root / "train.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "car"}, {"id": 6, "name": "person"}]}))
+    return path
+
+
+def write_config(tmp_path: Path, data: Path) -> Path:
+    config = tmp_path / "train.yaml"
+    config.write_text(f"""model: driving_mobilenet_v2_fpn
+backbone_weights: none
+train: [{{spec: "coco:{data}"}}]
+val: [{{spec: "coco:{data}"}}]
+out_dir: {tmp_path / 'run'}
+epochs: 1
+batch_size: 1
+lr: 0.01
+warmup_iters: 1
+train_min_sizes: [128]
+min_size: 128
+max_size: 160
+rpn_pre_nms_top_n_train: 100
+rpn_post_nms_top_n_train: 50
+box_batch_size_per_image: 32
+eval_top_n: 20
+device: cpu
+amp: false
+hflip: 0.0
+""")
+    return config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_config(tmp_path, write_coco(tmp_path / "data"))
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_two_iterations_then_resume(config: Path, tmp_path: Path, capsys) -> None:
+    last = tmp_path / "run" / "last.pt"
+    assert main(["--config", str(config)]) == 0
+    assert f"checkpoint: {last}" in capsys.readouterr().out
+    first = load_checkpoint(last)
+    assert set(first) == CHECKPOINT_KEYS
+    assert (first["epoch"], first["iteration"]) == (0, 2)  # 2 images, batch 1, one epoch
+    (record,) = json.loads(first["history"])
+    assert set(record["losses"]) >= {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    assert "mAP50" in record["val_ap50"] and 0.0 <= record["val_ap50"]["mAP50"] <= 1.0
+    assert json.loads(first["config"])["min_size"] == 128
+
+    assert main(["--config", str(config), "--resume", str(last), "epochs=2"]) == 0
+    second = load_checkpoint(last)
+    assert (second["epoch"], second["iteration"]) == (1, 4)
+    assert [r["epoch"] for r in json.loads(second["history"])] == [1, 2]
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["iteration"] == 4
+    changed = [k for k, v in first["model"].items() if v.is_floating_point() and not torch.equal(v, second["model"][k])]
+    assert changed, "resumed training must update the weights"
+
+
+@pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]"])
+def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
+    assert main(["--config", str(config), override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (config.parent / "run" / "last.pt").exists()
