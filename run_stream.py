@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-video", action="store_true", help="write no annotated video")
     parser.add_argument("--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.top_n=50")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
         parser.error("--max-frames must be >= 1")
     return args

@@ -99,5 +99,5 @@ def load_model(
     if num_classes == len(COCO_CATEGORIES):
         return model.eval(), coco_class_map()
     if num_classes != NUM_CLASSES:
-        raise WeightsError(f"weights '{weights}' have {num_classes} classes; expected {NUM_CLASSES} (driving) or 91 (COCO)")
+        raise WeightsError(f"weights '{weights}' do not fit: {num_classes} classes; expected {NUM_CLASSES} (driving) or 91 (COCO)")
     return model.eval(), np.arange(NUM_CLASSES)

@@ -50,3 +50,11 @@ def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120)
 @pytest.fixture
 def video(tmp_path: Path) -> Path:
     return write_video(tmp_path / "clip.avi")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tiny test models gain nothing from threads, and OpenMP threads fight over 2 cores."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -1,0 +1,132 @@
+"""The pipeline with fake sources and backends: drop-oldest for live sources, errors, stop, HUD."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from detector.detections import Detections
+from stream.config import PipelineConfig, SourceConfig
+from stream.frames import Frame
+from stream.pipeline import Outputs, Pipeline
+from stream.stages import StageFailed
+
+
+class FakeLiveSource:
+    """A camera at ``fps`` that never waits for the pipeline."""
+
+    live = True
+    skipped = 0
+    frame_count = None
+
+    def __init__(self, frames: int, fps: float = 200.0, size=(64, 48)):
+        self.frames, self.fps, self.size = frames, fps, size
+
+    def __iter__(self):
+        for i in range(self.frames):
+            time.sleep(1 / self.fps)
+            yield Frame(i, i / self.fps, time.perf_counter(), np.zeros((self.size[1], self.size[0], 3), np.uint8))
+
+
+class FakeFileSource(FakeLiveSource):
+    live = False
+
+    def __init__(self, frames: int):
+        super().__init__(frames, fps=10_000.0)
+        self.frame_count = frames
+
+
+class SlowBackend:
+    name = "fake"
+
+    def __init__(self, seconds: float, fail_at: int | None = None):
+        self.seconds, self.fail_at, self.calls = seconds, fail_at, 0
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("model exploded")
+        time.sleep(self.seconds)
+        return Detections([[2, 2, 20, 20]], [0.9], [1])
+
+
+def outputs(tmp_path) -> Outputs:
+    return Outputs(tmp_path / "out.avi", tmp_path / "det.jsonl", tmp_path / "b.json", tmp_path / "b.csv")
+
+
+def config(queue_size: int = 3, policy: str = "auto") -> PipelineConfig:
+    cfg = PipelineConfig(source=SourceConfig(queue_size=queue_size, policy=policy))
+    cfg.output.codecs = ["MJPG"]
+    return cfg
+
+
+def jsonl_frames(path) -> list[int]:
+    return [json.loads(line)["frame"] for line in path.read_text().splitlines()]
+
+
+def test_live_source_drops_oldest_with_a_slow_detector_and_keeps_latency_bounded(tmp_path):
+    out = outputs(tmp_path)
+    pipeline = Pipeline(config(queue_size=2), FakeLiveSource(150), "0", SlowBackend(0.02), out, progress=False)
+    record = pipeline.run()
+    assert pipeline.policy == "latest"
+    assert record.dropped > 0 and record.dropped == pipeline.queues["capture"].dropped
+    assert record.frames + record.dropped == 150
+    assert pipeline.queues["capture"].max_depth <= 2 + 1
+    # latency is bounded by the queues (a few detector periods), not by how far behind the camera we are
+    assert record.latency["p95"] < 20 * 5 * 2 + 200
+    indices = jsonl_frames(out.detections)
+    assert indices == sorted(indices) and len(indices) == record.frames
+
+
+def test_file_source_is_lossless_with_a_slow_detector(tmp_path):
+    out = outputs(tmp_path)
+    record = Pipeline(config(queue_size=2), FakeFileSource(40), "clip.mp4", SlowBackend(0.005), out,
+                      progress=False).run()
+    assert record.dropped == 0 and record.frames == 40
+    assert jsonl_frames(out.detections) == list(range(40))
+    assert set(record.stages) == {"capture", "inference", "nms", "render", "sink"}
+
+
+def test_forcing_lossless_on_a_live_source_drops_nothing(tmp_path):
+    record = Pipeline(config(policy="lossless"), FakeLiveSource(30), "0", SlowBackend(0.01), outputs(tmp_path),
+                      progress=False).run()
+    assert record.dropped == 0 and record.frames == 30
+
+
+def test_a_failing_stage_stops_the_run_and_keeps_what_was_written(tmp_path):
+    out = outputs(tmp_path)
+    pipeline = Pipeline(config(), FakeFileSource(1000), "clip.mp4", SlowBackend(0.001, fail_at=20), out,
+                        progress=False)
+    started = time.perf_counter()
+    with pytest.raises(StageFailed, match="stage 'inference' failed: RuntimeError: model exploded"):
+        pipeline.run()
+    assert time.perf_counter() - started < 5.0
+    assert not any(stage.is_alive() for stage in pipeline.stages)
+    assert jsonl_frames(out.detections) == list(range(len(jsonl_frames(out.detections))))
+    assert len(jsonl_frames(out.detections)) <= 19
+
+
+def test_request_stop_drains_frames_in_flight_and_finalises_outputs(tmp_path):
+    import cv2
+
+    out = outputs(tmp_path)
+    pipeline = Pipeline(config(), FakeLiveSource(10_000, fps=100), "0", SlowBackend(0.01), out, progress=False)
+    threading.Timer(0.5, pipeline.request_stop).start()
+    record = pipeline.run()
+    assert 5 < record.frames < 10_000
+    assert len(jsonl_frames(out.detections)) == record.frames
+    capture = cv2.VideoCapture(str(out.video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == record.frames
+
+
+def test_hud_stats_report_per_stage_times_and_drops(tmp_path):
+    pipeline = Pipeline(config(queue_size=1), FakeLiveSource(60), "0", SlowBackend(0.02), outputs(tmp_path),
+                        progress=False)
+    pipeline.run()
+    stats = pipeline.hud_stats()
+    assert stats.stage_ms["inference"] >= 15
+    assert stats.dropped == pipeline.dropped > 0
+    assert stats.fps > 0
