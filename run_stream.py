@@ -57,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
         record_csv=prepare_output(Path(args.benchmark_log or cfg.output.benchmark_csv)),
     )
     source = open_source(args.source, cfg.source)
-    from detector.backend import build_backend
+    from detector.backend import build_backend, check_class_filter
 
     backend = build_backend(cfg.model)
+    check_class_filter(backend.class_map, cfg.nms, cfg.model.name)
     pipeline = Pipeline(cfg, source, args.source, backend, outputs, args.max_frames, args.display, not args.quiet)
 
     def on_signal(signum: int, _frame) -> None:

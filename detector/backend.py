@@ -4,18 +4,22 @@ The NMS stage, overlay, sinks and evaluation see only this interface, so torch a
 """
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import numpy as np
 
-from detector.config import ModelConfig, NmsConfig
+from detector.config import ConfigError, ModelConfig, NmsConfig
 from detector.detections import Detections
-from detector.labels import LABEL_IDS, NUM_CLASSES
+from detector.labels import LABEL_IDS, LABELS, NUM_CLASSES
 from detector.nms import classwise_nms
+
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
     name: str
+    class_map: np.ndarray  # model class index -> driving id (-1: not a driving class)
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections: ...
 
@@ -31,6 +35,23 @@ def build_backend(cfg: ModelConfig) -> Backend:
 
     model, class_map = load_model(cfg.name, cfg.weights, cfg.top_n, cfg.min_size, cfg.max_size, cfg.score_thresh)
     return TorchBackend(model, class_map, resolve_device(cfg.device), cfg.fp16)
+
+
+def check_class_filter(class_map: np.ndarray, nms: NmsConfig, model: str) -> list[str]:
+    """The NMS class filter against what a model can output; returns the filtered classes it never outputs.
+
+    A filter keeping none of the model's classes would show nothing at all, so it is a `ConfigError`; a partial
+    overlap (e.g. the default filter's road signs with a COCO model) is one warning line. Any backend's map works.
+    """
+    produced = {LABELS[i] for i in np.asarray(class_map) if i > 0}
+    if not produced & set(nms.classes):
+        raise ConfigError(
+            f"'nms.classes' keeps none of the classes model '{model}' outputs ({', '.join(sorted(produced))})"
+        )
+    unused = sorted({*nms.classes, *nms.class_thresh} - produced)
+    if unused:
+        log.warning("model '%s' never outputs %s, named in the nms config", model, ", ".join(unused))
+    return unused
 
 
 class NmsStage:

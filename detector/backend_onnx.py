@@ -19,7 +19,7 @@ import onnxruntime as ort
 import torch
 from google.protobuf.message import DecodeError
 
-from detector.config import ConfigError, ModelConfig, NmsConfig, OnnxConfig
+from detector.config import ConfigError, ModelConfig, OnnxConfig
 from detector.detections import Detections
 from detector.labels import LABEL_IDS, LABELS
 from detector.models import DEFAULT_SIZES
@@ -121,23 +121,6 @@ class OnnxMetadata:
             )
 
 
-def check_class_filter(class_map: np.ndarray, nms: NmsConfig, model: str) -> list[str]:
-    """The NMS class filter against what a model can output; returns the filtered classes it never outputs.
-
-    A filter keeping none of the model's classes would show nothing at all, so it is a `ConfigError`; a partial
-    overlap (e.g. the default filter's road signs with a COCO model) is one warning line. Any backend's map works.
-    """
-    produced = {LABELS[i] for i in np.asarray(class_map) if i > 0}
-    if not produced & set(nms.classes):
-        raise ConfigError(
-            f"'nms.classes' keeps none of the classes model '{model}' outputs ({', '.join(sorted(produced))})"
-        )
-    unused = sorted({*nms.classes, *nms.class_thresh} - produced)
-    if unused:
-        log.warning("model '%s' never outputs %s, named in the nms config", model, ", ".join(unused))
-    return unused
-
-
 def read_metadata(path: Path) -> OnnxMetadata:
     """The project metadata of an exported file, read without starting a session (TensorRT builds are slow)."""
     if not path.is_file():
@@ -216,6 +199,7 @@ class OnnxBackend:
     def __init__(self, session: ort.InferenceSession, meta: OnnxMetadata, io_binding: bool = False):
         self.session, self.meta = session, meta
         self.class_map = np.asarray(meta.class_map, np.int64)
+        self.device = session.get_providers()[0].removesuffix("ExecutionProvider").lower()
         self.binding = self.bind_outputs() if io_binding else None
 
     @classmethod

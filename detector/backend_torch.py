@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector.config import ConfigError
 from detector.detections import Detections
 
 
@@ -13,7 +14,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA device is available; use --device cpu or auto")
+        raise ConfigError("'model.device' = 'cuda' but no CUDA device is available; use auto or cpu")
     return torch.device(device)
 
 

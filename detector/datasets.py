@@ -133,7 +133,8 @@ def read_voc(root: Path, split: Path | None, mapping: dict, skip_bad: bool = Fal
     """``root/annotations/*.xml`` + ``root/images`` (or VOC's Annotations/JPEGImages). difficult -> ignore."""
     ann_dir = root / "Annotations" if (root / "Annotations").is_dir() else root / "annotations"
     img_dir = root / "JPEGImages" if (root / "JPEGImages").is_dir() else root / "images"
-    stems = _read_split(split) or sorted(p.stem for p in ann_dir.glob("*.xml"))
+    stems = _read_split(split)
+    stems = sorted(p.stem for p in ann_dir.glob("*.xml")) if stems is None else stems
 
     def read_one(stem: str) -> AnnotatedImage:
         xml_path = ann_dir / f"{stem}.xml"
@@ -160,7 +161,8 @@ def read_voc(root: Path, split: Path | None, mapping: dict, skip_bad: bool = Fal
 def read_kitti(root: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
     """KITTI object layout: ``root/label_2/*.txt`` + ``root/image_2``; DontCare boxes become ignore regions."""
     label_dir, img_dir = root / "label_2", root / "image_2"
-    stems = _read_split(split) or sorted(p.stem for p in label_dir.glob("*.txt"))
+    stems = _read_split(split)
+    stems = sorted(p.stem for p in label_dir.glob("*.txt")) if stems is None else stems
 
     def read_one(stem: str) -> AnnotatedImage:
         path = label_dir / f"{stem}.txt"
@@ -192,21 +194,26 @@ def read_coco(path: Path, split: Path | None, mapping: dict, skip_bad: bool = Fa
     img_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
     by_image: dict[int, list[dict]] = {}
     for ann in coco.get("annotations", []):
-        by_image.setdefault(ann["image_id"], []).append(ann)
+        by_image.setdefault(ann.get("image_id"), []).append(ann)
     keep = _read_split(split)
     if keep is not None:
         wanted = set(keep)
         records = [r for r in records if Path(r["file_name"]).stem in wanted or r["file_name"] in wanted]
 
     def read_one(record: dict) -> AnnotatedImage:
-        builder = _Builder(path, int(record["width"]), int(record["height"]), mapping)
-        builder.source = Path(f"{path}#{record['file_name']}")
-        for ann in by_image.get(record["id"], []):
-            if ann["category_id"] not in categories:
-                raise DatasetError(f"{builder.source}: unknown category id {ann['category_id']}")
-            x, y, w, h = ann["bbox"]
-            builder.add(categories[ann["category_id"]], [x, y, x + w, y + h], bool(ann.get("iscrowd", 0)))
-        return builder.build(img_dir / record["file_name"])
+        source = Path(f"{path}#{record.get('file_name', record.get('id'))}")
+        try:
+            builder = _Builder(source, int(record["width"]), int(record["height"]), mapping)
+            for ann in by_image.get(record["id"], []):
+                if ann["category_id"] not in categories:
+                    raise DatasetError(f"{source}: unknown category id {ann['category_id']}")
+                x, y, w, h = ann["bbox"]
+                builder.add(categories[ann["category_id"]], [x, y, x + w, y + h], bool(ann.get("iscrowd", 0)))
+            return builder.build(img_dir / record["file_name"])
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, DatasetError):
+                raise
+            raise DatasetError(f"{source}: malformed COCO record ({type(exc).__name__}: {exc})") from None
 
     return _collect(records, read_one, skip_bad)
 
@@ -219,7 +226,8 @@ def read_yolo(root: Path, split: Path | None, mapping: dict, skip_bad: bool = Fa
     except OSError:
         raise DatasetError(f"{names_file}: YOLO class names file missing") from None
     img_dir, label_dir = root / "images", root / "labels"
-    stems = _read_split(split) or sorted(p.stem for p in label_dir.glob("*.txt"))
+    stems = _read_split(split)
+    stems = sorted(p.stem for p in label_dir.glob("*.txt")) if stems is None else stems
 
     def read_one(stem: str) -> AnnotatedImage:
         path = label_dir / f"{stem}.txt"

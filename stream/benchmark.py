@@ -1,0 +1,182 @@
+"""Throughput benchmark: model-only vs the threaded pipeline vs a naive serial loop, per backend, in one run.
+
+    python -m stream.benchmark --source CLIP [--config FILE] [--frames N] [--repeats R] [--backends torch,onnx]
+                               [--benchmark-log CSV] [key=value ...]
+
+Each repeat measures every (backend, variant) on the same frames in turn, so drift on a shared machine hits all
+of them alike; the table gives the median FPS with min and max, and each variant's ratio to model-only.
+Every measurement is also written as a benchmark record (kind ``benchmark``) to the shared CSV log.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detector.backend import Backend, NmsStage, build_backend
+from detector.config import ConfigError, to_dict
+from stream.config import PipelineConfig, load_pipeline_config
+from stream.metrics import BenchmarkRecord, latency_stats, write_record
+from stream.pipeline import Outputs, Pipeline
+from stream.render import Overlay
+from stream.sources import SourceError, mask_url, open_source
+
+log = logging.getLogger("stream.benchmark")
+VARIANTS = ("model-only", "pipeline", "serial")
+WARMUP = 3
+
+
+def decode(source: str, frames: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(source)
+    images = []
+    while len(images) < frames and (ok_image := capture.read())[0]:
+        images.append(ok_image[1])
+    capture.release()
+    if not images:
+        raise SourceError(f"'{source}' gave no frames")
+    return images
+
+
+def model_only(backend: Backend, images: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    """FPS of the backend alone on frames already in memory (no decode, NMS, drawing or writing)."""
+    ms = []
+    started = time.perf_counter()
+    for image in images:
+        t = time.perf_counter()
+        backend(image)
+        ms.append((time.perf_counter() - t) * 1000)
+    return len(images) / (time.perf_counter() - started), np.asarray(ms)
+
+
+def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> tuple[float, np.ndarray]:
+    """The naive loop a pipeline must beat: read -> infer -> NMS -> draw -> write, one frame at a time."""
+    nms, overlay = NmsStage(cfg.nms), Overlay(cfg.render)
+    capture = cv2.VideoCapture(source)
+    fps = capture.get(cv2.CAP_PROP_FPS) or cfg.source.fallback_fps
+    writer, ms, count = None, [], 0
+    started = time.perf_counter()
+    while count < frames:
+        t = time.perf_counter()
+        ok, image = capture.read()
+        if not ok:
+            break
+        annotated = overlay(image, nms(backend(image)), None)
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*cfg.output.codecs[0]), fps,
+                                     (image.shape[1], image.shape[0]))
+        writer.write(annotated)
+        ms.append((time.perf_counter() - t) * 1000)
+        count += 1
+    seconds = time.perf_counter() - started
+    capture.release()
+    if writer is not None:
+        writer.release()
+    return count / seconds, np.asarray(ms)
+
+
+def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> BenchmarkRecord:
+    outputs = Outputs(out / "pipeline.mp4", out / "pipeline.jsonl", out / "pipeline.json", out / "unused.csv")
+    return Pipeline(cfg, open_source(source, cfg.source), source, backend, outputs, frames, progress=False).run()
+
+
+def backend_config(cfg: PipelineConfig, backend: str, onnx_dir: Path) -> PipelineConfig:
+    """``cfg`` switched to ``backend``; for ONNX the model is exported once with the same settings."""
+    if backend == "torch":
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backend="torch"))
+    from detector.export import export
+
+    m = cfg.model
+    path = onnx_dir / f"{m.name}-top{m.top_n}-{Path(m.weights).stem}.onnx"
+    if not path.exists():
+        log.info("exporting %s to %s", m.name, path)
+        export(m.name, m.weights, m.top_n, path, m.min_size, m.max_size, m.score_thresh)
+    return dataclasses.replace(cfg, model=dataclasses.replace(m, backend="onnx", onnx_path=str(path)))
+
+
+def measure(cfg: PipelineConfig, source: str, frames: int, backend: Backend, variant: str, tmp: Path,
+            images: list[np.ndarray]) -> BenchmarkRecord:
+    """One measurement as a benchmark record."""
+    if variant == "pipeline":
+        record = pipeline(cfg, source, backend, frames, tmp)
+        record.kind, record.variant = "benchmark", "pipeline"
+        return record
+    fps, ms = model_only(backend, images) if variant == "model-only" else serial(cfg, source, backend, frames,
+                                                                               tmp / "serial.mp4")
+    m = cfg.model
+    return BenchmarkRecord(
+        kind="benchmark", source=mask_url(source), model=m.name, weights=m.weights, backend=backend.name,
+        device=str(getattr(backend, "device", "cpu")), top_n=m.top_n, frames=len(ms),
+        seconds=round(len(ms) / fps, 3), fps=round(fps, 2), stages={variant: latency_stats(ms)},
+        latency=latency_stats(ms), variant=variant, config=to_dict(cfg),
+    )
+
+
+def run(args: argparse.Namespace) -> dict[tuple[str, str], list[float]]:
+    base = load_pipeline_config(args.config, args.overrides)
+    images = decode(args.source, args.frames)
+    results: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        backends = {}
+        for name in args.backends:
+            cfg = backend_config(base, name, Path(args.onnx_dir))
+            backends[name] = (cfg, build_backend(cfg.model))
+            for image in images[:WARMUP]:
+                backends[name][1](image)
+        for repeat in range(args.repeats):
+            for name, (cfg, backend) in backends.items():
+                for variant in VARIANTS:
+                    record = measure(cfg, args.source, len(images), backend, variant, Path(tmp), images)
+                    write_record(record, None, Path(args.benchmark_log))
+                    results.setdefault((name, variant), []).append(record.fps)
+                    log.info("repeat %d/%d %s %s: %.2f fps", repeat + 1, args.repeats, name, variant, record.fps)
+    return results
+
+
+def table(results: dict[tuple[str, str], list[float]]) -> str:
+    lines = [f"{'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7} {'vs model-only':>14}"]
+    for (backend, variant), fps in results.items():
+        ratio = statistics.median(fps) / statistics.median(results[(backend, "model-only")])
+        lines.append(f"{backend:8} {variant:11} {statistics.median(fps):10.2f} {min(fps):7.2f} {max(fps):7.2f} "
+                     f"{ratio:13.2f}x")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", required=True, help="video file to benchmark on")
+    parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
+    parser.add_argument("--frames", type=int, default=100, help="frames per measurement (default 100)")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per variant (default 3)")
+    parser.add_argument("--backends", default="torch", help="comma-separated: torch, onnx (default torch)")
+    parser.add_argument("--onnx-dir", default="outputs/onnx", help="where ONNX exports are cached")
+    parser.add_argument("--benchmark-log", default="outputs/benchmarks.csv", help="CSV log the records go to")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_intermixed_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not set(args.backends) <= {"torch", "onnx"} or args.frames < 1 or args.repeats < 1:
+        parser.error("--backends takes torch and/or onnx; --frames and --repeats must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        results = run(args)
+    except (ConfigError, SourceError, ValueError, OSError) as exc:
+        print(f"error: {mask_url(str(exc))}", file=sys.stderr)
+        return 2
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
