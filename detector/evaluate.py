@@ -168,7 +168,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plots", type=Path, help="folder for pr_curves.png (default: beside the report)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad annotations instead of stopping")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.top_n=50")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def run(args: argparse.Namespace) -> tuple[EvalReport, Path, Path]:

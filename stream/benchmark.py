@@ -1,9 +1,9 @@
 """Throughput benchmark: model-only vs the threaded pipeline vs a naive serial loop, per backend, in one run.
 
     python -m stream.benchmark --source CLIP [--config FILE] [--frames N] [--repeats R] [--backends torch,onnx]
-                               [--benchmark-log CSV] [key=value ...]
+                               [--models NAME[:WEIGHTS],...] [--benchmark-log CSV] [key=value ...]
 
-Each repeat measures every (backend, variant) on the same frames in turn, so drift on a shared machine hits all
+Each repeat measures every (model, backend, variant) on the same frames in turn, so drift on a shared machine hits all
 of them alike; the table gives the median FPS with min and max, and each variant's ratio to model-only.
 Every measurement is also written as a benchmark record (kind ``benchmark``) to the shared CSV log.
 """
@@ -119,33 +119,52 @@ def measure(cfg: PipelineConfig, source: str, frames: int, backend: Backend, var
     )
 
 
-def run(args: argparse.Namespace) -> dict[tuple[str, str], list[float]]:
+def model_configs(base: PipelineConfig, models: list[str]) -> list[PipelineConfig]:
+    """``NAME[:WEIGHTS]`` entries as configs; none given: the config's own model."""
+    configs = []
+    for spec in models or [f"{base.model.name}:{base.model.weights}"]:
+        name, _, weights = spec.partition(":")
+        model = dataclasses.replace(base.model, name=name, weights=weights or base.model.weights)
+        configs.append(dataclasses.replace(base, model=model))
+    return configs
+
+
+Key = tuple[str, str, str]  # (model, backend, variant)
+
+
+def run(args: argparse.Namespace) -> dict[Key, list[float]]:
     base = load_pipeline_config(args.config, args.overrides)
     images = decode(args.source, args.frames)
-    results: dict[tuple[str, str], list[float]] = {}
+    results: dict[Key, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        backends = {}
-        for name in args.backends:
-            cfg = backend_config(base, name, Path(args.onnx_dir))
-            backends[name] = (cfg, build_backend(cfg.model))
-            for image in images[:WARMUP]:
-                backends[name][1](image)
+        runs = []
+        for model_cfg in model_configs(base, args.models):
+            for name in args.backends:
+                cfg = backend_config(model_cfg, name, Path(args.onnx_dir))
+                backend = build_backend(cfg.model)
+                for image in images[:WARMUP]:
+                    backend(image)
+                runs.append((cfg, backend))
         for repeat in range(args.repeats):
-            for name, (cfg, backend) in backends.items():
+            for cfg, backend in runs:
                 for variant in VARIANTS:
                     record = measure(cfg, args.source, len(images), backend, variant, Path(tmp), images)
                     write_record(record, None, Path(args.benchmark_log))
-                    results.setdefault((name, variant), []).append(record.fps)
-                    log.info("repeat %d/%d %s %s: %.2f fps", repeat + 1, args.repeats, name, variant, record.fps)
+                    results.setdefault((cfg.model.name, backend.name, variant), []).append(record.fps)
+                    log.info("repeat %d/%d %s %s %s: %.2f fps", repeat + 1, args.repeats, cfg.model.name,
+                             backend.name, variant, record.fps)
     return results
 
 
-def table(results: dict[tuple[str, str], list[float]]) -> str:
-    lines = [f"{'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7} {'vs model-only':>14}"]
-    for (backend, variant), fps in results.items():
-        ratio = statistics.median(fps) / statistics.median(results[(backend, "model-only")])
-        lines.append(f"{backend:8} {variant:11} {statistics.median(fps):10.2f} {min(fps):7.2f} {max(fps):7.2f} "
-                     f"{ratio:13.2f}x")
+def table(results: dict[Key, list[float]]) -> str:
+    """Median FPS (min, max) per measurement and its ratio to the same model and backend alone."""
+    width = max(len(k[0]) for k in results)
+    lines = [f"{'model':{width}} {'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7} "
+             f"{'vs model-only':>14}"]
+    for (model, backend, variant), fps in results.items():
+        ratio = statistics.median(fps) / statistics.median(results[(model, backend, "model-only")])
+        lines.append(f"{model:{width}} {backend:8} {variant:11} {statistics.median(fps):10.2f} {min(fps):7.2f} "
+                     f"{max(fps):7.2f} {ratio:13.2f}x")
     return "\n".join(lines)
 
 
@@ -156,11 +175,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=100, help="frames per measurement (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per variant (default 3)")
     parser.add_argument("--backends", default="torch", help="comma-separated: torch, onnx (default torch)")
+    parser.add_argument("--models", default="", help="comma-separated NAME[:WEIGHTS] to compare (default: config's)")
     parser.add_argument("--onnx-dir", default="outputs/onnx", help="where ONNX exports are cached")
     parser.add_argument("--benchmark-log", default="outputs/benchmarks.csv", help="CSV log the records go to")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not set(args.backends) <= {"torch", "onnx"} or args.frames < 1 or args.repeats < 1:
         parser.error("--backends takes torch and/or onnx; --frames and --repeats must be >= 1")
     return args

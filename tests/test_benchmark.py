@@ -1,0 +1,25 @@
+"""The benchmark script measures every variant and writes one record each (timings themselves are not asserted)."""
+from __future__ import annotations
+
+from stream import benchmark
+from stream.metrics import read_records
+from tests.conftest import RANDOM_MODEL, write_video
+
+
+def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.avi", frames=4)
+    log = tmp_path / "log.csv"
+    code = benchmark.main(["--source", str(clip), "--frames", "3", "--repeats", "2", "--benchmark-log", str(log),
+                           *RANDOM_MODEL, "output.codecs=[MJPG]"])
+    assert code == 0
+    rows = read_records(log)
+    assert sorted(r["variant"] for r in rows) == sorted(list(benchmark.VARIANTS) * 2)
+    assert all(r["kind"] == "benchmark" and float(r["fps"]) > 0 and r["frames"] == "3" for r in rows)
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 1 + len(benchmark.VARIANTS)
+    assert table[1].split()[-1] == "1.00x"  # model-only is its own reference
+
+
+def test_benchmark_bad_source_exits_2(tmp_path, capsys):
+    assert benchmark.main(["--source", str(tmp_path / "none.mp4"), *RANDOM_MODEL]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
