@@ -158,22 +158,22 @@ def read_voc(root: Path, split: Path | None, mapping: dict, skip_bad: bool = Fal
     return _collect(stems, read_one, skip_bad)
 
 
-def read_kitti(root: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
-    """KITTI object layout: ``root/label_2/*.txt`` + ``root/image_2``; DontCare boxes become ignore regions."""
-    label_dir, img_dir = root / "label_2", root / "image_2"
+def _read_text_labels(
+    label_dir: Path, img_dir: Path, split: Path | None, mapping: dict, skip_bad: bool,
+    parse_line: Callable[[list[str], _Builder], None],
+) -> Dataset:
+    """One ``.txt`` of whitespace-separated fields per image (KITTI, YOLO); ``parse_line`` adds one box."""
     stems = _read_split(split)
     stems = sorted(p.stem for p in label_dir.glob("*.txt")) if stems is None else stems
 
     def read_one(stem: str) -> AnnotatedImage:
         path = label_dir / f"{stem}.txt"
         image = _find_image(img_dir, stem)
-        width, height = _image_size(image)
-        builder = _Builder(path, width, height, mapping)
+        builder = _Builder(path, *_image_size(image), mapping)
         try:
             for line in path.read_text().splitlines():
-                parts = line.split()
-                if parts:
-                    builder.add(parts[0], [float(v) for v in parts[4:8]])
+                if line.split():
+                    parse_line(line.split(), builder)
         except (OSError, ValueError, IndexError) as exc:
             if isinstance(exc, DatasetError):
                 raise
@@ -181,6 +181,15 @@ def read_kitti(root: Path, split: Path | None, mapping: dict, skip_bad: bool = F
         return builder.build(image)
 
     return _collect(stems, read_one, skip_bad)
+
+
+def read_kitti(root: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
+    """KITTI object layout: ``root/label_2/*.txt`` + ``root/image_2``; DontCare boxes become ignore regions."""
+
+    def parse(fields: list[str], builder: _Builder) -> None:
+        builder.add(fields[0], [float(v) for v in fields[4:8]])
+
+    return _read_text_labels(root / "label_2", root / "image_2", split, mapping, skip_bad, parse)
 
 
 def read_coco(path: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
@@ -225,31 +234,16 @@ def read_yolo(root: Path, split: Path | None, mapping: dict, skip_bad: bool = Fa
         names = [n.strip() for n in names_file.read_text().splitlines() if n.strip()]
     except OSError:
         raise DatasetError(f"{names_file}: YOLO class names file missing") from None
-    img_dir, label_dir = root / "images", root / "labels"
-    stems = _read_split(split)
-    stems = sorted(p.stem for p in label_dir.glob("*.txt")) if stems is None else stems
 
-    def read_one(stem: str) -> AnnotatedImage:
-        path = label_dir / f"{stem}.txt"
-        image = _find_image(img_dir, stem)
-        width, height = _image_size(image)
-        builder = _Builder(path, width, height, mapping)
-        try:
-            for line in path.read_text().splitlines():
-                if not line.strip():
-                    continue
-                cls, cx, cy, w, h = line.split()[:5]
-                if not 0 <= int(cls) < len(names):
-                    raise DatasetError(f"{path}: class index {cls} not in {names_file}")
-                cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
-                builder.add(names[int(cls)], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, DatasetError):
-                raise
-            raise DatasetError(f"{path}: unreadable annotation ({exc})") from None
-        return builder.build(image)
+    def parse(fields: list[str], builder: _Builder) -> None:
+        cls, cx, cy, w, h = fields[:5]
+        if not 0 <= int(cls) < len(names):
+            raise DatasetError(f"{builder.source}: class index {cls} not in {names_file}")
+        cx, cy = float(cx) * builder.width, float(cy) * builder.height
+        w, h = float(w) * builder.width, float(h) * builder.height
+        builder.add(names[int(cls)], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
-    return _collect(stems, read_one, skip_bad)
+    return _read_text_labels(root / "labels", root / "images", split, mapping, skip_bad, parse)
 
 
 READERS = {"voc": read_voc, "kitti": read_kitti, "coco": read_coco, "yolo": read_yolo}
