@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from detector.cli import CommandParser
 from detector.config import ConfigError
 from detector.datasets import DatasetError
 from detector.weights import WeightsError
@@ -27,7 +28,7 @@ log = logging.getLogger("run_stream")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Real-time Faster R-CNN detection on driving footage.")
+    parser = CommandParser(description="Real-time Faster R-CNN detection on driving footage.")
     parser.add_argument("--source", default=str(SAMPLE),
                         help="video file, webcam index (0), rtsp/http(s) URL, or image folder/glob (default: sample)")
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml)")

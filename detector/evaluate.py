@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -26,6 +25,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from detector.backend import Backend, NmsStage, build_backend
+from detector.cli import CommandParser
 from detector.config import NmsConfig, parse_overrides, to_dict
 from detector.datasets import AnnotatedImage, Dataset, DatasetError, load_dataset
 from detector.labels import LABELS
@@ -151,16 +151,9 @@ def config_summary(cfg: PipelineConfig, nms: NmsConfig) -> dict:
     return {"model": to_dict(cfg.model), "nms": to_dict(nms)}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are the command's one-line ``error: ...`` and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}\n")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; overrides are the pipeline config's dotted keys."""
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, metavar="FORMAT:PATH", help="voc|kitti|coco|yolo:PATH")
     parser.add_argument("--split", help="file of image stems to evaluate (one per line)")
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
+from detector.cli import CommandParser
 from detector.labels import LABELS
 from detector.models import MODEL_NAMES
 from detector.weights import WeightsError, load_model
@@ -104,7 +105,7 @@ def export(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=" | ".join(MODEL_NAMES))
     parser.add_argument("--weights", default="default", help="default | coco | random | a weights file")
     parser.add_argument("--top-n", type=int, default=100, help="RPN proposals kept at test time")

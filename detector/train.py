@@ -7,7 +7,6 @@ Each epoch writes ``last.pt`` (model, optimizer, schedule, epoch) and evaluates 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -26,12 +25,13 @@ from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from detector.backend import NmsStage
 from detector.backend_torch import TorchBackend, resolve_device
+from detector.cli import CommandParser
 from detector.config import ConfigError, NmsConfig, load_config, to_dict
 from detector.datasets import AnnotatedImage, DatasetError, load_dataset
-from detector.labels import LABELS, NUM_CLASSES
-from detector.backend import NmsStage
 from detector.evaluate import evaluate_backend
+from detector.labels import LABELS, NUM_CLASSES
 from detector.models import BUNDLED_MODEL, build_detector
 
 log = logging.getLogger("detector.train")
@@ -264,7 +264,7 @@ def export_fp16(checkpoint: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="training YAML (e.g. configs/train-driving.yaml)")
     parser.add_argument("--resume", type=Path, help="checkpoint to continue from")
     parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), type=Path,

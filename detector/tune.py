@@ -32,9 +32,10 @@ import yaml
 from matplotlib.figure import Figure
 
 from detector.backend import Backend, NmsStage, build_backend
+from detector.cli import CommandParser
 from detector.config import to_dict
 from detector.datasets import Dataset, DatasetError, load_dataset
-from detector.evaluate import _Parser, evaluate_backend, evaluation_nms
+from detector.evaluate import evaluate_backend, evaluation_nms
 from detector.models import set_top_n
 from stream.benchmark import WARMUP, backend_config, decode, measure
 from stream.config import PipelineConfig, load_pipeline_config
@@ -124,6 +125,7 @@ def recommend(points: Sequence[Measurement], target_fps: float | None, max_map_d
 
 
 def summary(point: Measurement) -> str:
+    """The setting and its numbers in one line (for the log, the reason and the written config's header)."""
     s = point.setting
     return (f"{s.backend}, min size {s.min_size or 'default'}, top-N {s.top_n}: pipeline {point.fps:.2f} FPS "
             f"(median of {len(point.pipeline_fps)}), model-only {statistics.median(point.model_fps):.2f} FPS, "
@@ -131,10 +133,10 @@ def summary(point: Measurement) -> str:
 
 
 def setting_config(base: PipelineConfig, setting: Setting, onnx_dir: Path) -> PipelineConfig:
-    """``base`` with the setting applied; ONNX exports are cached per input size (the cache name lacks it)."""
+    """``base`` with the setting applied (ONNX: exported once per setting, cached in ``onnx_dir``)."""
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, top_n=setting.top_n,
                                                               min_size=setting.min_size))
-    return backend_config(cfg, setting.backend, onnx_dir / f"size{cfg.model.min_size}x{cfg.model.max_size}")
+    return backend_config(cfg, setting.backend, onnx_dir)
 
 
 def configured_backends(base: PipelineConfig, backend: str, min_size: int, top_ns: list[int],
@@ -148,7 +150,8 @@ def configured_backends(base: PipelineConfig, backend: str, min_size: int, top_n
         if backend != "torch":
             yield setting, cfg, build_backend(cfg.model)
             continue
-        shared = shared or build_backend(cfg.model)
+        if shared is None:
+            shared = build_backend(cfg.model)
         set_top_n(shared.model, top_n)
         yield setting, cfg, shared
 
@@ -161,6 +164,7 @@ def synchronize(backend: Backend) -> None:
 
 
 def warm_up(backend: Backend, images: list[np.ndarray]) -> None:
+    """Untimed first calls after each change: allocators, kernel selection and caches settle outside the timings."""
     for image in images[:WARMUP]:
         backend(image)
     synchronize(backend)
@@ -243,9 +247,8 @@ def plot(points: list[Measurement], front: list[Measurement], rec: Recommendatio
     for p in points:
         ax.annotate(point_label(p, backends, sizes), (p.fps, p.map50), textcoords="offset points",
                     xytext=(6, 6), fontsize=8)
-    ax.plot([p.fps for p in front], [p.map50 for p in front], "k--", lw=1)
-    ax.scatter([p.fps for p in front], [p.map50 for p in front], s=150, facecolors="none", edgecolors="k",
-               linewidths=1.5, label="Pareto front", zorder=3)
+    ax.plot([p.fps for p in front], [p.map50 for p in front], "k--o", lw=1, ms=13, mfc="none", mew=1.5,
+            label="Pareto front", zorder=3)
     if target_fps is not None:
         ax.axvline(target_fps, color="tab:red", ls=":", label=f"target {target_fps:g} FPS")
     ax.scatter([rec.choice.fps], [rec.choice.map50], marker="*", s=320, color="gold", edgecolors="k", zorder=4,
@@ -269,6 +272,7 @@ def write_config(base: PipelineConfig, rec: Recommendation, onnx_dir: Path, args
 
 
 def table(points: list[Measurement], front: list[Measurement], rec: Recommendation) -> str:
+    """The console summary: one row per setting, ``*`` on the Pareto front, the recommended row marked."""
     lines = [f"{'backend':8} {'size':>5} {'top-N':>6} {'model FPS [min-max]':>22} {'pipeline FPS [min-max]':>24} "
              f"{'mAP@0.5':>8}  front"]
     for p in points:
@@ -317,6 +321,7 @@ def int_list(text: str) -> list[int]:
 
 
 def name_list(text: str) -> list[str]:
+    """``"torch,onnx"`` -> ``["torch", "onnx"]``, only known backends."""
     names = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
     if not names or not set(names) <= set(BACKENDS):
         raise argparse.ArgumentTypeError(f"'{text}': backends are {', '.join(BACKENDS)}")
@@ -324,7 +329,7 @@ def name_list(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
     parser.add_argument("--clip", required=True, help="video file to measure FPS on")
     parser.add_argument("--data", required=True, metavar="FORMAT:PATH",

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from detector.backend import Backend, NmsStage, build_backend
+from detector.cli import CommandParser
 from detector.config import ConfigError, to_dict
 from stream.config import PipelineConfig, load_pipeline_config
 from stream.metrics import BenchmarkRecord, latency_stats, write_record
@@ -88,14 +89,18 @@ def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, ou
 
 
 def backend_config(cfg: PipelineConfig, backend: str, onnx_dir: Path) -> PipelineConfig:
-    """``cfg`` switched to ``backend``; for ONNX the model is exported once with the same settings."""
+    """``cfg`` switched to ``backend``; for ONNX the model is exported with the same settings, once per weights."""
     if backend == "torch":
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backend="torch"))
     from detector.export import export
+    from detector.weights import BUNDLED_WEIGHTS
 
     m = cfg.model
-    path = onnx_dir / f"{m.name}-top{m.top_n}-{Path(m.weights).stem}.onnx"
-    if not path.exists():
+    path = onnx_dir / (f"{m.name}-{Path(m.weights).stem}-top{m.top_n}-size{m.min_size}x{m.max_size}"
+                       f"-score{m.score_thresh:g}.onnx")
+    weights_file = BUNDLED_WEIGHTS if m.weights == "default" else Path(m.weights)
+    stale = path.exists() and weights_file.is_file() and weights_file.stat().st_mtime > path.stat().st_mtime
+    if not path.exists() or stale:
         log.info("exporting %s to %s", m.name, path)
         export(m.name, m.weights, m.top_n, path, m.min_size, m.max_size, m.score_thresh)
     return dataclasses.replace(cfg, model=dataclasses.replace(m, backend="onnx", onnx_path=str(path)))
@@ -169,7 +174,7 @@ def table(results: dict[Key, list[float]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True, help="video file to benchmark on")
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
     parser.add_argument("--frames", type=int, default=100, help="frames per measurement (default 100)")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from detector.backend import check_class_filter
 from detector.backend_onnx import (
     OnnxBackend,
     OnnxMetadata,
@@ -20,7 +21,6 @@ from detector.backend_onnx import (
     provider_list,
     read_metadata,
 )
-from detector.backend import check_class_filter
 from detector.backend_torch import TorchBackend
 from detector.config import ConfigError, ModelConfig, NmsConfig, OnnxConfig
 from detector.detections import Detections

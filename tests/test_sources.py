@@ -10,7 +10,13 @@ import pytest
 
 from stream.config import SourceConfig
 from stream.sources import (
-    ImageFolderSource, LiveSource, SourceError, VideoFileSource, mask_url, open_source, source_name,
+    ImageFolderSource,
+    LiveSource,
+    SourceError,
+    VideoFileSource,
+    mask_url,
+    open_source,
+    source_name,
 )
 from tests.conftest import write_video
 
