@@ -1,9 +1,6 @@
 """The synthetic driving clip: deterministic frames, ground truth that matches the drawing, a readable video."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import cv2
@@ -11,19 +8,6 @@ import numpy as np
 import pytest
 
 from detector.labels import LABEL_IDS
-
-SCRIPT = Path(__file__).resolve().parent.parent / "samples" / "make_sample.py"
-
-
-@pytest.fixture(scope="module")
-def sample() -> ModuleType:
-    """``samples/`` is a folder of scripts, not a package: load the script by path."""
-    spec = importlib.util.spec_from_file_location("make_sample", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_render_frame_is_deterministic_and_moves(sample: ModuleType) -> None:
     first = sample.render_frame(10)
