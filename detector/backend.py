@@ -34,7 +34,7 @@ def build_backend(cfg: ModelConfig) -> Backend:
     from detector.weights import load_model
 
     model, class_map = load_model(cfg.name, cfg.weights, cfg.top_n, cfg.min_size, cfg.max_size, cfg.score_thresh)
-    return TorchBackend(model, class_map, resolve_device(cfg.device), cfg.fp16)
+    return TorchBackend(model, class_map, resolve_device(cfg.device), cfg.fp16, cfg.threads)
 
 
 def check_class_filter(class_map: np.ndarray, nms: NmsConfig, model: str) -> list[str]:

@@ -145,7 +145,11 @@ class OnnxConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Which detector runs, with which weights, on which backend and device."""
+    """Which detector runs, with which weights, on which backend and device.
+
+    ``workers``: inference workers in the pipeline, each on its own frame (results keep frame order);
+    ``threads``: torch intra-op threads per worker (0: torch's default, one per core).
+    """
 
     name: str = "driving_mobilenet_v2_fpn"
     weights: str = "default"
@@ -157,6 +161,8 @@ class ModelConfig:
     onnx_path: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fp16: bool = False
+    workers: int = 1
+    threads: int = 0
     onnx: OnnxConfig = dataclasses.field(default_factory=OnnxConfig)
 
     def __post_init__(self) -> None:
@@ -168,6 +174,8 @@ class ModelConfig:
             raise ConfigError(f"'model.top_n' must be >= 1, got {self.top_n}")
         if not 0.0 <= self.score_thresh < 1.0:
             raise ConfigError(f"'model.score_thresh' must be in [0, 1), got {self.score_thresh}")
+        if self.workers < 1 or self.threads < 0:
+            raise ConfigError(f"'model.workers' must be >= 1 and 'model.threads' >= 0, got {self.workers}, {self.threads}")
         if self.backend == "onnx" and not self.onnx_path:
             raise ConfigError("'model.backend' = 'onnx' needs 'model.onnx_path'")
 

@@ -1,10 +1,15 @@
-"""The streaming pipeline: capture -> inference -> class-wise NMS -> render -> sinks, one `Stage` thread each.
+"""The streaming pipeline: capture -> inference -> class-wise NMS -> render -> sinks, one `Stage` each.
+
+Every stage runs on a thread of its own except inference, whose first worker runs on the caller's (main)
+thread, where torch's CPU kernels are fastest (see `stream.stages.run_stages`); ``model.workers`` adds more
+inference workers, each on its own frame, and results still leave in frame order.
 
 Queues are bounded, so the slowest stage sets the pace: file sources block (lossless), live sources drop the
 oldest frame. `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
@@ -146,7 +151,9 @@ class Pipeline:
             q = self.queues
             self.stages = [
                 Stage("capture", lambda f: f, self._frames(), q["capture"], self.stop, self.errors),
-                Stage("inference", self._infer, q["capture"], q["inference"], self.stop, self.errors),
+                Stage("inference", self._infer, q["capture"], q["inference"], self.stop, self.errors,
+                      workers=self.cfg.model.workers,
+                      worker_context=getattr(self.backend, "worker_threads", contextlib.nullcontext)),
                 Stage("nms", self._nms, q["inference"], q["nms"], self.stop, self.errors),
                 Stage("render", self._render, q["nms"], q["render"], self.stop, self.errors),
                 Stage("sink", self._sink_work(video, jsonl, window, bar, [time.perf_counter()]),
@@ -156,7 +163,7 @@ class Pipeline:
             watchdog = threading.Thread(target=self._watch_drain, daemon=True)
             watchdog.start()
             try:
-                run_stages(self.stages, self.stop, self.errors)
+                run_stages(self.stages, self.stop, self.errors, in_caller=self.stages[1])
             finally:
                 self.stop.set()
         return self.record()

@@ -94,3 +94,38 @@ def test_waiting_get_raises_stopped_when_stop_is_set():
     threading.Timer(0.05, stop.set).start()
     with pytest.raises(Stopped):
         q.get()
+
+
+def test_several_workers_keep_input_order_and_share_the_work():
+    import random
+
+    seen_threads = set()
+
+    def slow(x):
+        seen_threads.add(threading.current_thread().name)
+        time.sleep(random.Random(x).uniform(0, 0.01))
+        return x
+
+    stop, errors = threading.Event(), []
+    q_in, q_out = BoundedQueue("in", 4, "block", stop), BoundedQueue("out", 4, "block", stop)
+    out = []
+    stages = [Stage("source", lambda x: x, range(60), q_in, stop, errors),
+              Stage("work", slow, q_in, q_out, stop, errors, workers=3),
+              Stage("sink", out.append, q_out, None, stop, errors)]
+    run_stages(stages, stop, errors, in_caller=stages[1])
+    assert out == list(range(60))
+    assert len(seen_threads) == 3 and threading.current_thread().name in seen_threads
+    assert len(stages[1].timer.snapshot()) == 60
+
+
+def test_a_failing_worker_stops_a_multi_worker_stage():
+    def boom(x):
+        if x == 7:
+            raise KeyError("seven")
+        return x
+
+    stages, stop, errors, out, _ = chain(range(1000), boom)
+    stages[1] = Stage("s0", boom, stages[1].inbox, stages[1].outbox, stop, errors, workers=2)
+    with pytest.raises(StageFailed, match="stage 's0' failed: KeyError"):
+        run_stages(stages, stop, errors)
+    assert out == list(range(len(out))) and len(out) <= 7
