@@ -73,25 +73,27 @@ class VideoFileSource:
         self.skipped = 0
 
     def __iter__(self) -> Iterator[Frame]:
-        index, image, bad = 0, self._first, 0
+        index, image, failed = 0, self._first, 0
         try:
             while True:
                 if image is not None and image.shape[:2] == (self.size[1], self.size[0]):
                     yield Frame(index, index / self.fps, time.perf_counter(), image)
-                    bad = 0
                 elif image is not None:
                     self.skipped += 1
                     log.warning("frame %d of %s has size %s, expected %s: skipped", index, self.path,
                                 image.shape[1::-1], self.size)
                 index += 1
                 ok, image = self.capture.read()
+                if ok and failed:  # failures followed by a good frame were corrupt frames, not the end
+                    self.skipped += failed
+                    log.warning("frames %d-%d of %s could not be decoded: skipped", index - failed, index - 1,
+                                self.path)
+                    failed = 0
                 if ok:
                     continue
-                if self.frame_count is None or index >= self.frame_count or bad >= MAX_CONSECUTIVE_BAD:
+                if self.frame_count is None or index >= self.frame_count or failed >= MAX_CONSECUTIVE_BAD:
                     return
-                bad += 1
-                self.skipped += 1
-                log.warning("frame %d of %s could not be decoded: skipped", index, self.path)
+                failed += 1
                 image = None
         finally:
             self.capture.release()
