@@ -37,7 +37,7 @@ def matched(sample, found, classes: set[str]) -> int:
     for index, names, boxes in found:
         truth = [box for name, box in sample.sample_ground_truth(index) if name in classes]
         mine = [box for name, box in zip(names, boxes) if name in classes]
-        if truth and mine and box_iou(torch.tensor(mine), torch.tensor(truth, dtype=torch.float32)).max() >= 0.5:
+        if truth and mine and box_iou(torch.tensor(np.array(mine)), torch.tensor(truth, dtype=torch.float32)).max() >= 0.5:
             hits += 1
     return hits
 
