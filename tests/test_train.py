@@ -93,3 +93,12 @@ def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert not (config.parent / "run" / "last.pt").exists()
+
+
+def test_the_bundled_training_config_loads():
+    from detector.config import load_config
+    from detector.train import TrainConfig
+    from stream.config import CONFIG_DIR
+
+    cfg = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
+    assert cfg.model == "driving_mobilenet_v2_fpn" and cfg.epochs == 12 and len(cfg.train) == 2

@@ -1,0 +1,49 @@
+"""The one config loader: YAML files, dotted overrides, and errors that name the key and the valid values."""
+from __future__ import annotations
+
+import pytest
+
+from detector.config import ConfigError, parse_overrides
+from stream.config import CONFIG_DIR, load_pipeline_config
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("train")))
+def test_every_pipeline_config_in_the_repo_loads(path):
+    cfg = load_pipeline_config(path)
+    assert cfg.model.top_n >= 1 and 0 < cfg.nms.iou <= 1
+
+
+def test_overrides_use_dotted_keys_and_yaml_values():
+    cfg = load_pipeline_config(None, ["model.top_n=50", "nms.classes=[car, person]", "source.policy=latest",
+                                      "nms.class_thresh.person=0.7", "render.hud=false"])
+    assert cfg.model.top_n == 50 and cfg.nms.classes == ["car", "person"] and cfg.source.policy == "latest"
+    assert cfg.nms.class_thresh == {"person": 0.7} and cfg.render.hud is False
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.topn=5", "unknown key 'model.topn'; valid keys: model.name"),
+    ("model.backend=trt", "valid values: torch, onnx"),
+    ("model.name=yolo", "valid values: driving_mobilenet_v2_fpn"),
+    ("model.top_n=0", "'model.top_n' must be >= 1"),
+    ("model.top_n=many", "'model.top_n' must be int"),
+    ("nms.classes=[cow]", "unknown class 'cow'"),
+    ("source.queue_size=0", "'source.queue_size' must be >= 1"),
+    ("source=3", "'source' must be a section"),
+])
+def test_bad_keys_and_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_pipeline_config(None, [override])
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="not key=value"):
+        parse_overrides(["model.top_n"])
+
+
+def test_bad_yaml_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipeline_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_pipeline_config(tmp_path / "missing.yaml")
