@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,9 +35,6 @@ RANDOM_MODEL = [
 def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120), fps: float = 10.0,
                 codec: str = "MJPG") -> Path:
     """A small clip of a bright box moving across a dark road, frame i drawn from i alone."""
-    import cv2
-    import numpy as np
-
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
     assert writer.isOpened(), f"cannot write test video {path}"
     for i in range(frames):
@@ -71,3 +70,28 @@ def sample():
     sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+# name -> (size (w, h), [(class, xmin, ymin, xmax, ymax)])
+TINY_VOC = {
+    "a": ((160, 120), [("car", 10, 20, 70, 60), ("stop", 100, 10, 140, 50)]),
+    "b": ((160, 120), [("car", 30, 40, 110, 100)]),
+    "c": ((160, 120), [("stop", 60, 30, 90, 70), ("car", 5, 70, 50, 115)]),
+}
+
+
+def write_tiny_voc(root: Path) -> Path:
+    """A VOC folder of `TINY_VOC` with a filled rectangle per box."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    for stem, ((w, h), objects) in TINY_VOC.items():
+        image = np.full((h, w, 3), 90, np.uint8)
+        xml = [f"<annotation><filename>{stem}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+               "<depth>3</depth></size>"]
+        for name, *box in objects:
+            cv2.rectangle(image, tuple(box[:2]), tuple(box[2:]), (20, 200, 240), -1)
+            xml.append(f"<object><name>{name}</name><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin>"
+                       f"<xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>")
+        cv2.imwrite(str(root / "images" / f"{stem}.jpg"), image)
+        (root / "annotations" / f"{stem}.xml").write_text("".join(xml) + "</annotation>")
+    return root

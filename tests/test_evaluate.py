@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -13,13 +12,8 @@ from detector.config import NmsConfig
 from detector.datasets import load_dataset
 from detector.detections import Detections
 from detector.evaluate import evaluate_backend, evaluation_nms, main
+from tests.conftest import write_tiny_voc
 
-# name -> (size (w, h), [(class, xmin, ymin, xmax, ymax)])
-IMAGES = {
-    "a": ((160, 120), [("car", 10, 20, 70, 60), ("stop", 100, 10, 140, 50)]),
-    "b": ((160, 120), [("car", 30, 40, 110, 100)]),
-    "c": ((160, 120), [("stop", 60, 30, 90, 70), ("car", 5, 70, 50, 115)]),
-}
 CONFIG = """model:
   name: fasterrcnn_mobilenet_v3_large_320_fpn
   weights: random
@@ -33,26 +27,9 @@ nms:
 """
 
 
-def write_voc(root: Path) -> Path:
-    """A VOC folder of `IMAGES` with a filled rectangle per box."""
-    (root / "annotations").mkdir(parents=True)
-    (root / "images").mkdir()
-    for stem, ((w, h), objects) in IMAGES.items():
-        image = np.full((h, w, 3), 90, np.uint8)
-        xml = [f"<annotation><filename>{stem}.jpg</filename><size><width>{w}</width><height>{h}</height>"
-               "<depth>3</depth></size>"]
-        for name, *box in objects:
-            cv2.rectangle(image, tuple(box[:2]), tuple(box[2:]), (20, 200, 240), -1)
-            xml.append(f"<object><name>{name}</name><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin>"
-                       f"<xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>")
-        cv2.imwrite(str(root / "images" / f"{stem}.jpg"), image)
-        (root / "annotations" / f"{stem}.xml").write_text("".join(xml) + "</annotation>")
-    return root
-
-
 @pytest.fixture
 def voc(tmp_path: Path) -> Path:
-    return write_voc(tmp_path / "tiny")
+    return write_tiny_voc(tmp_path / "tiny")
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The synthetic driving clip: deterministic frames, ground truth that matches the drawing, a readable video."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
 import cv2
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from detector.labels import LABEL_IDS
+
 
 def test_render_frame_is_deterministic_and_moves(sample: ModuleType) -> None:
     first = sample.render_frame(10)

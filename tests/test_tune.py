@@ -10,8 +10,7 @@ import pytest
 from detector.tune import Measurement, Setting, main, pareto_front, recommend
 from stream.config import load_pipeline_config
 from stream.metrics import read_records
-from tests.conftest import RANDOM_MODEL, write_video
-from tests.test_evaluate import write_voc
+from tests.conftest import RANDOM_MODEL, write_tiny_voc, write_video
 
 
 def point(top_n: int, fps: float, map50: float, backend: str = "torch") -> Measurement:
@@ -66,7 +65,7 @@ def test_recommend_needs_measurements() -> None:
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict[str, Path]:
-    return {"voc": write_voc(tmp_path / "tiny"), "clip": write_video(tmp_path / "clip.avi", frames=4),
+    return {"voc": write_tiny_voc(tmp_path / "tiny"), "clip": write_video(tmp_path / "clip.avi", frames=4),
             "out": tmp_path / "tune", "log": tmp_path / "benchmarks.csv", "config": tmp_path / "tuned.yaml"}
 
 
