@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from detector.cli import CommandParser
+from detector.cli import CommandParser, bad_input, setup_logging
 from detector.config import ConfigError
 from detector.datasets import DatasetError
 from detector.weights import WeightsError
@@ -103,13 +103,11 @@ def summary(record, outputs: Outputs) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.quiet)
     try:
         return run(args)
     except BAD_INPUT as exc:
-        print(f"error: {mask_url(str(exc))}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
 
 
 if __name__ == "__main__":

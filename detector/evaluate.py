@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from detector.backend import Backend, NmsStage, build_backend
-from detector.cli import CommandParser
+from detector.cli import CommandParser, bad_input, setup_logging
 from detector.config import NmsConfig, parse_overrides, to_dict
 from detector.datasets import AnnotatedImage, Dataset, DatasetError, load_dataset
 from detector.labels import LABELS
@@ -186,12 +186,11 @@ def run(args: argparse.Namespace) -> tuple[EvalReport, Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     """The command: 0 on success, 2 with one ``error:`` line for bad input (config, data, weights, files)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         report, report_path, plot_path = run(args)
     except (ValueError, OSError) as exc:  # Config/Dataset/WeightsError, bad device: ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     print(format_table(report))
     print(f"{report.images} images in {report.seconds:.1f} s; report: {report_path}; plot: {plot_path}")
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import logging
 import sys
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
-from detector.cli import CommandParser
+from detector.cli import CommandParser, bad_input, setup_logging
 from detector.labels import LABELS
 from detector.models import MODEL_NAMES
 from detector.weights import WeightsError, load_model
@@ -123,13 +122,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,
                        args.score_thresh, args.opset)
     except (WeightsError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {opset}, checked)")
     return 0

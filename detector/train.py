@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from detector.backend import NmsStage
 from detector.backend_torch import TorchBackend, resolve_device
-from detector.cli import CommandParser
+from detector.cli import CommandParser, bad_input, setup_logging
 from detector.config import ConfigError, NmsConfig, load_config, to_dict
 from detector.datasets import AnnotatedImage, DatasetError, load_dataset
 from detector.evaluate import evaluate_backend
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write CHECKPOINT's model as an fp16 state dict to OUT and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         if args.export:
             export_fp16(*args.export)
@@ -282,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(TrainConfig, args.config, args.overrides)
         last = train(cfg, args.resume)
     except (ValueError, OSError) as exc:  # config, data, weights, a bad --resume file
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     print(f"checkpoint: {last}")
     return 0
 

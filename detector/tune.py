@@ -32,7 +32,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from detector.backend import Backend, NmsStage, build_backend
-from detector.cli import CommandParser
+from detector.cli import CommandParser, bad_input, setup_logging
 from detector.config import to_dict
 from detector.datasets import Dataset, DatasetError, load_dataset
 from detector.evaluate import evaluate_backend, evaluation_nms
@@ -359,12 +359,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """The command: 0 on success, 2 with one ``error:`` line for bad input (config, data, clip, weights, files)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         points, front, rec, out = run(args)
     except (ValueError, OSError, SourceError, StageFailed) as exc:
-        print(f"error: {mask_url(str(exc))}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     print(table(points, front, rec))
     print(f"recommended by rule {rec.rule}: {rec.reason}")
     written = f"; config: {args.write_config}" if args.write_config else ""

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from detector.backend import Backend, NmsStage, build_backend
-from detector.cli import CommandParser
+from detector.cli import CommandParser, bad_input, setup_logging
 from detector.config import ConfigError, to_dict
 from stream.config import PipelineConfig, load_pipeline_config
 from stream.metrics import BenchmarkRecord, latency_stats, write_record
@@ -194,12 +194,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         results = run(args)
     except (ConfigError, SourceError, ValueError, OSError) as exc:
-        print(f"error: {mask_url(str(exc))}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     print(table(results))
     return 0
 

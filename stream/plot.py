@@ -19,7 +19,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from detector.cli import CommandParser
+from detector.cli import CommandParser, bad_input
 from stream.metrics import read_records
 
 KINDS = ("stream", "benchmark", "tune")
@@ -195,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = load_rows(args.log, args.kind, args.last)
         path = plot(rows, args.out or args.log.with_suffix(".png"), f"{args.log.name}: {len(rows)} runs")
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(exc)
     print(path)
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detector.cli import mask_url
 from stream.config import SourceConfig
 from stream.frames import Frame
 
@@ -27,11 +28,6 @@ MAX_CONSECUTIVE_BAD = 25
 
 class SourceError(RuntimeError):
     """A source that cannot be opened or read; one line, credentials masked."""
-
-
-def mask_url(text: str) -> str:
-    """Hide ``user:password@`` in any URL inside ``text`` (for every log line and error)."""
-    return re.sub(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@", r"\g<scheme>***@", text)
 
 
 def source_name(spec: str) -> str:
