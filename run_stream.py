@@ -74,13 +74,12 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     failure = None
     try:
-        pipeline.run()
+        record = pipeline.run()
     except StageFailed as exc:
-        failure = exc
+        failure, record = exc, pipeline.record()  # what was written before the failure
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    record = pipeline.record()
     write_record(record, outputs.record_json, outputs.record_csv)
     if failure is not None:
         print(f"error: {mask_url(str(failure))}", file=sys.stderr)
