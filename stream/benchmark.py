@@ -84,7 +84,7 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
 
 
 def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> BenchmarkRecord:
-    outputs = Outputs(out / "pipeline.mp4", out / "pipeline.jsonl", out / "pipeline.json", out / "unused.csv")
+    outputs = Outputs(out / "pipeline.mp4", out / "pipeline.jsonl")
     return Pipeline(cfg, open_source(source, cfg.source), source, backend, outputs, frames, progress=False).run()
 
 

@@ -40,12 +40,13 @@ DRAIN_SECONDS = 5.0
 
 @dataclass
 class Outputs:
-    """Where one run writes; ``video`` None skips the video."""
+    """Where one run writes; ``video`` None skips the video. The pipeline writes the video and detections; the
+    benchmark record goes where the command that ran it says (``run_stream.py``: both record paths)."""
 
     video: Path | None
     detections: Path
-    record_json: Path
-    record_csv: Path
+    record_json: Path | None = None
+    record_csv: Path | None = None
 
 
 class Pipeline:
