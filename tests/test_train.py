@@ -87,6 +87,27 @@ def test_two_iterations_then_resume(config: Path, tmp_path: Path, capsys) -> Non
     assert changed, "resumed training must update the weights"
 
 
+def test_fine_tune_from_weights_with_a_repeated_dataset(config: Path, tmp_path: Path) -> None:
+    """init_weights starts from a checkpoint's model (fresh schedule); repeat shows a dataset twice per epoch."""
+    assert main(["--config", str(config)]) == 0
+    start = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    data = tmp_path / "data" / "train.json"
+    text = config.read_text().replace(f'train: [{{spec: "coco:{data}"}}]', f'train: [{{spec: "coco:{data}", repeat: 2}}]')
+    config.write_text(text + f"init_weights: {tmp_path / 'run' / 'last.pt'}\n")
+    out = tmp_path / "tuned"
+    assert main(["--config", str(config), f"out_dir={out}", "lr=0.0"]) == 0
+    tuned = load_checkpoint(out / "last.pt")
+    assert (tuned["epoch"], tuned["iteration"]) == (0, 4)  # 2 images x repeat 2, batch 1
+    assert all(torch.equal(v, tuned["model"][k]) for k, v in start.items()), "lr 0 must keep the initial weights"
+
+
+@pytest.mark.parametrize("override", ["init_weights=missing.pt", "train=[{spec: 'coco:x.json', repeat: 0}]"])
+def test_bad_fine_tune_settings_exit_2(config: Path, override: str, capsys) -> None:
+    assert main(["--config", str(config), override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]"])
 def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
     assert main(["--config", str(config), override]) == 2
@@ -102,3 +123,14 @@ def test_the_bundled_training_config_loads():
 
     cfg = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
     assert cfg.model == "driving_mobilenet_v2_fpn" and cfg.epochs == 12 and len(cfg.train) == 2
+
+
+def test_the_fine_tuning_stage_starts_where_stage_one_ends():
+    from detector.config import load_config
+    from detector.train import TrainConfig
+    from stream.config import CONFIG_DIR
+
+    stage1 = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
+    stage2 = load_config(TrainConfig, CONFIG_DIR / "train-driving-ft.yaml")
+    assert Path(stage2.init_weights) == Path(stage1.out_dir) / "last.pt"
+    assert stage2.out_dir != stage1.out_dir and stage2.model == stage1.model
