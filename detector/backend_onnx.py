@@ -55,6 +55,7 @@ class OnnxMetadata:
     """What `detector.export` bakes into the graph, stored as JSON values in the file's ``metadata_props``.
 
     labels[i] is the driving name of model class i (None: not a driving class); class_map[i] its driving id (-1).
+    ``precision``: ``fp32``, or ``int8`` when the box head's matrix products were quantized (optional key).
     """
 
     model_name: str
@@ -66,6 +67,7 @@ class OnnxMetadata:
     class_map: list[int]
     weights: str
     weights_sha256: str
+    precision: str = "fp32"
 
     def to_props(self) -> dict[str, str]:
         return {key: json.dumps(value) for key, value in dataclasses.asdict(self).items()}
@@ -73,8 +75,9 @@ class OnnxMetadata:
     @classmethod
     def from_props(cls, props: dict[str, str], source: str) -> OnnxMetadata:
         """Parse and check the metadata; anything missing or inconsistent is an `OnnxModelError`."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [name for name in names if name not in props]
+        names = [f.name for f in dataclasses.fields(cls) if f.name in props]
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in props and f.default is dataclasses.MISSING]
         if missing:
             raise OnnxModelError(
                 f"'{source}' lacks this project's metadata ({', '.join(missing)}); "
@@ -198,6 +201,7 @@ class OnnxBackend:
 
     def __init__(self, session: ort.InferenceSession, meta: OnnxMetadata, io_binding: bool = False):
         self.session, self.meta = session, meta
+        self.name = "onnx" if meta.precision == "fp32" else f"onnx-{meta.precision}"
         self.class_map = np.asarray(meta.class_map, np.int64)
         self.device = session.get_providers()[0].removesuffix("ExecutionProvider").lower()
         self.binding = self.bind_outputs() if io_binding else None

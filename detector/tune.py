@@ -1,7 +1,7 @@
 """Tune the RPN top-N for speed: measure FPS and mAP@0.5 per setting in one run and recommend one.
 
     python -m detector.tune --config FILE --clip VIDEO --data FORMAT:PATH [--split FILE] [--target-fps F]
-        [--max-map-drop P] [--top-n 10,25,50,100,150,300,1000] [--min-sizes S1,S2] [--backends torch,onnx]
+        [--max-map-drop P] [--top-n 10,25,50,100,150,300,1000] [--min-sizes S1,S2] [--backends torch,onnx,onnx-int8]
         [--frames N] [--repeats R] [--out DIR] [--benchmark-log CSV] [--write-config OUT.yaml] [key=value ...]
 
 Each setting (backend x input min size x top-N) is measured on the clip R times, model-only and through the
@@ -37,7 +37,7 @@ from detector.config import to_dict
 from detector.datasets import Dataset, DatasetError, load_dataset
 from detector.evaluate import evaluate_backend, evaluation_nms
 from detector.models import set_top_n
-from stream.benchmark import WARMUP, backend_config, decode, measure
+from stream.benchmark import BACKENDS, WARMUP, backend_config, decode, measure
 from stream.config import PipelineConfig, load_pipeline_config
 from stream.metrics import BenchmarkRecord, write_record
 from stream.sources import SourceError, mask_url, source_name
@@ -45,7 +45,6 @@ from stream.stages import StageFailed
 
 log = logging.getLogger("detector.tune")
 VARIANTS = ("model-only", "pipeline")
-BACKENDS = ("torch", "onnx")
 DEFAULT_TOP_N = "10,25,50,100,150,300,1000"
 
 

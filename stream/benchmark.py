@@ -1,6 +1,6 @@
 """Throughput benchmark: model-only vs the threaded pipeline vs a naive serial loop, per backend, in one run.
 
-    python -m stream.benchmark --source CLIP [--config FILE] [--frames N] [--repeats R] [--backends torch,onnx]
+    python -m stream.benchmark --source CLIP [--config FILE] [--frames N] [--repeats R] [--backends torch,onnx,onnx-int8]
                                [--models NAME[:WEIGHTS],...] [--benchmark-log CSV] [key=value ...]
 
 Each repeat measures every (model, backend, variant) on the same frames in turn, so drift on a shared machine hits all
@@ -32,6 +32,7 @@ from stream.sources import SourceError, mask_url, open_source
 
 log = logging.getLogger("stream.benchmark")
 VARIANTS = ("model-only", "pipeline", "serial")
+BACKENDS = ("torch", "onnx", "onnx-int8")  # onnx-int8: the ONNX export with its box head quantized
 WARMUP = 3
 
 
@@ -89,7 +90,8 @@ def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, ou
 
 
 def backend_config(cfg: PipelineConfig, backend: str, onnx_dir: Path) -> PipelineConfig:
-    """``cfg`` switched to ``backend``; for ONNX the model is exported with the same settings, once per weights."""
+    """``cfg`` switched to ``backend`` (one of BACKENDS); for ONNX the model is exported with the same settings,
+    once per weights and precision (``onnx-int8``: box head quantized)."""
     if backend == "torch":
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backend="torch"))
     from detector.export import export
@@ -97,12 +99,13 @@ def backend_config(cfg: PipelineConfig, backend: str, onnx_dir: Path) -> Pipelin
 
     m = cfg.model
     path = onnx_dir / (f"{m.name}-{Path(m.weights).stem}-top{m.top_n}-size{m.min_size}x{m.max_size}"
-                       f"-score{m.score_thresh:g}.onnx")
+                       f"-score{m.score_thresh:g}{backend.removeprefix('onnx')}.onnx")
     weights_file = BUNDLED_WEIGHTS if m.weights == "default" else Path(m.weights)
     stale = path.exists() and weights_file.is_file() and weights_file.stat().st_mtime > path.stat().st_mtime
     if not path.exists() or stale:
         log.info("exporting %s to %s", m.name, path)
-        export(m.name, m.weights, m.top_n, path, m.min_size, m.max_size, m.score_thresh)
+        precision = backend.removeprefix("onnx-") if backend != "onnx" else "fp32"
+        export(m.name, m.weights, m.top_n, path, m.min_size, m.max_size, m.score_thresh, precision=precision)
     return dataclasses.replace(cfg, model=dataclasses.replace(m, backend="onnx", onnx_path=str(path)))
 
 
@@ -179,7 +182,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
     parser.add_argument("--frames", type=int, default=100, help="frames per measurement (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per variant (default 3)")
-    parser.add_argument("--backends", default="torch", help="comma-separated: torch, onnx (default torch)")
+    parser.add_argument("--backends", default="torch",
+                        help=f"comma-separated: {', '.join(BACKENDS)} (default torch)")
     parser.add_argument("--models", default="", help="comma-separated NAME[:WEIGHTS] to compare (default: config's)")
     parser.add_argument("--onnx-dir", default="outputs/onnx", help="where ONNX exports are cached")
     parser.add_argument("--benchmark-log", default="outputs/benchmarks.csv", help="CSV log the records go to")
@@ -187,8 +191,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_intermixed_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not set(args.backends) <= {"torch", "onnx"} or args.frames < 1 or args.repeats < 1:
-        parser.error("--backends takes torch and/or onnx; --frames and --repeats must be >= 1")
+    if not set(args.backends) <= set(BACKENDS) or args.frames < 1 or args.repeats < 1:
+        parser.error(f"--backends takes {', '.join(BACKENDS)}; --frames and --repeats must be >= 1")
     return args
 
 

@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, poolers
 
 from detector.backend import check_class_filter
 from detector.backend_onnx import (
@@ -24,7 +24,7 @@ from detector.backend_onnx import (
 from detector.backend_torch import TorchBackend
 from detector.config import ConfigError, ModelConfig, NmsConfig, OnnxConfig
 from detector.detections import Detections
-from detector.export import DEFAULT_OPSET, describe, export_model, main, state_sha256
+from detector.export import DEFAULT_OPSET, describe, export_model, gather_merge_levels, main, state_sha256
 from detector.labels import LABELS
 from detector.models import BUNDLED_MODEL
 from detector.weights import BUNDLED_WEIGHTS, coco_class_map, load_model
@@ -59,17 +59,17 @@ def cpu_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def assert_same(expected: Detections, actual: Detections) -> None:
-    """Every box matched one-to-one: same label, IoU >= 0.99, score within 1e-3."""
+def assert_same(expected: Detections, actual: Detections, min_iou: float = 0.99, score_tol: float = 1e-3) -> None:
+    """Every box matched one-to-one: same label, IoU >= ``min_iou``, score within ``score_tol``."""
     assert len(actual) == len(expected)
     iou = box_iou(torch.from_numpy(expected.boxes), torch.from_numpy(actual.boxes)).numpy()
     used = np.zeros(len(actual), bool)
     for i in np.argsort(-expected.scores):
-        ok = ~used & (actual.labels == expected.labels[i]) & (np.abs(actual.scores - expected.scores[i]) <= 1e-3)
+        ok = ~used & (actual.labels == expected.labels[i]) & (np.abs(actual.scores - expected.scores[i]) <= score_tol)
         candidates = np.flatnonzero(ok)
         assert candidates.size, f"no match for {expected[np.array([i])].to_json()}"
         j = candidates[np.argmax(iou[i, candidates])]
-        assert iou[i, j] >= 0.99, f"best IoU {iou[i, j]:.4f} for {expected.boxes[i]} vs {actual.boxes[j]}"
+        assert iou[i, j] >= min_iou, f"best IoU {iou[i, j]:.4f} for {expected.boxes[i]} vs {actual.boxes[j]}"
         used[j] = True
 
 
@@ -94,6 +94,39 @@ def test_onnx_matches_torch(exported: tuple[Path, TorchBackend], onnx_backend: O
     expected = exported[1](frame)
     assert len(expected) > 0, "the random model must produce detections for the comparison to mean anything"
     assert_same(expected, onnx_backend(frame))
+
+
+def test_gather_merge_equals_torchvisions_scatter_merge() -> None:
+    """The export's RoI merge must give torchvision's result: RoIs back in input order whatever their level."""
+    generator = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 3, (40,), generator=generator)
+    per_level = [torch.randn(int((levels == k).sum()), 4, 7, 7, generator=generator) for k in range(3)]
+    expected = poolers._onnx_merge_levels(levels, per_level)
+    assert torch.equal(gather_merge_levels(levels, per_level), expected)
+
+
+def test_graph_has_no_elementwise_scatter(exported: tuple[Path, TorchBackend]) -> None:
+    """ScatterElements was 15% of the 320 model's CPU time; the export merges RoI levels with a gather instead."""
+    assert "ScatterElements" not in {node.op_type for node in onnx.load(str(exported[0])).graph.node}
+
+
+def test_int8_export_stays_close_to_torch(exported: tuple[Path, TorchBackend], tmp_path: Path) -> None:
+    """Quantizing the box head moves scores a little but keeps every box: measured accuracy is evaluate's job."""
+    model, class_map = exported[1].model, exported[1].class_map
+    path = tmp_path / "int8.onnx"
+    proto = export_model(model, describe(model, class_map, NAME, "random"), path, precision="int8")
+    assert "MatMulInteger" in {node.op_type for node in proto.graph.node}
+    backend = OnnxBackend.from_config(model_config(path))
+    assert backend.meta.precision == "int8" and backend.name == "onnx-int8"
+    assert path.stat().st_size < 0.5 * exported[0].stat().st_size
+    frame = scene(180, 320)
+    assert_same(exported[1](frame), backend(frame), min_iou=0.95, score_tol=0.01)
+
+
+def test_files_without_a_precision_key_are_fp32(exported: tuple[Path, TorchBackend]) -> None:
+    props = read_metadata(exported[0]).to_props()
+    del props["precision"]
+    assert OnnxMetadata.from_props(props, "older.onnx").precision == "fp32"
 
 
 def test_io_binding_path_matches(exported: tuple[Path, TorchBackend], onnx_backend: OnnxBackend) -> None:
