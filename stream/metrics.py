@@ -7,6 +7,8 @@ import logging
 import platform
 import threading
 import time
+from collections import deque
+from itertools import islice
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,11 +18,17 @@ log = logging.getLogger(__name__)
 
 
 class StageTimer:
-    """Per-item durations of one stage (thread-safe appends; reads take a snapshot)."""
+    """Per-item durations of one stage (thread-safe appends; reads take a snapshot).
 
-    def __init__(self, name: str):
+    Keeps the most recent ``window`` items (default: 20 minutes at 30 FPS), so a camera left running for days
+    holds a bounded amount of memory; statistics of longer runs are over that recent window.
+    """
+
+    WINDOW = 36_000
+
+    def __init__(self, name: str, window: int = WINDOW):
         self.name = name
-        self._ms: list[float] = []
+        self._ms: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
@@ -33,7 +41,7 @@ class StageTimer:
 
     def recent_ms(self, n: int = 30) -> float:
         with self._lock:
-            tail = self._ms[-n:]
+            tail = list(islice(reversed(self._ms), n))
         return float(np.mean(tail)) if tail else 0.0
 
 

@@ -20,14 +20,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from detector.backend import Backend, NmsStage
 from detector.config import to_dict
 from stream.config import PipelineConfig
 from stream.frames import Frame
-from stream.metrics import BenchmarkRecord, latency_stats
+from stream.metrics import BenchmarkRecord, StageTimer, latency_stats
 from stream.queues import BoundedQueue
 from stream.render import HudStats, Overlay
 from stream.sinks import DisplaySink, JsonlSink, VideoSink
@@ -70,7 +69,7 @@ class Pipeline:
             "nms": BoundedQueue("nms", size, "block", self.stop),
             "render": BoundedQueue("render", size, "block", self.stop),
         }
-        self.e2e_ms: list[float] = []
+        self.latency = StageTimer("end-to-end")
         self.sink_times: deque[float] = deque(maxlen=30)
         self.written = 0
         self.started = 0.0
@@ -122,7 +121,7 @@ class Pipeline:
                 if window.closed_by_user:
                     self.request_stop()
             now = time.perf_counter()
-            self.e2e_ms.append((now - frame.captured_at) * 1000)
+            self.latency.add(now - frame.captured_at)
             self.sink_times.append(now)
             self.written += 1
             if bar is not None:
@@ -187,7 +186,7 @@ class Pipeline:
             frames=self.written, seconds=round(seconds, 3),
             fps=round(self.written / seconds, 2) if seconds > 0 else 0.0,
             stages={s.stage_name: latency_stats(s.timer.snapshot()) for s in self.stages},
-            latency=latency_stats(np.asarray(self.e2e_ms)), dropped=self.dropped,
+            latency=latency_stats(self.latency.snapshot()), dropped=self.dropped,
             skipped=getattr(self.source, "skipped", 0),
             queues={n: {"max_depth": q.max_depth, "mean_depth": round(q.mean_depth(), 2), "dropped": q.dropped}
                     for n, q in self.queues.items()},

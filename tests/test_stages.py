@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from stream.metrics import StageTimer
 from stream.queues import END, BoundedQueue, Stopped
 from stream.stages import Stage, StageFailed, run_stages
 
@@ -129,3 +130,13 @@ def test_a_failing_worker_stops_a_multi_worker_stage():
     with pytest.raises(StageFailed, match="stage 's0' failed: KeyError"):
         run_stages(stages, stop, errors)
     assert out == list(range(len(out))) and len(out) <= 7
+
+
+def test_stage_timer_keeps_a_bounded_recent_window():
+    """A camera running for days must not grow memory: only the newest ``window`` durations are kept."""
+    timer = StageTimer("inference", window=100)
+    for i in range(1000):
+        timer.add(i / 1000)
+    ms = timer.snapshot()
+    assert len(ms) == 100 and ms[0] == pytest.approx(900.0) and ms[-1] == pytest.approx(999.0)
+    assert timer.recent_ms(10) == pytest.approx(994.5)
