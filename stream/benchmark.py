@@ -94,18 +94,19 @@ def backend_config(cfg: PipelineConfig, backend: str, onnx_dir: Path) -> Pipelin
     once per weights and precision (``onnx-int8``: box head quantized)."""
     if backend == "torch":
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backend="torch"))
-    from detector.export import export
+    from detector import export as exporter
     from detector.weights import BUNDLED_WEIGHTS
 
     m = cfg.model
     path = onnx_dir / (f"{m.name}-{Path(m.weights).stem}-top{m.top_n}-size{m.min_size}x{m.max_size}"
                        f"-score{m.score_thresh:g}{backend.removeprefix('onnx')}.onnx")
     weights_file = BUNDLED_WEIGHTS if m.weights == "default" else Path(m.weights)
-    stale = path.exists() and weights_file.is_file() and weights_file.stat().st_mtime > path.stat().st_mtime
+    sources = [f for f in (weights_file, Path(exporter.__file__)) if f.is_file()]  # newer weights or exporter
+    stale = path.exists() and any(f.stat().st_mtime > path.stat().st_mtime for f in sources)
     if not path.exists() or stale:
         log.info("exporting %s to %s", m.name, path)
         precision = backend.removeprefix("onnx-") if backend != "onnx" else "fp32"
-        export(m.name, m.weights, m.top_n, path, m.min_size, m.max_size, m.score_thresh, precision=precision)
+        exporter.export(m.name, m.weights, m.top_n, path, m.min_size, m.max_size, m.score_thresh, precision=precision)
     return dataclasses.replace(cfg, model=dataclasses.replace(m, backend="onnx", onnx_path=str(path)))
 
 

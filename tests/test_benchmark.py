@@ -23,3 +23,22 @@ def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
 def test_benchmark_bad_source_exits_2(tmp_path, capsys):
     assert benchmark.main(["--source", str(tmp_path / "none.mp4"), *RANDOM_MODEL]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_onnx_int8_exports_once_and_again_when_the_exporter_changes(tmp_path):
+    """Cached exports are keyed by settings and precision, and redone when they predate the exporter."""
+    import os
+
+    from detector import export
+    from detector.backend_onnx import read_metadata
+    from stream.config import load_pipeline_config
+
+    cfg = benchmark.backend_config(load_pipeline_config(None, RANDOM_MODEL), "onnx-int8", tmp_path)
+    path = tmp_path / cfg.model.onnx_path.rsplit("/", 1)[-1]
+    assert cfg.model.backend == "onnx" and path.name.endswith("-int8.onnx")
+    assert read_metadata(path).precision == "int8"
+    old = os.path.getmtime(export.__file__) - 10
+    os.utime(path, (old, old))
+    benchmark.backend_config(load_pipeline_config(None, RANDOM_MODEL), "onnx-int8", tmp_path)
+    assert os.path.getmtime(path) > old, "an export older than the exporter must be redone"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -124,13 +124,3 @@ def test_the_bundled_training_config_loads():
     cfg = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
     assert cfg.model == "driving_mobilenet_v2_fpn" and cfg.epochs == 12 and len(cfg.train) == 2
 
-
-def test_the_fine_tuning_stage_starts_where_stage_one_ends():
-    from detector.config import load_config
-    from detector.train import TrainConfig
-    from stream.config import CONFIG_DIR
-
-    stage1 = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
-    stage2 = load_config(TrainConfig, CONFIG_DIR / "train-driving-ft.yaml")
-    assert Path(stage2.init_weights) == Path(stage1.out_dir) / "last.pt"
-    assert stage2.out_dir != stage1.out_dir and stage2.model == stage1.model
