@@ -1,6 +1,7 @@
 """Export a detector to ONNX for `detector.backend_onnx`: a camera frame in, driving-ready boxes out.
 
-    python -m detector.export --model NAME --weights W --top-n N --out model.onnx [--min-size S --max-size S --opset K --precision fp32|int8]
+    python -m detector.export --model NAME --weights W --top-n N --out model.onnx
+        [--min-size S --max-size S --opset K --precision fp32|int8]
 
 Input: the frame as the camera gives it, uint8 BGR (H, W, 3), batch 1, dynamic H and W. BGR->RGB, HWC->CHW and
 /255 run inside the graph with the same ops TorchBackend runs on its device, so pre- and postprocessing are the
@@ -117,7 +118,8 @@ def export_model(
     """Trace ``model`` behind the frame preprocessing, attach ``meta``, check the graph and write it to ``out``."""
     sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (meta.min_size, meta.max_size, 3), np.uint8))
     buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings(), mock.patch.object(poolers, "_onnx_merge_levels", gather_merge_levels):
+    merge = mock.patch.object(poolers, "_onnx_merge_levels", gather_merge_levels)
+    with torch.no_grad(), warnings.catch_warnings(), merge:
         # The tracer warns about torchvision internals that its ONNX support handles (tests/test_onnx.py checks).
         warnings.simplefilter("ignore")
         torch.onnx.export(

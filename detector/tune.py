@@ -1,7 +1,8 @@
 """Tune the RPN top-N for speed: measure FPS and mAP@0.5 per setting in one run and recommend one.
 
     python -m detector.tune --config FILE --clip VIDEO --data FORMAT:PATH [--split FILE] [--target-fps F]
-        [--max-map-drop P] [--top-n 10,25,50,100,150,300,1000] [--min-sizes S1,S2] [--backends torch,onnx,onnx-int8]
+        [--max-map-drop P] [--top-n 10,25,50,100,150,300,1000] [--min-sizes S1,S2]
+        [--backends torch,onnx,onnx-int8]
         [--frames N] [--repeats R] [--out DIR] [--benchmark-log CSV] [--write-config OUT.yaml] [key=value ...]
 
 Each setting (backend x input min size x top-N) is measured on the clip R times, model-only and through the

@@ -1,7 +1,7 @@
 """Throughput benchmark: model-only vs the threaded pipeline vs a naive serial loop, per backend, in one run.
 
-    python -m stream.benchmark --source CLIP [--config FILE] [--frames N] [--repeats R] [--backends torch,onnx,onnx-int8]
-                               [--models NAME[:WEIGHTS],...] [--benchmark-log CSV] [key=value ...]
+    python -m stream.benchmark --source CLIP [--config FILE] [--frames N] [--repeats R]
+        [--backends torch,onnx,onnx-int8] [--models NAME[:WEIGHTS],...] [--benchmark-log CSV] [key=value ...]
 
 Each repeat measures every (model, backend, variant) on the same frames in turn, so drift on a shared machine hits all
 of them alike; the table gives the median FPS with min and max, and each variant's ratio to model-only.
@@ -105,7 +105,7 @@ def backend_config(cfg: PipelineConfig, backend: str, onnx_dir: Path) -> Pipelin
     stale = path.exists() and any(f.stat().st_mtime > path.stat().st_mtime for f in sources)
     if not path.exists() or stale:
         log.info("exporting %s to %s", m.name, path)
-        precision = backend.removeprefix("onnx-") if backend != "onnx" else "fp32"
+        precision = backend.partition("-")[2] or "fp32"
         exporter.export(m.name, m.weights, m.top_n, path, m.min_size, m.max_size, m.score_thresh, precision=precision)
     return dataclasses.replace(cfg, model=dataclasses.replace(m, backend="onnx", onnx_path=str(path)))
 

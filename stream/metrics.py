@@ -8,8 +8,8 @@ import platform
 import threading
 import time
 from collections import deque
-from itertools import islice
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np

@@ -92,7 +92,8 @@ def test_fine_tune_from_weights_with_a_repeated_dataset(config: Path, tmp_path: 
     assert main(["--config", str(config)]) == 0
     start = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     data = tmp_path / "data" / "train.json"
-    text = config.read_text().replace(f'train: [{{spec: "coco:{data}"}}]', f'train: [{{spec: "coco:{data}", repeat: 2}}]')
+    text = config.read_text().replace(f'train: [{{spec: "coco:{data}"}}]',
+                                      f'train: [{{spec: "coco:{data}", repeat: 2}}]')
     config.write_text(text + f"init_weights: {tmp_path / 'run' / 'last.pt'}\n")
     out = tmp_path / "tuned"
     assert main(["--config", str(config), f"out_dir={out}", "lr=0.0"]) == 0
