@@ -195,9 +195,10 @@ def first_line(exc: BaseException) -> str:
 
 
 class OnnxBackend:
-    """Runs an exported detector in ONNX Runtime; on a GPU provider through IO binding (one upload per frame)."""
+    """Runs an exported detector in ONNX Runtime; on a GPU provider through IO binding (one upload per frame).
 
-    name = "onnx"
+    ``name`` is ``onnx`` for fp32 files and ``onnx-<precision>`` otherwise, so records tell the two apart.
+    """
 
     def __init__(self, session: ort.InferenceSession, meta: OnnxMetadata, io_binding: bool = False):
         self.session, self.meta = session, meta
