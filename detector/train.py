@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from tqdm import tqdm
 
@@ -76,6 +77,8 @@ class TrainConfig:
     max_size: int = 640
     hflip: float = 0.5
     color_jitter: float = 0.2
+    crop: float = 0.0
+    crop_min_scale: float = 0.3
     rpn_pre_nms_top_n_train: int = 1000
     rpn_post_nms_top_n_train: int = 600
     box_batch_size_per_image: int = 128
@@ -87,6 +90,8 @@ class TrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.crop <= 1.0 or not 0.0 < self.crop_min_scale <= 1.0:
+            raise ValueError(f"crop ({self.crop}) must be in [0, 1] and crop_min_scale ({self.crop_min_scale}) in (0, 1]")
         if self.schedule not in ("cosine", "step"):
             raise ValueError(f"schedule '{self.schedule}' is not valid; valid values: cosine, step")
         if not self.train:
@@ -106,13 +111,21 @@ def backbone_weights_path(spec: str) -> Path | None:
 
 
 class TrainImages(torch.utils.data.Dataset):
-    """Images with boxes as (tensor, target); flip and colour jitter when augmenting (scale jitter is the model's)."""
+    """Images with boxes as (tensor, target), augmented by SSD-style crops, flips and colour jitter.
 
-    def __init__(self, images: list[AnnotatedImage], hflip: float = 0.0, color_jitter: float = 0.0):
+    Scale jitter is the model's own (``train_min_sizes``). A crop keeps the boxes whose centre it contains.
+    """
+
+    def __init__(self, images: list[AnnotatedImage], hflip: float = 0.0, color_jitter: float = 0.0,
+                 crop: float = 0.0, crop_min_scale: float = 0.3):
         self.images = images
         self.hflip = hflip
         j = color_jitter
         self.jitter = v2.ColorJitter(j, j, j, min(j / 4, 0.5)) if j > 0 else None
+        self.crop = v2.Compose([
+            v2.RandomApply([v2.RandomIoUCrop(min_scale=crop_min_scale)], p=crop),
+            v2.SanitizeBoundingBoxes(),
+        ]) if crop > 0 else None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -123,13 +136,17 @@ class TrainImages(torch.utils.data.Dataset):
         if bgr is None:
             raise DatasetError(f"{item.path}: image missing or unreadable")
         image = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1).float() / 255
-        boxes = torch.from_numpy(item.boxes.copy())
+        boxes, labels = torch.from_numpy(item.boxes.copy()), torch.from_numpy(item.labels)
+        if self.crop is not None:
+            canvas = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(image.shape[-2:]))
+            image, cropped = self.crop(image, {"boxes": canvas, "labels": labels})
+            boxes, labels = cropped["boxes"].as_subclass(torch.Tensor), cropped["labels"]
         if random.random() < self.hflip:
             image = image.flip(-1)
             boxes[:, [0, 2]] = image.shape[-1] - boxes[:, [2, 0]]
         if self.jitter is not None:
             image = self.jitter(image)
-        return image, {"boxes": boxes, "labels": torch.from_numpy(item.labels)}
+        return image, {"boxes": boxes, "labels": labels}
 
 
 class AspectBatches(Sampler[list[int]]):
@@ -203,8 +220,8 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sampler = AspectBatches(train_images, cfg.batch_size, cfg.seed)
-    loader = DataLoader(TrainImages(train_images, cfg.hflip, cfg.color_jitter), batch_sampler=sampler,
-                        collate_fn=lambda batch: tuple(zip(*batch)), num_workers=0)
+    dataset = TrainImages(train_images, cfg.hflip, cfg.color_jitter, cfg.crop, cfg.crop_min_scale)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda batch: tuple(zip(*batch)), num_workers=0)
     total = cfg.max_iters or cfg.epochs * len(sampler)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it, total, len(sampler)))
     use_amp = cfg.amp and device.type == "cuda"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from detector.train import main
+from detector.datasets import AnnotatedImage
+from detector.train import TrainImages, main
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "iteration", "history", "config"}
 
@@ -109,7 +110,32 @@ def test_bad_fine_tune_settings_exit_2(config: Path, override: str, capsys) -> N
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]"])
+def test_crops_keep_boxes_inside_and_labels_with_their_boxes(tmp_path: Path) -> None:
+    """A crop must move boxes with the image, clip them to it and drop a box together with its label."""
+    frame = np.zeros((240, 320, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "f.jpg"), frame)
+    boxes = np.array([[10, 10, 40, 30], [150, 100, 230, 200], [280, 200, 318, 238]], np.float32)
+    labels = np.array([1, 6, 7])
+    images = [AnnotatedImage(tmp_path / "f.jpg", 320, 240, boxes, labels)]
+    sizes = dict(zip(labels.tolist(), (boxes[:, 2:] - boxes[:, :2]).tolist()))
+    cropped = TrainImages(images, crop=1.0, crop_min_scale=0.3)
+    shapes = set()
+    for _ in range(40):
+        image, target = cropped[0]
+        height, width = image.shape[-2:]
+        shapes.add((height, width))
+        out = target["boxes"]
+        assert len(out) == len(target["labels"]) >= 1
+        assert (out[:, :2] >= 0).all() and (out[:, 2] <= width).all() and (out[:, 3] <= height).all()
+        for box, label in zip(out.tolist(), target["labels"].tolist()):
+            w, h = box[2] - box[0], box[3] - box[1]
+            assert 0 < w <= sizes[label][0] + 1e-3 and 0 < h <= sizes[label][1] + 1e-3
+    assert len(shapes) > 1, "crop=1.0 must crop"
+    image, target = TrainImages(images)[0]
+    assert image.shape[-2:] == (240, 320) and torch.equal(target["boxes"], torch.from_numpy(boxes))
+
+
+@pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]", "crop=1.5"])
 def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
     assert main(["--config", str(config), override]) == 2
     err = capsys.readouterr().err
@@ -117,11 +143,13 @@ def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
     assert not (config.parent / "run" / "last.pt").exists()
 
 
-def test_the_bundled_training_config_loads():
+def test_the_bundled_training_configs_load():
     from detector.config import load_config
     from detector.train import TrainConfig
     from stream.config import CONFIG_DIR
 
     cfg = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
     assert cfg.model == "driving_mobilenet_v2_fpn" and cfg.epochs == 12 and len(cfg.train) == 2
+    stage2 = load_config(TrainConfig, CONFIG_DIR / "train-driving-crop.yaml")
+    assert stage2.init_weights == "runs/driving/stage1.pt" and stage2.crop > 0 and stage2.train == cfg.train
 
