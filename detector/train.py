@@ -91,7 +91,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.crop <= 1.0 or not 0.0 < self.crop_min_scale <= 1.0:
-            raise ValueError(f"crop ({self.crop}) must be in [0, 1] and crop_min_scale ({self.crop_min_scale}) in (0, 1]")
+            raise ValueError(f"crop must be in [0, 1] and crop_min_scale in (0, 1], got {self.crop} and "
+                             f"{self.crop_min_scale}")
         if self.schedule not in ("cosine", "step"):
             raise ValueError(f"schedule '{self.schedule}' is not valid; valid values: cosine, step")
         if not self.train:
