@@ -152,5 +152,6 @@ def test_the_bundled_training_configs_load():
     cfg = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
     assert cfg.model == "driving_mobilenet_v2_fpn" and cfg.epochs == 12 and len(cfg.train) == 2
     stage2 = load_config(TrainConfig, CONFIG_DIR / "train-driving-crop.yaml")
-    assert stage2.init_weights == "runs/driving/stage1.pt" and stage2.crop > 0 and stage2.train == cfg.train
+    assert stage2.init_weights == "runs/driving/stage1.pt" and stage2.crop > 0
+    assert [s.spec for s in stage2.train] == [s.spec for s in cfg.train]
 
