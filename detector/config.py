@@ -12,6 +12,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from detector.models import DEFAULT_SCORE_THRESH, MODEL_NAMES
+
 T = TypeVar("T")
 
 
@@ -156,7 +158,7 @@ class ModelConfig:
     top_n: int = 100
     min_size: int = 0
     max_size: int = 0
-    score_thresh: float = 0.05
+    score_thresh: float = DEFAULT_SCORE_THRESH
     backend: Literal["torch", "onnx"] = "torch"
     onnx_path: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -166,8 +168,6 @@ class ModelConfig:
     onnx: OnnxConfig = dataclasses.field(default_factory=OnnxConfig)
 
     def __post_init__(self) -> None:
-        from detector.models import MODEL_NAMES
-
         if self.name not in MODEL_NAMES:
             raise ConfigError(f"'model.name' = '{self.name}' is not valid; valid values: {', '.join(MODEL_NAMES)}")
         if self.top_n < 1:

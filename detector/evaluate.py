@@ -98,7 +98,7 @@ def evaluation_nms(cfg: NmsConfig, overrides: list[str]) -> NmsConfig:
 
     AP integrates precision over the whole ranked list, so a display threshold (0.4 in the default config) would
     cut recall short and lower every AP; evaluation ranks all detections the model emits instead (the model's
-    own ``model.score_thresh``, 0.05 by default as in torchvision's COCO evaluation, still applies).
+    own candidate floor ``model.score_thresh`` still applies: 0.01 by default, see `models.DEFAULT_SCORE_THRESH`).
     """
     given = parse_overrides(overrides)
     keep_thresh = "nms.score_thresh" in given

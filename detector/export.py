@@ -35,7 +35,7 @@ from torchvision.ops import poolers
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
 from detector.cli import CommandParser, bad_input, setup_logging
 from detector.labels import LABELS
-from detector.models import MODEL_NAMES
+from detector.models import DEFAULT_SCORE_THRESH, MODEL_NAMES
 from detector.weights import WeightsError, load_model
 
 DEFAULT_OPSET = 17
@@ -139,7 +139,7 @@ def export_model(
 
 def export(
     name: str, weights: str, top_n: int, out: Path, min_size: int = 0, max_size: int = 0,
-    score_thresh: float = 0.05, opset: int = DEFAULT_OPSET, precision: str = "fp32",
+    score_thresh: float = DEFAULT_SCORE_THRESH, opset: int = DEFAULT_OPSET, precision: str = "fp32",
 ) -> onnx.ModelProto:
     """Load ``name`` with ``weights`` (random ones from seed 0, so the file is reproducible) and export it."""
     torch.manual_seed(0)
@@ -155,7 +155,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--min-size", type=int, default=0, help="0: the model's default")
     parser.add_argument("--max-size", type=int, default=0, help="0: the model's default")
-    parser.add_argument("--score-thresh", type=float, default=0.05, help="candidate floor before the NMS stage")
+    parser.add_argument("--score-thresh", type=float, default=DEFAULT_SCORE_THRESH,
+                        help="candidate floor before the NMS stage")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="K",
                         help=f"ONNX opset, {OPSETS[0]}..{OPSETS[-1]} (default {DEFAULT_OPSET})")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",

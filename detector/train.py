@@ -33,7 +33,7 @@ from detector.config import ConfigError, NmsConfig, load_config, to_dict
 from detector.datasets import AnnotatedImage, DatasetError, load_dataset
 from detector.evaluate import evaluate_backend
 from detector.labels import LABELS, NUM_CLASSES
-from detector.models import BUNDLED_MODEL, build_detector
+from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, build_detector
 from detector.weights import fit_state_dict, read_state_dict
 
 log = logging.getLogger("detector.train")
@@ -195,7 +195,7 @@ def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.model == BUNDLED_MODEL:
         extra.update(imagenet_weights=backbone_weights_path(cfg.backbone_weights), frozen_stages=cfg.frozen_stages)
     sizes = tuple(s for s in cfg.train_min_sizes if s != cfg.min_size) + (cfg.min_size,)
-    return build_detector(cfg.model, NUM_CLASSES, cfg.eval_top_n, sizes, cfg.max_size, 0.05, **extra)
+    return build_detector(cfg.model, NUM_CLASSES, cfg.eval_top_n, sizes, cfg.max_size, DEFAULT_SCORE_THRESH, **extra)
 
 
 def load_images(sources: list[DataSource]) -> list[AnnotatedImage]:

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models import get_model_weights
 
 from detector.labels import COCO_CATEGORIES, NUM_CLASSES, coco_to_driving
-from detector.models import BUNDLED_MODEL, build_detector
+from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, build_detector
 
 log = logging.getLogger(__name__)
 BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / f"{BUNDLED_MODEL}.pt"
@@ -83,7 +83,7 @@ def fit_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
 
 
 def load_model(
-    name: str, weights: str, top_n: int, min_size: int = 0, max_size: int = 0, score_thresh: float = 0.05,
+    name: str, weights: str, top_n: int, min_size: int = 0, max_size: int = 0, score_thresh: float = DEFAULT_SCORE_THRESH,
 ) -> tuple[nn.Module, np.ndarray]:
     """Build ``name`` in eval mode with ``weights`` = ``default`` | ``coco`` | ``random`` | a file path."""
     if weights == "default":
