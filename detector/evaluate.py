@@ -28,7 +28,7 @@ from detector.backend import Backend, NmsStage, build_backend
 from detector.cli import CommandParser, bad_input, setup_logging
 from detector.config import NmsConfig, parse_overrides, to_dict
 from detector.datasets import AnnotatedImage, Dataset, DatasetError, load_dataset
-from detector.labels import LABELS
+from detector.labels import LABEL_IDS, LABELS
 from detector.metrics import ClassResult, GroundTruth, evaluate
 from stream.config import PipelineConfig, load_pipeline_config
 
@@ -79,7 +79,11 @@ def _mean(values: list[float]) -> float:
 def evaluate_backend(
     backend: Backend, nms_stage: NmsStage, dataset: Dataset | Sequence[AnnotatedImage], progress: bool = True,
 ) -> EvalReport:
-    """Run every image through ``backend`` then ``nms_stage`` and score the detections (used in-process by tuners)."""
+    """Run every image through ``backend`` then ``nms_stage`` and score the detections (used in-process by tuners).
+
+    Scores the classes that have ground truth and that the NMS stage keeps: with ``nms.classes=[car]`` the mAP is
+    the car AP, not a mean diluted by classes filtered out on purpose.
+    """
     images = dataset.images if isinstance(dataset, Dataset) else dataset
     started = time.perf_counter()
     detections = []
@@ -89,7 +93,7 @@ def evaluate_backend(
             raise DatasetError(f"{item.path}: image missing or unreadable")
         detections.append(nms_stage(backend(frame)))
     truths = [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
-    results = evaluate(detections, truths, dict(enumerate(LABELS)))
+    results = [r for r in evaluate(detections, truths, dict(enumerate(LABELS))) if nms_stage.keep[LABEL_IDS[r.name]]]
     return EvalReport(results, len(images), time.perf_counter() - started)
 
 

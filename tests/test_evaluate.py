@@ -119,6 +119,13 @@ def test_evaluate_backend_ranks_low_scores(voc: Path) -> None:
     assert {c.name: c.num_gt for c in cut.classes} == {"car": 3, "stop_sign": 2}
 
 
+def test_evaluate_backend_scores_only_the_classes_the_nms_keeps(voc: Path) -> None:
+    dataset = load_dataset(f"voc:{voc}")
+    cars = evaluate_backend(OracleBackend(dataset.images, 0.9), NmsStage(NmsConfig(classes=["car"])), dataset)
+    assert [c.name for c in cars.classes] == ["car"]  # stop_sign has ground truth but was filtered out on purpose
+    assert cars.map50 == pytest.approx(1.0)
+
+
 def test_evaluation_nms_keeps_iou_and_classes() -> None:
     cfg = NmsConfig(iou=0.6, score_thresh=0.5, class_thresh={"car": 0.7}, classes=["car", "person"])
     relaxed = evaluation_nms(cfg, ["model.top_n=5"])
