@@ -36,7 +36,8 @@ from detector.backend import Backend, NmsStage, build_backend
 from detector.cli import CommandParser, bad_input, setup_logging
 from detector.config import to_dict
 from detector.datasets import Dataset, DatasetError, load_dataset
-from detector.evaluate import evaluate_backend, evaluation_nms
+from detector.evaluate import dataset_name, evaluate_backend, evaluation_nms
+from detector.labels import LABELS
 from detector.models import set_top_n
 from stream.benchmark import BACKENDS, WARMUP, backend_config, decode, measure
 from stream.config import PipelineConfig, load_pipeline_config
@@ -231,8 +232,14 @@ def point_label(point: Measurement, backends: bool, sizes: bool) -> str:
     return " ".join([f"N={s.top_n}", *([s.backend] if backends else []), *([f"s{s.min_size}"] if sizes else [])])
 
 
+def accuracy_label(data: str, split: str | None, classes: list[str]) -> str:
+    """What the accuracy axis scores: the dataset, and the classes when ``nms.classes`` narrows them."""
+    kept = "" if len(classes) == len(LABELS) - 1 else f" ({', '.join(classes)})"
+    return f"mAP@0.5 on {dataset_name(data, split)}{kept}"
+
+
 def plot(points: list[Measurement], front: list[Measurement], rec: Recommendation, target_fps: float | None,
-         path: Path, title: str) -> None:
+         path: Path, title: str, ylabel: str = "mAP@0.5") -> None:
     """Pipeline FPS (median, min-max bars) against mAP@0.5: Pareto front, target FPS and the choice marked."""
     fig = Figure(figsize=(8, 5.5), dpi=110)
     ax = fig.add_subplot()
@@ -253,7 +260,7 @@ def plot(points: list[Measurement], front: list[Measurement], rec: Recommendatio
         ax.axvline(target_fps, color="tab:red", ls=":", label=f"target {target_fps:g} FPS")
     ax.scatter([rec.choice.fps], [rec.choice.map50], marker="*", s=320, color="gold", edgecolors="k", zorder=4,
                label=f"recommended ({rec.rule}): {point_label(rec.choice, backends, sizes)}")
-    ax.set(xlabel="pipeline FPS (median; bars: min-max over repeats)", ylabel="mAP@0.5", title=title)
+    ax.set(xlabel="pipeline FPS (median; bars: min-max over repeats)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.savefig(path)
@@ -303,7 +310,8 @@ def run(args: argparse.Namespace) -> tuple[list[Measurement], list[Measurement],
     rec = recommend(points, args.target_fps, args.max_map_drop)
     write_csv(points, out / "tune.csv")
     write_json(args, points, front, rec, out / "tune.json")
-    plot(points, front, rec, args.target_fps, out / "tune.png", f"top-N tuning on {source_name(args.clip)}")
+    plot(points, front, rec, args.target_fps, out / "tune.png", f"top-N tuning on {source_name(args.clip)}",
+         accuracy_label(args.data, args.split, base.nms.classes))
     if args.write_config:
         write_config(base, rec, args.onnx_dir, args, args.write_config)
     return points, front, rec, out

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.tune import Measurement, Setting, main, pareto_front, recommend
+from detector.labels import LABELS
+from detector.tune import Measurement, Setting, accuracy_label, main, pareto_front, recommend
 from stream.config import load_pipeline_config
 from stream.metrics import read_records
 from tests.conftest import RANDOM_MODEL, write_tiny_voc, write_video
@@ -56,6 +57,12 @@ def test_ties_go_to_the_other_measure_then_the_smaller_top_n() -> None:
     assert recommend(same, None, 0.0).choice.setting.top_n == 40
     accurate_twin = point(400, 20.0, 0.45)
     assert recommend([FAST, accurate_twin, SLOW], None, 20.0).choice is accurate_twin
+
+
+def test_accuracy_axis_names_the_dataset_and_a_narrowed_class_list() -> None:
+    signs = accuracy_label("voc:data/roadsigns", "data/roadsigns/val.txt", list(LABELS[1:]))
+    assert signs == "mAP@0.5 on roadsigns-val"
+    assert accuracy_label("coco:data/pseudo/val.json", None, ["car"]) == "mAP@0.5 on pseudo-val (car)"
 
 
 def test_recommend_needs_measurements() -> None:
