@@ -239,7 +239,7 @@ def accuracy_label(data: str, split: str | None, classes: list[str]) -> str:
 
 
 def plot(points: list[Measurement], front: list[Measurement], rec: Recommendation, target_fps: float | None,
-         path: Path, title: str, ylabel: str = "mAP@0.5") -> None:
+         path: Path, title: str, ylabel: str) -> None:
     """Pipeline FPS (median, min-max bars) against mAP@0.5: Pareto front, target FPS and the choice marked."""
     fig = Figure(figsize=(8, 5.5), dpi=110)
     ax = fig.add_subplot()

@@ -8,14 +8,16 @@ from detector.config import ConfigError, parse_overrides
 from detector.models import DEFAULT_SCORE_THRESH
 from stream.config import CONFIG_DIR, load_pipeline_config
 
+PIPELINE_CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("train"))
 
-@pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("train")))
+
+@pytest.mark.parametrize("path", PIPELINE_CONFIGS)
 def test_every_pipeline_config_in_the_repo_loads(path):
     cfg = load_pipeline_config(path)
     assert cfg.model.top_n >= 1 and 0 < cfg.nms.iou <= 1
 
 
-@pytest.mark.parametrize("path", sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("train")))
+@pytest.mark.parametrize("path", PIPELINE_CONFIGS)
 def test_shipped_configs_use_the_candidate_floor_the_exporter_bakes_in(path):
     # An ONNX graph exported with the command in an onnx-*.yaml must match that config's model keys.
     exported = export.parse_args(["--model", "driving_mobilenet_v2_fpn", "--out", "x.onnx"]).score_thresh
