@@ -1,27 +1,42 @@
-"""Inference backends behind one call: ``backend(frame_bgr) -> Detections`` (driving ids, source pixels).
+"""Inference backends behind one protocol: ``backend(frame_bgr) -> Detections`` (driving ids, source pixels).
 
-The NMS stage, overlay, sinks and evaluation see only this interface, so torch and ONNX Runtime are swappable.
+The NMS stage, the pipeline, evaluation and benchmarks see only `Backend`, so torch and ONNX Runtime (and any
+backend added later) are swappable; `build_backend` picks one from the config.
 """
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import numpy as np
 
-from detector.config import ConfigError, ModelConfig, NmsConfig
-from detector.detections import Detections
-from detector.labels import LABEL_IDS, LABELS, NUM_CLASSES
-from detector.nms import classwise_nms
+from core.config import ConfigError
+from core.detections import Detections
+from core.labels import LABELS
+from detector.config import ModelConfig, NmsConfig
 
 log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
-    name: str
-    class_map: np.ndarray  # model class index -> driving id (-1: not a driving class)
+    """What every backend offers.
 
-    def __call__(self, frame_bgr: np.ndarray) -> Detections: ...
+    name: shown in records (``torch``, ``onnx``, ``onnx-int8``); class_map: (num_model_classes,) model class index
+    -> driving id (-1: not a driving class); device: where it runs (``str()`` names it in records).
+    """
+
+    name: str
+    class_map: np.ndarray
+    device: object
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        """frame_bgr: (H, W, 3) uint8 BGR, as captured; returns candidates before the class-wise NMS stage."""
+        ...
+
+    def worker_threads(self) -> AbstractContextManager[None]:
+        """Wraps a pipeline inference worker's loop on its own thread (e.g. per-thread intra-op settings)."""
+        ...
 
 
 def build_backend(cfg: ModelConfig) -> Backend:
@@ -52,18 +67,3 @@ def check_class_filter(class_map: np.ndarray, nms: NmsConfig, model: str) -> lis
     if unused:
         log.warning("model '%s' never outputs %s, named in the nms config", model, ", ".join(unused))
     return unused
-
-
-class NmsStage:
-    """The configured class-wise NMS as one callable (arrays are built once, not per frame)."""
-
-    def __init__(self, cfg: NmsConfig):
-        self.iou, self.score_thresh = cfg.iou, cfg.score_thresh
-        self.class_thresh = np.zeros(NUM_CLASSES, np.float32)
-        for name, thresh in cfg.class_thresh.items():
-            self.class_thresh[LABEL_IDS[name]] = thresh
-        self.keep = np.zeros(NUM_CLASSES, bool)
-        self.keep[[LABEL_IDS[n] for n in cfg.classes]] = True
-
-    def __call__(self, detections: Detections) -> Detections:
-        return classwise_nms(detections, self.iou, self.score_thresh, self.class_thresh, self.keep)

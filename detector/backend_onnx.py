@@ -6,6 +6,7 @@ in the file's metadata turns them into driving ids exactly as TorchBackend's cla
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,9 +20,10 @@ import onnxruntime as ort
 import torch
 from google.protobuf.message import DecodeError
 
-from detector.config import ConfigError, ModelConfig, OnnxConfig
-from detector.detections import Detections
-from detector.labels import LABEL_IDS, LABELS
+from core.config import ConfigError
+from core.detections import Detections
+from core.labels import LABEL_IDS, LABELS
+from detector.config import ModelConfig, OnnxConfig
 from detector.models import DEFAULT_SIZES
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ class OnnxMetadata:
         return meta
 
     def check_labels(self, source: str) -> None:
-        """The stored names and ids must agree with this project's label map (`detector.labels`)."""
+        """The stored names and ids must agree with this project's label map (`core.labels`)."""
         if len(self.labels) != len(self.class_map):
             raise OnnxModelError(f"'{source}': {len(self.labels)} label names but {len(self.class_map)} class ids")
         for index, (name, driving_id) in enumerate(zip(self.labels, self.class_map)):
@@ -236,9 +238,11 @@ class OnnxBackend:
             boxes, scores, labels = self.run(np.ascontiguousarray(frame_bgr))
         except ORT_ERRORS as exc:
             raise OnnxModelError(f"ONNX Runtime rejected a {frame_bgr.shape} frame: {first_line(exc)}") from None
-        labels = self.class_map[labels]
-        keep = labels >= 0
-        return Detections(boxes[keep], scores[keep], labels[keep])
+        return Detections.from_model_output(boxes, scores, labels, self.class_map)
+
+    def worker_threads(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing per thread: the session's own thread pool (``model.onnx.intra_op_threads``) does the work."""
+        return contextlib.nullcontext()
 
 
 def check_frame(frame: np.ndarray) -> None:

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.config import ConfigError
-from detector.detections import Detections
+from core.config import ConfigError
+from core.detections import Detections
+from detector.preprocess import to_model_input
 
 
 def resolve_device(device: str) -> torch.device:
@@ -22,7 +23,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 class TorchBackend:
-    """Runs a torchvision detection model; preprocessing (BGR->RGB, scaling to [0, 1]) runs on the device."""
+    """Runs a torchvision detection model; preprocessing (`detector.preprocess`) runs on the device."""
 
     name = "torch"
 
@@ -51,16 +52,11 @@ class TorchBackend:
             torch.set_num_threads(previous)
 
     def preprocess(self, frame_bgr: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 BGR -> (3, H, W) float RGB in [0, 1] on the device."""
+        """(H, W, 3) uint8 BGR -> (3, H, W) RGB in [0, 1] on the device (half precision with ``fp16``)."""
         tensor = torch.from_numpy(np.ascontiguousarray(frame_bgr)).to(self.device, non_blocking=True)
-        tensor = tensor.flip(-1).permute(2, 0, 1)
-        return tensor.half().div_(255) if self.fp16 else tensor.float().div_(255)
+        return to_model_input(tensor, torch.float16 if self.fp16 else torch.float32)
 
     @torch.inference_mode()
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         output = self.model([self.preprocess(frame_bgr)])[0]
-        labels = self.class_map[output["labels"].cpu().numpy()]
-        keep = labels >= 0
-        return Detections(
-            output["boxes"].float().cpu().numpy()[keep], output["scores"].float().cpu().numpy()[keep], labels[keep]
-        )
+        return Detections.from_model_output(output["boxes"], output["scores"], output["labels"], self.class_map)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.labels import COCO_CATEGORIES, DEFAULT_MAPPING, LABEL_IDS
+from core.images import IMAGE_SUFFIXES, read_bgr
+from core.labels import COCO_CATEGORIES, DEFAULT_MAPPING, LABEL_IDS
 
 log = logging.getLogger(__name__)
 FORMATS = ("voc", "kitti", "coco", "yolo")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 IGNORE = "__ignore__"
 
 
@@ -92,9 +92,7 @@ class _Builder:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
+    image = read_bgr(path) if path.exists() else None
     if image is None:
         raise DatasetError(f"{path}: image missing or unreadable")
     return image.shape[1], image.shape[0]

@@ -1,6 +1,6 @@
 """Export a detector to ONNX for `detector.backend_onnx`: a camera frame in, driving-ready boxes out.
 
-    python -m detector.export --model NAME --weights W --top-n N --out model.onnx
+    driving-detect export --model NAME --weights W --top-n N --out model.onnx   (or python -m detector.export)
         [--min-size S --max-size S --opset K --precision fp32|int8]
 
 Input: the frame as the camera gives it, uint8 BGR (H, W, 3), batch 1, dynamic H and W. BGR->RGB, HWC->CHW and
@@ -15,7 +15,6 @@ mode from 16 on (``output_half_pixel`` = torchvision's aligned=False) and HardSw
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -32,11 +31,11 @@ import torch
 from torch import nn
 from torchvision.ops import poolers
 
+from core.labels import LABELS
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
-from detector.cli import CommandParser, bad_input, setup_logging
-from detector.labels import LABELS
-from detector.models import DEFAULT_SCORE_THRESH, MODEL_NAMES
-from detector.weights import WeightsError, load_model
+from detector.models import DEFAULT_SCORE_THRESH
+from detector.preprocess import to_model_input
+from detector.weights import load_model
 
 DEFAULT_OPSET = 17
 PRECISIONS = ("fp32", "int8")
@@ -44,15 +43,15 @@ OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the 
 
 
 class FrameDetector(nn.Module):
-    """The detector with TorchBackend's preprocessing in front: uint8 BGR (H, W, 3) -> boxes, scores, labels."""
+    """The detector with the one preprocessing step (`detector.preprocess`) in front: uint8 BGR (H, W, 3) -> boxes,
+    scores, labels."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, frame_bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image = frame_bgr.flip(-1).permute(2, 0, 1).float().div(255)
-        output = self.model([image])[0]
+        output = self.model([to_model_input(frame_bgr)])[0]
         return output["boxes"], output["scores"], output["labels"]
 
 
@@ -147,38 +146,7 @@ def export(
     return export_model(model, describe(model, class_map, name, weights), out, opset, precision)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = CommandParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=" | ".join(MODEL_NAMES))
-    parser.add_argument("--weights", default="default", help="default | coco | random | a weights file")
-    parser.add_argument("--top-n", type=int, default=100, help="RPN proposals kept at test time")
-    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    parser.add_argument("--min-size", type=int, default=0, help="0: the model's default")
-    parser.add_argument("--max-size", type=int, default=0, help="0: the model's default")
-    parser.add_argument("--score-thresh", type=float, default=DEFAULT_SCORE_THRESH,
-                        help="candidate floor before the NMS stage")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="K",
-                        help=f"ONNX opset, {OPSETS[0]}..{OPSETS[-1]} (default {DEFAULT_OPSET})")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32 (default; same results as torch) or int8 (box head quantized: faster on CPU)")
-    args = parser.parse_args(argv)
-    if args.top_n < 1 or args.min_size < 0 or args.max_size < 0 or not 0.0 <= args.score_thresh < 1.0:
-        parser.error("--top-n must be >= 1, sizes >= 0 and --score-thresh in [0, 1)")
-    return args
+if __name__ == "__main__":  # python -m detector.export: the command (argument parsing) is commands/export.py
+    from commands.export import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging()
-    try:
-        proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,
-                       args.score_thresh, args.opset, args.precision)
-    except (WeightsError, OSError) as exc:
-        return bad_input(exc)
-    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {opset}, {args.precision}, checked)")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

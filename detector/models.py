@@ -35,6 +35,10 @@ TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {
 }
 MODEL_NAMES: tuple[str, ...] = (BUNDLED_MODEL, *TORCHVISION_BUILDERS)
 
+# RPN proposals kept at test time (pre- and post-NMS), the one default for configs, builders and the exporter:
+# the tuner's choice for cars and road signs on the bundled model (README "Top-N tuned for FPS").
+DEFAULT_TOP_N = 300
+
 # Candidate floor inside the model. Low on purpose: AP ranks every candidate, and a 0.05 floor cut the bundled
 # model's car recall on the held-out clip (MODEL_CARD); what is drawn is decided by `nms.score_thresh`.
 DEFAULT_SCORE_THRESH = 0.01
@@ -112,7 +116,7 @@ def build_driving_mobilenet_v2_fpn(
 def build_detector(
     name: str,
     num_classes: int,
-    top_n: int = 100,
+    top_n: int = DEFAULT_TOP_N,
     min_size: int | tuple[int, ...] = 0,
     max_size: int = 0,
     score_thresh: float = DEFAULT_SCORE_THRESH,

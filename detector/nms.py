@@ -5,7 +5,9 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from detector.detections import Detections
+from core.detections import Detections
+from core.labels import LABEL_IDS, NUM_CLASSES
+from detector.config import NmsConfig
 
 
 def classwise_nms(
@@ -35,3 +37,18 @@ def classwise_nms(
         iou,
     ).numpy()
     return detections[order]
+
+
+class ClasswiseNms:
+    """The configured class-wise NMS (`NmsConfig`) as one callable; its arrays are built once, not per frame."""
+
+    def __init__(self, cfg: NmsConfig):
+        self.iou, self.score_thresh = cfg.iou, cfg.score_thresh
+        self.class_thresh = np.zeros(NUM_CLASSES, np.float32)
+        for name, thresh in cfg.class_thresh.items():
+            self.class_thresh[LABEL_IDS[name]] = thresh
+        self.keep = np.zeros(NUM_CLASSES, bool)
+        self.keep[[LABEL_IDS[n] for n in cfg.classes]] = True
+
+    def __call__(self, detections: Detections) -> Detections:
+        return classwise_nms(detections, self.iou, self.score_thresh, self.class_thresh, self.keep)

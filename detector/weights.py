@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchvision.models import get_model_weights
 
-from detector.labels import COCO_CATEGORIES, NUM_CLASSES, coco_to_driving
+from core.labels import COCO_CATEGORIES, NUM_CLASSES, coco_to_driving
 from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, build_detector
 
 log = logging.getLogger(__name__)

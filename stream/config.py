@@ -1,11 +1,12 @@
-"""The pipeline's config schema (loaded by the one loader, `detector.config.load_config`)."""
+"""The pipeline's config schema (loaded by the one loader, `core.config.load_config`) and the shipped configs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from detector.config import ConfigError, ModelConfig, NmsConfig, load_config
+from core.config import ConfigError, load_config
+from detector.config import ModelConfig, NmsConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detector.detections import Detections
+from core.detections import Detections
 
 
 @dataclass

@@ -1,15 +1,18 @@
-"""The streaming pipeline: capture -> inference -> class-wise NMS -> render -> sinks, one `Stage` each.
+"""The streaming pipeline: a list of `Stage`s, by default capture -> inference -> class-wise NMS -> render -> sink.
+
+`Pipeline.stages` is the list; `run` wires it (`stream.stages.wire`): bounded queues between consecutive stages,
+timing, end of stream and error handling are the runner's, so adding a stage (a tracker after ``nms``, another
+sink at the end) is one entry in the list. Every stage gets a `Frame` and passes it on; the sink passes the
+written frame on too, so a stage appended after it sees exactly what was written.
 
 Every stage runs on a thread of its own except inference, whose first worker runs on the caller's (main)
-thread, where torch's CPU kernels are fastest (see `stream.stages.run_stages`); ``model.workers`` adds more
-inference workers, each on its own frame, and results still leave in frame order.
-
-Queues are bounded, so the slowest stage sets the pace: file sources block (lossless), live sources drop the
-oldest frame. `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now.
+thread, where torch's CPU kernels are fastest; ``model.workers`` adds more inference workers, each on its own
+frame, and results still leave in frame order. Queues are bounded, so the slowest stage sets the pace: file
+sources block (lossless), live sources drop the oldest frame. `request_stop` ends the stream at the source and
+lets frames in flight drain; `abort` stops now.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import sys
@@ -22,16 +25,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from detector.backend import Backend, NmsStage
-from detector.config import to_dict
+from core.config import to_dict
+from core.log import mask_url
+from detector.backend import Backend
+from detector.nms import ClasswiseNms
 from stream.config import PipelineConfig
 from stream.frames import Frame
-from stream.metrics import BenchmarkRecord, StageTimer, latency_stats
 from stream.queues import BoundedQueue
+from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
 from stream.sinks import DisplaySink, JsonlSink, VideoSink
-from stream.sources import LiveSource, mask_url
-from stream.stages import Stage, StageFailed, run_stages
+from stream.sources import Source
+from stream.stages import Stage, StageFailed, StageRunner, run_stages, wire
+from stream.timing import StageTimer, latency_stats
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 5.0
@@ -40,7 +46,7 @@ DRAIN_SECONDS = 5.0
 @dataclass
 class Outputs:
     """Where one run writes; ``video`` None skips the video. The pipeline writes the video and detections; the
-    benchmark record goes where the command that ran it says (``run_stream.py``: both record paths)."""
+    benchmark record goes where the command that ran it says (``driving-detect stream``: both record paths)."""
 
     video: Path | None
     detections: Path
@@ -49,37 +55,45 @@ class Outputs:
 
 
 class Pipeline:
-    def __init__(self, cfg: PipelineConfig, source, source_spec: str, backend: Backend, outputs: Outputs,
+    """One run of ``stages`` over ``source``; build it, change ``stages`` if needed, then `run` it once."""
+
+    def __init__(self, cfg: PipelineConfig, source: Source, source_spec: str, backend: Backend, outputs: Outputs,
                  max_frames: int | None = None, display: bool = False, progress: bool = True):
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
         self.max_frames, self.display, self.progress = max_frames, display, progress
-        self.nms = NmsStage(cfg.nms)
+        self.nms = ClasswiseNms(cfg.nms)
         self.overlay = Overlay(cfg.render)
         self.stop = threading.Event()
         self.source_done = threading.Event()
         self.errors: list[StageFailed] = []
         policy = cfg.source.policy
         if policy == "auto":
-            policy = "latest" if source.live else "lossless"
+            policy = "latest" if source.info.live else "lossless"
         self.policy = policy
-        size = cfg.source.queue_size
-        self.queues = {
-            "capture": BoundedQueue("capture", size, "drop_oldest" if policy == "latest" else "block", self.stop),
-            "inference": BoundedQueue("inference", size, "block", self.stop),
-            "nms": BoundedQueue("nms", size, "block", self.stop),
-            "render": BoundedQueue("render", size, "block", self.stop),
-        }
+        self.stages: list[Stage] = [
+            Stage("capture", lambda frame: frame, overflow="drop_oldest" if policy == "latest" else "block"),
+            Stage("inference", self._infer, workers=cfg.model.workers, worker_context=backend.worker_threads,
+                  main_thread=True),
+            Stage("nms", self._nms),
+            Stage("render", self._render),
+            Stage("sink", self._write),
+        ]
+        self.runners: list[StageRunner] = []
+        self.queues: dict[str, BoundedQueue] = {}
         self.latency = StageTimer("end-to-end")
         self.sink_times: deque[float] = deque(maxlen=30)
         self.written = 0
         self.started = 0.0
-        self.stages: list[Stage] = []
+        self._video: VideoSink | None = None
+        self._jsonl: JsonlSink | None = None
+        self._window: DisplaySink | None = None
+        self._bar: tqdm | None = None
+        self._last_log = 0.0
 
     def request_stop(self) -> None:
         """End the stream at the source; frames already captured still flow to the sinks."""
         self.source_done.set()
-        if isinstance(self.source, LiveSource):
-            self.source.stop.set()
+        self.source.stop()
 
     def abort(self) -> None:
         self.request_stop()
@@ -99,71 +113,58 @@ class Pipeline:
         frame.detections = self.nms(frame.detections)
         return frame
 
+    def _render(self, frame: Frame) -> Frame:
+        frame.annotated = self.overlay(frame.image, frame.detections, self.hud_stats())
+        return frame
+
+    def _write(self, frame: Frame) -> Frame:
+        if self._video is not None:
+            self._video.write(frame.annotated)
+        self._jsonl.write(frame)
+        if self._window is not None:
+            self._window.write(frame.annotated)
+            if self._window.closed_by_user:
+                self.request_stop()
+        now = time.perf_counter()
+        self.latency.add(now - frame.captured_at)
+        self.sink_times.append(now)
+        self.written += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        elif now - self._last_log >= self.cfg.output.log_every:
+            self._last_log = now
+            stats = self.hud_stats()
+            log.info("%d frames, %.1f fps, %s, dropped %d", self.written, stats.fps,
+                     ", ".join(f"{k} {v:.0f} ms" for k, v in stats.stage_ms.items()), stats.dropped)
+        return frame
+
     def hud_stats(self) -> HudStats:
         fps = (len(self.sink_times) - 1) / (self.sink_times[-1] - self.sink_times[0]) if len(self.sink_times) > 1 else 0.0
-        return HudStats(fps, {s.stage_name: s.timer.recent_ms() for s in self.stages[1:]}, self.dropped)
+        return HudStats(fps, {r.name: r.timer.recent_ms() for r in self.runners[1:]}, self.dropped)
 
     @property
     def dropped(self) -> int:
         return sum(q.dropped for q in self.queues.values())
 
-    def _render(self, frame: Frame) -> Frame:
-        frame.annotated = self.overlay(frame.image, frame.detections, self.hud_stats())
-        return frame
-
-    def _sink_work(self, video: VideoSink | None, jsonl: JsonlSink, window: DisplaySink | None, bar, log_state):
-        def write(frame: Frame) -> None:
-            if video is not None:
-                video.write(frame.annotated)
-            jsonl.write(frame)
-            if window is not None:
-                window.write(frame.annotated)
-                if window.closed_by_user:
-                    self.request_stop()
-            now = time.perf_counter()
-            self.latency.add(now - frame.captured_at)
-            self.sink_times.append(now)
-            self.written += 1
-            if bar is not None:
-                bar.update(1)
-            elif now - log_state[0] >= self.cfg.output.log_every:
-                log_state[0] = now
-                stats = self.hud_stats()
-                log.info("%d frames, %.1f fps, %s, dropped %d", self.written, stats.fps,
-                         ", ".join(f"{k} {v:.0f} ms" for k, v in stats.stage_ms.items()), stats.dropped)
-        return write
-
     def run(self) -> BenchmarkRecord:
         """Run to the end of the stream (or a stop); sinks are finalised on every path. Raises `StageFailed`."""
-        total = self.source.frame_count
-        if total and self.max_frames:
-            total = min(total, self.max_frames)
+        info = self.source.info
+        total = min(info.frame_count, self.max_frames) if info.frame_count and self.max_frames else info.frame_count
         with ExitStack() as stack:
-            video = None
             if self.outputs.video is not None:
-                video = stack.enter_context(VideoSink(self.outputs.video, self.source.fps, self.source.size,
-                                                      self.cfg.output.codecs))
-            jsonl = stack.enter_context(JsonlSink(self.outputs.detections))
-            window = stack.enter_context(DisplaySink(mask_url(self.source_spec))) if self.display else None
-            bar = None
-            if self.progress and not self.source.live:
-                bar = stack.enter_context(tqdm(total=total, unit="frame", desc="stream", file=sys.stderr))
-            q = self.queues
-            self.stages = [
-                Stage("capture", lambda f: f, self._frames(), q["capture"], self.stop, self.errors),
-                Stage("inference", self._infer, q["capture"], q["inference"], self.stop, self.errors,
-                      workers=self.cfg.model.workers,
-                      worker_context=getattr(self.backend, "worker_threads", contextlib.nullcontext)),
-                Stage("nms", self._nms, q["inference"], q["nms"], self.stop, self.errors),
-                Stage("render", self._render, q["nms"], q["render"], self.stop, self.errors),
-                Stage("sink", self._sink_work(video, jsonl, window, bar, [time.perf_counter()]),
-                      q["render"], None, self.stop, self.errors),
-            ]
-            self.started = time.perf_counter()
-            watchdog = threading.Thread(target=self._watch_drain, daemon=True)
-            watchdog.start()
+                self._video = stack.enter_context(VideoSink(self.outputs.video, info.fps, info.size,
+                                                            self.cfg.output.codecs))
+            self._jsonl = stack.enter_context(JsonlSink(self.outputs.detections))
+            if self.display:
+                self._window = stack.enter_context(DisplaySink(mask_url(self.source_spec)))
+            if self.progress and not info.live:
+                self._bar = stack.enter_context(tqdm(total=total, unit="frame", desc="stream", file=sys.stderr))
+            self.runners, self.queues = wire(self.stages, self._frames(), self.cfg.source.queue_size, self.stop,
+                                             self.errors)
+            self.started = self._last_log = time.perf_counter()
+            threading.Thread(target=self._watch_drain, daemon=True).start()
             try:
-                run_stages(self.stages, self.stop, self.errors, in_caller=self.stages[1])
+                run_stages(self.runners, self.stop, self.errors)
             finally:
                 self.stop.set()
         return self.record()
@@ -182,12 +183,11 @@ class Pipeline:
         m = self.cfg.model
         return BenchmarkRecord(
             kind="stream", source=mask_url(self.source_spec), model=m.name, weights=m.weights,
-            backend=self.backend.name, device=str(getattr(self.backend, "device", "cpu")), top_n=m.top_n,
+            backend=self.backend.name, device=str(self.backend.device), top_n=m.top_n,
             frames=self.written, seconds=round(seconds, 3),
             fps=round(self.written / seconds, 2) if seconds > 0 else 0.0,
-            stages={s.stage_name: latency_stats(s.timer.snapshot()) for s in self.stages},
-            latency=latency_stats(self.latency.snapshot()), dropped=self.dropped,
-            skipped=getattr(self.source, "skipped", 0),
+            stages={r.name: latency_stats(r.timer.snapshot()) for r in self.runners},
+            latency=latency_stats(self.latency.snapshot()), dropped=self.dropped, skipped=self.source.skipped,
             queues={n: {"max_depth": q.max_depth, "mean_depth": round(q.mean_depth(), 2), "dropped": q.dropped}
                     for n, q in self.queues.items()},
             variant=f"policy={self.policy}", config=to_dict(self.cfg),

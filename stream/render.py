@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from detector.detections import Detections
-from detector.labels import LABELS
+from core.detections import Detections
+from core.labels import LABELS
 from stream.config import RenderConfig
 
 Color = tuple[int, int, int]

@@ -1,33 +1,69 @@
 """Frame sources: video files and image folders (lossless), cameras and URLs (live, reconnecting).
 
-Each source is an iterator of `Frame`s with ``fps``, ``size``, ``live``, ``frame_count`` and ``skipped``
-(corrupt frames skipped). Open failures raise `SourceError` before the pipeline starts.
+Every source is a `Source`: an iterator of `Frame`s with a `VideoInfo` (size, FPS, frame count, live), a count
+of ``skipped`` (corrupt) frames and ``stop()``. Open failures raise `SourceError` before the pipeline starts.
 """
 from __future__ import annotations
 
 import glob
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
-import numpy as np
 
-from detector.cli import mask_url
+from core.images import is_image, read_bgr
+from core.log import mask_url
 from stream.config import SourceConfig
 from stream.frames import Frame
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
 MAX_CONSECUTIVE_BAD = 25
 
 
 class SourceError(RuntimeError):
     """A source that cannot be opened or read; one line, credentials masked."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a source knows before its first frame.
+
+    size: (width, height) in pixels; fps: the source's rate (the fallback when it reports none);
+    frame_count: None when unknown or endless; live: frames arrive in real time whether or not we keep up.
+    """
+
+    size: tuple[int, int]
+    fps: float
+    frame_count: int | None
+    live: bool
+
+
+class Source(Protocol):
+    """An opened source: iterate it for `Frame`s; ``stop()`` ends the iteration soon, from any thread."""
+
+    info: VideoInfo
+    skipped: int
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def stop(self) -> None: ...
+
+
+def quiet_opencv() -> None:
+    """OpenCV and its FFmpeg backend write their own warnings to stderr (a refused RTSP connection gives three
+    lines before ours); the sources report those conditions themselves in one line. Set the variables (e.g.
+    OPENCV_LOG_LEVEL=INFO) to see them again."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def source_name(spec: str) -> str:
@@ -49,8 +85,6 @@ def _read_fps(capture: cv2.VideoCapture, fallback: float) -> float:
 class VideoFileSource:
     """A video file, every frame in order; corrupt frames in the middle are skipped and counted."""
 
-    live = False
-
     def __init__(self, path: Path, cfg: SourceConfig):
         if not path.is_file():
             raise SourceError(f"video file '{path}' does not exist")
@@ -58,26 +92,31 @@ class VideoFileSource:
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise SourceError(f"'{path}' is not a readable video")
-        self.fps = _read_fps(self.capture, cfg.fallback_fps)
-        self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        fps = _read_fps(self.capture, cfg.fallback_fps)
+        frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         ok, first = self.capture.read()
         if not ok or first is None:
             self.capture.release()
             raise SourceError(f"video '{path}' has no frames")
         self._first = first
-        self.size = (first.shape[1], first.shape[0])
+        self.info = VideoInfo((first.shape[1], first.shape[0]), fps, frame_count, live=False)
         self.skipped = 0
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     def __iter__(self) -> Iterator[Frame]:
         index, image, failed = 0, self._first, 0
+        (width, height), fps, frame_count = self.info.size, self.info.fps, self.info.frame_count
         try:
-            while True:
-                if image is not None and image.shape[:2] == (self.size[1], self.size[0]):
-                    yield Frame(index, index / self.fps, time.perf_counter(), image)
+            while not self._stopping.is_set():
+                if image is not None and image.shape[:2] == (height, width):
+                    yield Frame(index, index / fps, time.perf_counter(), image)
                 elif image is not None:
                     self.skipped += 1
                     log.warning("frame %d of %s has size %s, expected %s: skipped", index, self.path,
-                                image.shape[1::-1], self.size)
+                                image.shape[1::-1], self.info.size)
                 index += 1
                 ok, image = self.capture.read()
                 if ok and failed:  # failures followed by a good frame were corrupt frames, not the end
@@ -87,7 +126,7 @@ class VideoFileSource:
                     failed = 0
                 if ok:
                     continue
-                if self.frame_count is None or index >= self.frame_count or failed >= MAX_CONSECUTIVE_BAD:
+                if frame_count is None or index >= frame_count or failed >= MAX_CONSECUTIVE_BAD:
                     return
                 failed += 1
                 image = None
@@ -98,36 +137,34 @@ class VideoFileSource:
 class ImageFolderSource:
     """A folder or glob of images in name order; unreadable images are skipped and counted."""
 
-    live = False
-
     def __init__(self, spec: str, cfg: SourceConfig):
         path = Path(spec)
         files = sorted(p for p in path.iterdir()) if path.is_dir() else sorted(Path(p) for p in glob.glob(spec))
-        self.files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        self.files = [p for p in files if is_image(p)]
         if not self.files:
             raise SourceError(f"no images found at '{spec}'")
-        first = next((im for im in map(self._read, self.files[:MAX_CONSECUTIVE_BAD]) if im is not None), None)
+        first = next((im for im in map(read_bgr, self.files[:MAX_CONSECUTIVE_BAD]) if im is not None), None)
         if first is None:
             raise SourceError(f"none of the first images at '{spec}' is readable")
-        self.size = (first.shape[1], first.shape[0])
-        self.fps = cfg.fallback_fps
-        self.frame_count = len(self.files)
+        self.info = VideoInfo((first.shape[1], first.shape[0]), cfg.fallback_fps, len(self.files), live=False)
         self.skipped = 0
+        self._stopping = threading.Event()
 
-    @staticmethod
-    def _read(path: Path) -> np.ndarray | None:
-        return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    def stop(self) -> None:
+        self._stopping.set()
 
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.files):
-            image = self._read(path)
+            if self._stopping.is_set():
+                return
+            image = read_bgr(path)
             if image is None:
                 self.skipped += 1
                 log.warning("image %s is unreadable: skipped", path)
                 continue
-            if (image.shape[1], image.shape[0]) != self.size:
-                image = cv2.resize(image, self.size)
-            yield Frame(index, index / self.fps, time.perf_counter(), image)
+            if (image.shape[1], image.shape[0]) != self.info.size:
+                image = cv2.resize(image, self.info.size)
+            yield Frame(index, index / self.info.fps, time.perf_counter(), image)
 
 
 def _open_with_timeout(opener: Callable[[], cv2.VideoCapture], timeout: float, what: str) -> cv2.VideoCapture:
@@ -144,23 +181,23 @@ def _open_with_timeout(opener: Callable[[], cv2.VideoCapture], timeout: float, w
 class LiveSource:
     """A camera index or stream URL. A read failure reopens with exponential backoff; the gap is logged."""
 
-    live = True
-
     def __init__(self, spec: str, cfg: SourceConfig, opener: Callable[[str], cv2.VideoCapture] | None = None):
         self.spec, self.cfg = spec, cfg
         self.what = f"camera {spec}" if spec.isdigit() else f"stream {mask_url(spec)}"
         self._opener = opener or self._default_opener
-        self.stop = threading.Event()
+        self._stopping = threading.Event()
         self.capture = self._open()
         ok, first = self.capture.read()
         if not ok or first is None:
             raise SourceError(f"{self.what} opened but delivered no frame")
         self._first = first
-        self.size = (first.shape[1], first.shape[0])
-        self.fps = _read_fps(self.capture, cfg.fallback_fps)
-        self.frame_count = None
+        self.info = VideoInfo((first.shape[1], first.shape[0]), _read_fps(self.capture, cfg.fallback_fps), None,
+                              live=True)
         self.skipped = 0
         self.reconnects = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     def _default_opener(self, spec: str) -> cv2.VideoCapture:
         if spec.isdigit():
@@ -176,7 +213,7 @@ class LiveSource:
         self.capture.release()
         lost = time.perf_counter()
         for attempt in range(1, self.cfg.reconnect_attempts + 1):
-            if self.stop.wait(self.cfg.reconnect_backoff * 2 ** (attempt - 1)):
+            if self._stopping.wait(self.cfg.reconnect_backoff * 2 ** (attempt - 1)):
                 return False
             try:
                 self.capture = self._open()
@@ -193,7 +230,7 @@ class LiveSource:
         started = time.perf_counter()
         index, image = 0, self._first
         try:
-            while not self.stop.is_set():
+            while not self._stopping.is_set():
                 if image is not None:
                     now = time.perf_counter()
                     yield Frame(index, now - started, now, image)
@@ -208,14 +245,15 @@ class LiveSource:
             self.capture.release()
 
 
-def open_source(spec: str, cfg: SourceConfig) -> VideoFileSource | ImageFolderSource | LiveSource:
+def open_source(spec: str, cfg: SourceConfig) -> Source:
     """Pick the source kind from ``spec``: camera index, URL, folder or glob of images, or a video file."""
+    quiet_opencv()
     if spec.isdigit() or spec.startswith(URL_SCHEMES):
         return LiveSource(spec, cfg)
     path = Path(spec)
     if path.is_dir() or any(c in spec for c in "*?["):
         return ImageFolderSource(spec, cfg)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if is_image(path):
         return ImageFolderSource(spec, cfg)
     if not path.exists():
         raise SourceError(f"source '{spec}' does not exist")

@@ -1,8 +1,9 @@
-"""The one stage runner: every pipeline stage is a `Stage` that applies its per-item work on its own thread(s).
+"""The one stage runner: a pipeline is a list of `Stage`s, and `wire` + `run_stages` run any such list.
 
-A stage reads from a `BoundedQueue` (or, for capture, iterates a source), times each call of ``work``, passes
-non-None results on in input order, forwards end of stream, and on an exception records it and stops every stage.
-A stage may run several workers (threads) on the same queue; their results still leave in input order.
+A `Stage` is described once: its name, its per-item work, how many workers run it and what its output queue does
+when full. `wire` links consecutive stages by bounded queues (the first stage iterates the source) and gives each
+a `StageRunner`, which runs the work on its own thread(s), times each call, passes non-None results on in input
+order (also with several workers), forwards end of stream, and on an exception records it and stops every stage.
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, ContextManager
+from dataclasses import dataclass
+from typing import Any, ContextManager, Literal
 
-from stream.metrics import StageTimer
 from stream.queues import END, BoundedQueue, Stopped
+from stream.timing import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -27,35 +29,68 @@ class StageFailed(RuntimeError):
         super().__init__(f"stage '{stage}' failed: {type(error).__name__}: {error}")
 
 
-class Stage:
-    """Runs ``work(item)`` for each item of ``inbox`` on ``workers`` threads; ``close`` runs once at the end.
+Overflow = Literal["block", "drop_oldest"]
 
-    ``worker_context`` wraps each worker's loop on its own thread (e.g. per-thread torch settings).
+
+@dataclass
+class Stage:
+    """One element of a pipeline.
+
+    work: item -> item passed on, or None to pass nothing on (the last stage's results are dropped);
+    workers: threads running ``work`` on successive items (results still leave in input order);
+    overflow: what the queue after this stage does when full: ``block`` (back-pressure) or ``drop_oldest``;
+    worker_context: wraps each worker's loop on its own thread (e.g. per-thread torch settings);
+    main_thread: the first worker runs on the thread that calls `run_stages` (at most one stage);
+    close: called once after the stage's last item.
     """
 
-    def __init__(
-        self,
-        name: str,
-        work: Callable[[Any], Any],
-        inbox: BoundedQueue | Iterable[Any],
-        outbox: BoundedQueue | None,
-        stop: threading.Event,
-        errors: list[StageFailed],
-        close: Callable[[], None] | None = None,
-        workers: int = 1,
-        worker_context: Callable[[], ContextManager] = contextlib.nullcontext,
-    ):
+    name: str
+    work: Callable[[Any], Any]
+    workers: int = 1
+    overflow: Overflow = "block"
+    worker_context: Callable[[], ContextManager] = contextlib.nullcontext
+    main_thread: bool = False
+    close: Callable[[], None] | None = None
+
+
+def wire(stages: list[Stage], items: Iterable[Any], queue_size: int, stop: threading.Event,
+         errors: list[StageFailed]) -> tuple[list[StageRunner], dict[str, BoundedQueue]]:
+    """Runners for ``stages``, the first fed by ``items``, each later one by a queue named after its producer."""
+    if not stages:
+        raise ValueError("a pipeline needs at least one stage")
+    names = [stage.name for stage in stages]
+    if len(set(names)) != len(names) or sum(stage.main_thread for stage in stages) > 1:
+        raise ValueError(f"stage names must be unique and at most one stage on the main thread: {names}")
+    queues = {s.name: BoundedQueue(s.name, queue_size, s.overflow, stop) for s in stages[:-1]}
+    inboxes: list[BoundedQueue | Iterable[Any]] = [items, *queues.values()]
+    outboxes: list[BoundedQueue | None] = [*queues.values(), None]
+    runners = [StageRunner(stage, inbox, outbox, stop, errors)
+               for stage, inbox, outbox in zip(stages, inboxes, outboxes)]
+    return runners, queues
+
+
+class StageRunner:
+    """Runs a `Stage`'s ``work(item)`` for each item of ``inbox`` on its workers; ``close`` runs once at the end."""
+
+    def __init__(self, stage: Stage, inbox: BoundedQueue | Iterable[Any], outbox: BoundedQueue | None,
+                 stop: threading.Event, errors: list[StageFailed]):
+        workers = stage.workers
         if workers > 1 and not isinstance(inbox, BoundedQueue):
-            raise ValueError(f"stage '{name}': only a stage fed by a queue can have several workers")
-        self.stage_name, self.work, self.inbox, self.outbox = name, work, inbox, outbox
-        self.stop, self.errors, self.close, self.worker_context = stop, errors, close, worker_context
-        self.timer = StageTimer(name)
-        self.threads = [threading.Thread(target=self._worker, name=f"stage-{name}-{i}", daemon=True)
+            raise ValueError(f"stage '{stage.name}': only a stage fed by a queue can have several workers")
+        if workers < 1:
+            raise ValueError(f"stage '{stage.name}': workers must be >= 1, got {workers}")
+        self.stage, self.inbox, self.outbox, self.stop, self.errors = stage, inbox, outbox, stop, errors
+        self.timer = StageTimer(stage.name)
+        self.threads = [threading.Thread(target=self._worker, name=f"stage-{stage.name}-{i}", daemon=True)
                         for i in range(workers)]
         self._take = threading.Lock()
         self._turn = threading.Condition()
         self._taken = self._emitted = 0
         self._running = workers
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
 
     def start(self, in_caller: bool = False) -> None:
         """Start the workers; with ``in_caller`` the first one runs on the calling thread until the stage ends."""
@@ -106,21 +141,21 @@ class Stage:
         iterator = None if isinstance(self.inbox, BoundedQueue) else iter(self.inbox)
         timed = iterator is None
         try:
-            with self.worker_context():
+            with self.stage.worker_context():
                 while not self.stop.is_set():
                     seq, item = self._next(iterator)
                     if item is END:
                         break
                     started = time.perf_counter()
-                    result = self.work(item)
+                    result = self.stage.work(item)
                     if timed:
                         self.timer.add(time.perf_counter() - started)
                     self._emit(seq, result)
         except Stopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - any failure must stop the whole pipeline
-            self.errors.append(StageFailed(self.stage_name, exc))
-            log.debug("stage %s failed", self.stage_name, exc_info=True)
+            self.errors.append(StageFailed(self.name, exc))
+            log.debug("stage %s failed", self.name, exc_info=True)
             self.stop.set()
         finally:
             self._finish()
@@ -138,29 +173,29 @@ class Stage:
         except Stopped:
             pass
         finally:
-            if self.close is not None:
+            if self.stage.close is not None:
                 try:
-                    self.close()
+                    self.stage.close()
                 except Exception as exc:  # noqa: BLE001
-                    self.errors.append(StageFailed(self.stage_name, exc))
+                    self.errors.append(StageFailed(self.name, exc))
                     self.stop.set()
 
 
-def run_stages(stages: list[Stage], stop: threading.Event, errors: list[StageFailed],
-               in_caller: Stage | None = None) -> None:
+def run_stages(runners: list[StageRunner], stop: threading.Event, errors: list[StageFailed]) -> None:
     """Start all stages and wait for them; raise the first `StageFailed` once every stage has stopped.
 
-    ``in_caller``'s first worker runs on the calling thread: torch's CPU kernels only reach full multi-core
-    speed on the main thread (MobileNetV2 at 320x576 on 2 cores: 41 ms there, 65 ms in any other thread, which
-    gets about 1.35 cores), so the pipeline gives the main thread to inference.
+    A ``main_thread`` stage's first worker runs on the calling thread: torch's CPU kernels only reach full
+    multi-core speed on the main thread (MobileNetV2 at 320x576 on 2 cores: 41 ms there, 65 ms in any other
+    thread, which gets about 1.35 cores), so the pipeline gives the main thread to inference.
     """
-    for stage in stages:
-        if stage is not in_caller:
-            stage.start()
+    in_caller = next((r for r in runners if r.stage.main_thread), None)
+    for runner in runners:
+        if runner is not in_caller:
+            runner.start()
     if in_caller is not None:
         in_caller.start(in_caller=True)
-    for stage in stages:
-        while stage.is_alive():
-            stage.join(0.1)
+    for runner in runners:
+        while runner.is_alive():
+            runner.join(0.1)
     if errors:
         raise errors[0]

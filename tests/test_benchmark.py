@@ -1,15 +1,16 @@
 """The benchmark script measures every variant and writes one record each (timings themselves are not asserted)."""
 from __future__ import annotations
 
-from stream import benchmark
-from stream.metrics import read_records
+from bench import benchmark
+from commands.benchmark import main
+from stream.record import read_records
 from tests.conftest import RANDOM_MODEL, write_video
 
 
 def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
     clip = write_video(tmp_path / "clip.avi", frames=4)
     log = tmp_path / "log.csv"
-    code = benchmark.main(["--source", str(clip), "--frames", "3", "--repeats", "2", "--benchmark-log", str(log),
+    code = main(["--source", str(clip), "--frames", "3", "--repeats", "2", "--benchmark-log", str(log),
                            *RANDOM_MODEL, "output.codecs=[MJPG]"])
     assert code == 0
     rows = read_records(log)
@@ -21,7 +22,7 @@ def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
 
 
 def test_benchmark_bad_source_exits_2(tmp_path, capsys):
-    assert benchmark.main(["--source", str(tmp_path / "none.mp4"), *RANDOM_MODEL]) == 2
+    assert main(["--source", str(tmp_path / "none.mp4"), *RANDOM_MODEL]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
 

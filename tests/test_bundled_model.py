@@ -7,7 +7,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from detector.backend import NmsStage, build_backend
+from detector.backend import build_backend
+from detector.nms import ClasswiseNms
 from detector.weights import BUNDLED_WEIGHTS
 from stream.config import load_pipeline_config
 from tests.conftest import REPO
@@ -20,7 +21,7 @@ def detections_per_frame() -> list[tuple[int, list[str], np.ndarray]]:
     if not BUNDLED_WEIGHTS.exists():
         pytest.skip(f"bundled weights {BUNDLED_WEIGHTS} not present")
     cfg = load_pipeline_config(None, ["model.device=cpu"])  # the default config, as run_stream.py uses it
-    backend, nms = build_backend(cfg.model), NmsStage(cfg.nms)
+    backend, nms = build_backend(cfg.model), ClasswiseNms(cfg.nms)
     capture = cv2.VideoCapture(str(REPO / "samples" / "driving_sample.mp4"))
     found, index = [], 0
     while (frame := capture.read())[0]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from detector import export
-from detector.config import ConfigError, parse_overrides
+from commands import export
+from core.config import ConfigError, parse_overrides
 from detector.models import DEFAULT_SCORE_THRESH
 from stream.config import CONFIG_DIR, load_pipeline_config
 

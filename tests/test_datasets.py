@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detector.datasets import DatasetError, load_dataset
-from detector.labels import LABEL_IDS, LABELS
+from core.labels import LABEL_IDS, LABELS
 
 W, H = 64, 48
 

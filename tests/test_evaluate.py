@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.backend import NmsStage
+from detector.nms import ClasswiseNms
 from detector.config import NmsConfig
 from detector.datasets import load_dataset
-from detector.detections import Detections
-from detector.evaluate import evaluate_backend, evaluation_nms, main
+from core.detections import Detections
+from commands.evaluate import main
+from evaluation.evaluate import evaluate_backend, evaluation_nms
 from tests.conftest import write_tiny_voc
 
 CONFIG = """model:
@@ -110,18 +111,18 @@ class OracleBackend:
 def test_evaluate_backend_ranks_low_scores(voc: Path) -> None:
     dataset = load_dataset(f"voc:{voc}")
     display = NmsConfig(iou=0.5, score_thresh=0.4)
-    perfect = evaluate_backend(OracleBackend(dataset.images, 0.1), NmsStage(evaluation_nms(display, [])), dataset)
+    perfect = evaluate_backend(OracleBackend(dataset.images, 0.1), ClasswiseNms(evaluation_nms(display, [])), dataset)
     assert [c.name for c in perfect.classes] == ["car", "stop_sign"]
-    assert perfect.map50 == perfect.map50_11pt == perfect.map_coco == pytest.approx(1.0)
+    assert perfect.map50 == perfect.map50_11pt == perfect.map50_95 == pytest.approx(1.0)
     assert perfect.images == 3 and perfect.seconds > 0
-    cut = evaluate_backend(OracleBackend(dataset.images, 0.1), NmsStage(display), dataset.images, progress=False)
+    cut = evaluate_backend(OracleBackend(dataset.images, 0.1), ClasswiseNms(display), dataset.images, progress=False)
     assert cut.map50 == 0.0 and all(c.num_det == 0 for c in cut.classes)
     assert {c.name: c.num_gt for c in cut.classes} == {"car": 3, "stop_sign": 2}
 
 
 def test_evaluate_backend_scores_only_the_classes_the_nms_keeps(voc: Path) -> None:
     dataset = load_dataset(f"voc:{voc}")
-    cars = evaluate_backend(OracleBackend(dataset.images, 0.9), NmsStage(NmsConfig(classes=["car"])), dataset)
+    cars = evaluate_backend(OracleBackend(dataset.images, 0.9), ClasswiseNms(NmsConfig(classes=["car"])), dataset)
     assert [c.name for c in cars.classes] == ["car"]  # stop_sign has ground truth but was filtered out on purpose
     assert cars.map50 == pytest.approx(1.0)
 

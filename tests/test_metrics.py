@@ -9,9 +9,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detector.detections import Detections
-from detector.labels import LABELS
-from detector.metrics import GroundTruth, ap_11_point, ap_all_point, evaluate
+from core.detections import Detections
+from core.labels import LABELS
+from evaluation.metrics import GroundTruth, ap_11_point, ap_all_point, evaluate
 
 NAMES = dict(enumerate(LABELS))
 CAR = 1
@@ -74,10 +74,10 @@ def test_coco_ap_matches_pycocotools(seed: int) -> None:
             assert (precision[:, :, k] == -1).all()
             continue
         ours = results[NAMES[cls]]
-        assert ours.ap_coco == pytest.approx(precision[:, :, k].mean(), abs=1e-3)
-        assert ours.ap50_coco == pytest.approx(precision[0, :, k].mean(), abs=1e-3)
+        assert ours.ap50_95 == pytest.approx(precision[:, :, k].mean(), abs=1e-3)
+        assert ours.ap50_101pt == pytest.approx(precision[0, :, k].mean(), abs=1e-3)
     present = precision[:, :, [k for k, c in enumerate(classes) if NAMES[c] in results]]
-    assert np.mean([r.ap_coco for r in results.values()]) == pytest.approx(present.mean(), abs=1e-3)
+    assert np.mean([r.ap50_95 for r in results.values()]) == pytest.approx(present.mean(), abs=1e-3)
     assert 0.05 < present.mean() < 0.95, "the scene should be neither trivial nor hopeless"
 
 
@@ -108,7 +108,7 @@ def test_ignore_region_neither_tp_nor_fp() -> None:
     half_out = box(145, 10)  # only a quarter of it in the region: a false positive
     det = Detections(np.array([inside, box(1, 1)]), [0.95, 0.9], [CAR, CAR])
     (result,) = evaluate([det], [gt], NAMES)
-    assert result.ap50 == pytest.approx(1.0) and result.ap_coco > 0.5
+    assert result.ap50 == pytest.approx(1.0) and result.ap50_95 > 0.5
     assert len(result.curve50.precision) == 1  # the ignored detection is not in the ranking at all
     (without,) = evaluate([det], [GroundTruth(gt.boxes, gt.labels)], NAMES)
     assert without.ap50 == pytest.approx(0.5)  # the same detection counts as FP when there is no region

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.backend import NmsStage
+from detector.nms import ClasswiseNms
 from detector.config import NmsConfig
-from detector.detections import Detections
-from detector.labels import LABEL_IDS
+from core.detections import Detections
+from core.labels import LABEL_IDS
 from detector.models import build_detector
 
 CAR, TRUCK, PERSON = LABEL_IDS["car"], LABEL_IDS["truck"], LABEL_IDS["person"]
@@ -20,7 +20,7 @@ def dets(*rows) -> Detections:
 
 
 def test_overlapping_boxes_are_suppressed_within_a_class_but_not_across_classes():
-    out = NmsStage(NmsConfig(iou=0.5, score_thresh=0.0))(dets(
+    out = ClasswiseNms(NmsConfig(iou=0.5, score_thresh=0.0))(dets(
         (0, 0, 100, 100, 0.9, CAR), (2, 2, 102, 102, 0.8, CAR), (1, 1, 101, 101, 0.7, TRUCK),
         (300, 300, 350, 350, 0.6, CAR),
     ))
@@ -30,19 +30,19 @@ def test_overlapping_boxes_are_suppressed_within_a_class_but_not_across_classes(
 
 def test_iou_threshold_decides_what_counts_as_a_duplicate():
     pair = dets((0, 0, 100, 100, 0.9, CAR), (0, 40, 100, 140, 0.8, CAR))  # IoU 60/140 = 0.43
-    assert len(NmsStage(NmsConfig(iou=0.5, score_thresh=0.0))(pair)) == 2
-    assert len(NmsStage(NmsConfig(iou=0.4, score_thresh=0.0))(pair)) == 1
+    assert len(ClasswiseNms(NmsConfig(iou=0.5, score_thresh=0.0))(pair)) == 2
+    assert len(ClasswiseNms(NmsConfig(iou=0.4, score_thresh=0.0))(pair)) == 1
 
 
 def test_global_and_per_class_score_thresholds_and_the_class_filter():
     many = dets((0, 0, 10, 10, 0.45, CAR), (20, 20, 30, 30, 0.45, PERSON), (40, 40, 50, 50, 0.3, CAR),
                 (60, 60, 70, 70, 0.9, LABEL_IDS["bus"]))
-    stage = NmsStage(NmsConfig(score_thresh=0.4, class_thresh={"person": 0.5}, classes=["car", "person"]))
+    stage = ClasswiseNms(NmsConfig(score_thresh=0.4, class_thresh={"person": 0.5}, classes=["car", "person"]))
     assert stage(many).names == ["car"]
 
 
 def test_empty_input_stays_empty():
-    assert len(NmsStage(NmsConfig())(Detections())) == 0
+    assert len(ClasswiseNms(NmsConfig())(Detections())) == 0
 
 
 @pytest.mark.parametrize("name", ["driving_mobilenet_v2_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"])

@@ -22,10 +22,12 @@ from detector.backend_onnx import (
     read_metadata,
 )
 from detector.backend_torch import TorchBackend
-from detector.config import ConfigError, ModelConfig, NmsConfig, OnnxConfig
-from detector.detections import Detections
-from detector.export import DEFAULT_OPSET, describe, export_model, gather_merge_levels, main, state_sha256
-from detector.labels import LABELS
+from core.config import ConfigError
+from detector.config import ModelConfig, NmsConfig, OnnxConfig
+from core.detections import Detections
+from commands.export import main
+from detector.export import DEFAULT_OPSET, describe, export_model, gather_merge_levels, state_sha256
+from core.labels import LABELS
 from detector.models import BUNDLED_MODEL
 from detector.weights import BUNDLED_WEIGHTS, coco_class_map, load_model
 

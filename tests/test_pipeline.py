@@ -1,6 +1,7 @@
 """The pipeline with fake sources and backends: drop-oldest for live sources, errors, stop, HUD."""
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -8,39 +9,46 @@ import time
 import numpy as np
 import pytest
 
-from detector.detections import Detections
+from core.detections import Detections
 from stream.config import PipelineConfig, SourceConfig
 from stream.frames import Frame
 from stream.pipeline import Outputs, Pipeline
-from stream.stages import StageFailed
+from stream.sources import VideoInfo
+from stream.stages import Stage, StageFailed
 
 
 class FakeLiveSource:
     """A camera at ``fps`` that never waits for the pipeline."""
 
-    live = True
     skipped = 0
-    frame_count = None
 
-    def __init__(self, frames: int, fps: float = 200.0, size=(64, 48)):
-        self.frames, self.fps, self.size = frames, fps, size
+    def __init__(self, frames: int, fps: float = 200.0, size=(64, 48), live: bool = True):
+        self.frames = frames
+        self.info = VideoInfo(size, fps, None if live else frames, live)
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
 
     def __iter__(self):
+        (w, h), fps = self.info.size, self.info.fps
         for i in range(self.frames):
-            time.sleep(1 / self.fps)
-            yield Frame(i, i / self.fps, time.perf_counter(), np.zeros((self.size[1], self.size[0], 3), np.uint8))
+            if self.stopped.is_set():
+                return
+            time.sleep(1 / fps)
+            yield Frame(i, i / fps, time.perf_counter(), np.zeros((h, w, 3), np.uint8))
 
 
 class FakeFileSource(FakeLiveSource):
-    live = False
-
     def __init__(self, frames: int):
-        super().__init__(frames, fps=10_000.0)
-        self.frame_count = frames
+        super().__init__(frames, fps=10_000.0, live=False)
 
 
 class SlowBackend:
     name = "fake"
+    device = "cpu"
+    class_map = np.arange(11)
+    worker_threads = staticmethod(contextlib.nullcontext)
 
     def __init__(self, seconds: float, fail_at: int | None = None):
         self.seconds, self.fail_at, self.calls = seconds, fail_at, 0
@@ -104,7 +112,7 @@ def test_a_failing_stage_stops_the_run_and_keeps_what_was_written(tmp_path):
     with pytest.raises(StageFailed, match="stage 'inference' failed: RuntimeError: model exploded"):
         pipeline.run()
     assert time.perf_counter() - started < 5.0
-    assert not any(stage.is_alive() for stage in pipeline.stages)
+    assert not any(runner.is_alive() for runner in pipeline.runners)
     assert jsonl_frames(out.detections) == list(range(len(jsonl_frames(out.detections))))
     assert len(jsonl_frames(out.detections)) <= 19
 
@@ -130,3 +138,31 @@ def test_hud_stats_report_per_stage_times_and_drops(tmp_path):
     assert stats.stage_ms["inference"] >= 15
     assert stats.dropped == pipeline.dropped > 0
     assert stats.fps > 0
+
+
+def test_a_stage_appended_to_the_list_runs_on_every_written_frame(tmp_path):
+    """Adding a stage is one entry in ``Pipeline.stages``: the runner wires its queue, timing and end of stream."""
+    out = outputs(tmp_path)
+    pipeline = Pipeline(config(), FakeFileSource(25), "clip.mp4", SlowBackend(0.0), out, progress=False)
+    counted = []
+    pipeline.stages.append(Stage("count", lambda frame: counted.append(frame.index) or frame))
+    record = pipeline.run()
+    assert counted == jsonl_frames(out.detections) == list(range(25))
+    assert list(record.stages) == ["capture", "inference", "nms", "render", "sink", "count"]
+    assert record.stages["count"]["p50"] >= 0 and "sink" in record.queues
+
+
+def test_a_stage_inserted_before_the_sink_changes_what_is_written(tmp_path):
+    """A stage between NMS and render (where a tracker goes) sees and may change every frame's detections."""
+    out = outputs(tmp_path)
+    pipeline = Pipeline(config(), FakeFileSource(10), "clip.mp4", SlowBackend(0.0), out, progress=False)
+
+    def keep_none(frame):
+        frame.detections = frame.detections[np.zeros(len(frame.detections), bool)]
+        return frame
+
+    names = [s.name for s in pipeline.stages]
+    pipeline.stages.insert(names.index("nms") + 1, Stage("filter", keep_none))
+    pipeline.run()
+    lines = [json.loads(line) for line in out.detections.read_text().splitlines()]
+    assert len(lines) == 10 and all(line["boxes"] == [] for line in lines)

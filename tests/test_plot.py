@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.metrics import BenchmarkRecord, append_csv, read_records, write_record
-from stream.plot import main, panels
+from stream.record import BenchmarkRecord, append_csv, read_records, write_record
+from bench.plot import panels
+from commands.plot import main
 
 PIPELINE_STAGES = ("capture", "inference", "nms", "render", "sink")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.detections import Detections
-from detector.labels import LABEL_IDS
+from core.detections import Detections
+from core.labels import LABEL_IDS
 from stream.config import RenderConfig
 from stream.render import HudStats, LabelAnnotator, Overlay, class_color
 

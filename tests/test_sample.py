@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.labels import LABEL_IDS
+from core.labels import LABEL_IDS
 
 
 def test_render_frame_is_deterministic_and_moves(sample: ModuleType) -> None:

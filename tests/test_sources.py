@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from core.log import mask_url
 from stream.config import SourceConfig
 from stream.sources import (
     ImageFolderSource,
     LiveSource,
     SourceError,
     VideoFileSource,
-    mask_url,
     open_source,
     source_name,
 )
@@ -23,8 +23,8 @@ from tests.conftest import write_video
 
 def test_video_file_yields_every_frame_in_order_with_source_fps_and_size(tmp_path):
     source = open_source(str(write_video(tmp_path / "a.avi", frames=15, size=(160, 120), fps=12.5)), SourceConfig())
-    assert isinstance(source, VideoFileSource) and not source.live
-    assert source.size == (160, 120) and source.fps == pytest.approx(12.5)
+    assert isinstance(source, VideoFileSource) and not source.info.live
+    assert source.info.size == (160, 120) and source.info.fps == pytest.approx(12.5)
     frames = list(source)
     assert [f.index for f in frames] == list(range(15))
     assert frames[3].timestamp == pytest.approx(3 / 12.5)
@@ -89,7 +89,7 @@ def test_live_source_reconnects_after_a_gap_and_falls_back_to_a_sane_fps():
 
     cfg = SourceConfig(reconnect_attempts=2, reconnect_backoff=0.01, open_timeout=1.0, fallback_fps=25.0)
     source = LiveSource("rtsp://user:secret@cam.local/stream", cfg, opener=opener)
-    assert source.fps == 25.0 and source.size == (32, 24)
+    assert source.info.fps == 25.0 and source.info.size == (32, 24)
     started = time.perf_counter()
     frames = list(source)
     # 5 frames, a reconnect that gives 3 more, then 2 failed attempts end the stream

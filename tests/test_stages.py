@@ -6,19 +6,20 @@ import time
 
 import pytest
 
-from stream.metrics import StageTimer
+from stream.timing import StageTimer
 from stream.queues import END, BoundedQueue, Stopped
-from stream.stages import Stage, StageFailed, run_stages
+from stream.stages import Stage, StageFailed, StageRunner, run_stages, wire
 
 
-def chain(items, *works, size=2, policy="block"):
-    stop, errors = threading.Event(), []
-    queues = [BoundedQueue(f"q{i}", size, policy if i == 0 else "block", stop) for i in range(len(works) + 1)]
-    stages = [Stage("source", lambda x: x, items, queues[0], stop, errors)]
-    stages += [Stage(f"s{i}", w, queues[i], queues[i + 1], stop, errors) for i, w in enumerate(works)]
-    out = []
-    stages.append(Stage("sink", out.append, queues[-1], None, stop, errors))
-    return stages, stop, errors, out, queues
+def chain(items, *works, size=2, policy="block", workers=1):
+    """``items`` -> a source stage -> one stage per work (each with ``workers``) -> a sink collecting ``out``."""
+    stop, errors, out = threading.Event(), [], []
+    stages = [Stage("source", lambda x: x, overflow=policy)]
+    stages += [Stage(f"s{i}", w, workers=workers) for i, w in enumerate(works)]
+    stages.append(Stage("sink", out.append))
+    runners, queues = wire(stages, items, size, stop, errors)
+    assert list(queues) == [s.name for s in stages[:-1]]  # each queue is named after the stage that fills it
+    return runners, stop, errors, out, list(queues.values())
 
 
 def test_items_flow_in_order_and_end_of_stream_stops_every_stage():
@@ -82,7 +83,7 @@ def test_close_runs_even_when_the_stage_is_stopped():
     closed = threading.Event()
     stop, errors = threading.Event(), []
     q = BoundedQueue("in", 2, "block", stop)
-    stage = Stage("sink", lambda x: None, q, None, stop, errors, close=closed.set)
+    stage = StageRunner(Stage("sink", lambda x: None, close=closed.set), q, None, stop, errors)
     stage.start()
     stop.set()
     stage.join(1.0)
@@ -107,13 +108,10 @@ def test_several_workers_keep_input_order_and_share_the_work():
         time.sleep(random.Random(x).uniform(0, 0.01))
         return x
 
-    stop, errors = threading.Event(), []
-    q_in, q_out = BoundedQueue("in", 4, "block", stop), BoundedQueue("out", 4, "block", stop)
-    out = []
-    stages = [Stage("source", lambda x: x, range(60), q_in, stop, errors),
-              Stage("work", slow, q_in, q_out, stop, errors, workers=3),
-              Stage("sink", out.append, q_out, None, stop, errors)]
-    run_stages(stages, stop, errors, in_caller=stages[1])
+    stop, errors, out = threading.Event(), [], []
+    stages, _ = wire([Stage("source", lambda x: x), Stage("work", slow, workers=3, main_thread=True),
+                      Stage("sink", out.append)], range(60), 4, stop, errors)
+    run_stages(stages, stop, errors)
     assert out == list(range(60))
     assert len(seen_threads) == 3 and threading.current_thread().name in seen_threads
     assert len(stages[1].timer.snapshot()) == 60
@@ -125,8 +123,8 @@ def test_a_failing_worker_stops_a_multi_worker_stage():
             raise KeyError("seven")
         return x
 
-    stages, stop, errors, out, _ = chain(range(1000), boom)
-    stages[1] = Stage("s0", boom, stages[1].inbox, stages[1].outbox, stop, errors, workers=2)
+    stages, stop, errors, out, _ = chain(range(1000), boom, workers=2)
+    assert len(stages[1].threads) == 2
     with pytest.raises(StageFailed, match="stage 's0' failed: KeyError"):
         run_stages(stages, stop, errors)
     assert out == list(range(len(out))) and len(out) <= 7

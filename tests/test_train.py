@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from detector.datasets import AnnotatedImage
-from detector.train import TrainImages, main
+from commands.train import main
+from training.train import TrainImages
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "iteration", "history", "config"}
 
@@ -145,9 +146,9 @@ def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
 
 
 def test_the_bundled_training_configs_load():
-    from detector.config import load_config
-    from detector.train import TrainConfig
+    from core.config import load_config
     from stream.config import CONFIG_DIR
+    from training.train import TrainConfig
 
     cfg = load_config(TrainConfig, CONFIG_DIR / "train-driving.yaml")
     assert cfg.model == "driving_mobilenet_v2_fpn" and cfg.epochs == 12 and len(cfg.train) == 2

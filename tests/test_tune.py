@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from detector.labels import LABELS
-from detector.tune import Measurement, Setting, accuracy_label, main, pareto_front, recommend
+from core.labels import LABELS
+from bench.tune import Measurement, Setting, accuracy_label, pareto_front, recommend
+from commands.tune import main
 from stream.config import load_pipeline_config
-from stream.metrics import read_records
+from stream.record import read_records
 from tests.conftest import RANDOM_MODEL, write_tiny_voc, write_video
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models import get_model_weights
 
-from detector.labels import COCO_CATEGORIES, LABEL_IDS
+from core.labels import COCO_CATEGORIES, LABEL_IDS
 from detector.models import build_detector
 from detector.weights import BUNDLED_WEIGHTS, WeightsError, load_model
 

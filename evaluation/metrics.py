@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_area, box_iou
 
-from detector.detections import Detections
+from core.detections import Detections
 
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -38,7 +38,7 @@ class ClassCurve:
     recall: np.ndarray
     ap_voc: float
     ap_voc11: float
-    ap_coco: float
+    ap_101pt: float
 
 
 def ap_all_point(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -121,15 +121,16 @@ def class_curves(
 
 @dataclass
 class ClassResult:
-    """Per-class numbers of one evaluation."""
+    """Per-class numbers of one evaluation: AP@0.5 three ways (VOC all-point, VOC 11-point, COCO 101-point) and
+    COCO's AP@[.5:.95] (the 101-point AP averaged over IoU 0.5, 0.55, ..., 0.95)."""
 
     name: str
     num_gt: int
     num_det: int
     ap50: float
     ap50_11pt: float
-    ap_coco: float
-    ap50_coco: float
+    ap50_95: float
+    ap50_101pt: float
     curve50: ClassCurve
 
 
@@ -143,7 +144,7 @@ def evaluate(
         curves = class_curves(detections, truths, cls, COCO_IOUS, max_dets)
         results.append(ClassResult(
             class_names[cls], curves[0].num_gt, int(sum((d.labels == cls).sum() for d in detections)),
-            curves[0].ap_voc, curves[0].ap_voc11, float(np.mean([c.ap_coco for c in curves])),
-            curves[0].ap_coco, curves[0],
+            curves[0].ap_voc, curves[0].ap_voc11, float(np.mean([c.ap_101pt for c in curves])),
+            curves[0].ap_101pt, curves[0],
         ))
     return results

@@ -1,11 +1,18 @@
-"""`Detections`: the one currency between the model, the NMS stage, the overlay, the sinks and evaluation."""
+"""`Detections`: the one currency between the backends, the NMS stage, the overlay, the sinks and evaluation."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from detector.labels import LABELS
+from core.labels import LABELS
+
+
+def _numpy(values: Any) -> np.ndarray:
+    """A torch tensor (any device or dtype) or array-like as a host array; duck-typed so core needs no torch."""
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
 
 @dataclass
@@ -27,6 +34,28 @@ class Detections:
             raise ValueError(
                 f"boxes, scores and labels differ in length: {len(self.boxes)}, {len(self.scores)}, {len(self.labels)}"
             )
+
+    @classmethod
+    def from_model_output(cls, boxes: Any, scores: Any, labels: Any, class_map: np.ndarray) -> Detections:
+        """A model's raw output in driving ids: ``class_map`` maps model class index -> driving id, and the
+        classes it maps to -1 (not driving classes) are dropped.
+
+        Args:
+            boxes: (N, 4) xyxy in source pixels; scores: (N,); labels: (N,) model class indices. Tensors or arrays.
+            class_map: (num_model_classes,) int64.
+        """
+        mapped = np.asarray(class_map)[_numpy(labels).astype(np.int64)]
+        keep = mapped >= 0
+        return cls(_numpy(boxes)[keep], _numpy(scores)[keep], mapped[keep])
+
+    @classmethod
+    def merge(cls, parts: Sequence[Detections]) -> Detections:
+        """One set from several (tiles of a frame, detector and tracker boxes); run class-wise NMS after if they
+        overlap."""
+        if not parts:
+            return cls()
+        return cls(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.labels for p in parts]))
 
     def __len__(self) -> int:
         return len(self.scores)

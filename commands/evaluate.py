@@ -1,0 +1,50 @@
+"""``driving-detect evaluate``: AP per class on a labelled dataset (`evaluation.evaluate` does the work).
+
+    driving-detect evaluate --data voc:../shared/data/roadsigns --split ../shared/data/roadsigns/val.txt \\
+        [--config configs/default.yaml] [key=value ...] [--report out.json] [--plots DIR] [--skip-bad]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from commands.common import SUBCOMMANDS, CommandParser, bad_input
+from core.log import setup_logging
+from evaluation.evaluate import dataset_name, evaluate_dataset, evaluation_nms, format_table
+from stream.config import load_pipeline_config
+
+SUMMARY = SUBCOMMANDS["evaluate"]
+
+
+def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
+    """The command line; overrides are the pipeline config's dotted keys."""
+    parser = CommandParser(prog=prog, description=SUMMARY)
+    parser.add_argument("--data", required=True, metavar="FORMAT:PATH", help="voc|kitti|coco|yolo:PATH")
+    parser.add_argument("--split", help="file of image stems to evaluate (one per line)")
+    parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
+    parser.add_argument("--report", type=Path, help="JSON report (default: outputs/eval/<dataset>/report.json)")
+    parser.add_argument("--plots", type=Path, help="folder for pr_curves.png (default: beside the report)")
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad annotations instead of stopping")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.top_n=50")
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """0 on success, 2 with one ``error:`` line for bad input (config, data, weights, files)."""
+    args = parse_args(argv, prog)
+    setup_logging()
+    try:
+        cfg = load_pipeline_config(args.config, args.overrides)
+        report_path = args.report or Path(cfg.output.dir) / "eval" / dataset_name(args.data, args.split) / "report.json"
+        report, plot_path = evaluate_dataset(cfg.model, evaluation_nms(cfg.nms, args.overrides), args.data,
+                                             args.split, report_path, args.plots, args.skip_bad)
+    except (ValueError, OSError) as exc:  # Config/Dataset/WeightsError, bad device: ValueErrors
+        return bad_input(exc)
+    print(format_table(report))
+    print(f"{report.images} images in {report.seconds:.1f} s; report: {report_path}; plot: {plot_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

