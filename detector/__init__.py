@@ -1,1 +1,4 @@
-"""Faster R-CNN detector: model builders, weights, NMS, backends, datasets, evaluation, training, tuning."""
+"""The detector: model builders, weights, preprocessing, class-wise NMS, backends, ONNX export, datasets.
+
+It knows nothing of threads or streams (see tests/test_layers.py).
+"""

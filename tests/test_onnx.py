@@ -26,10 +26,12 @@ from core.config import ConfigError
 from detector.config import ModelConfig, NmsConfig, OnnxConfig
 from core.detections import Detections
 from commands.export import main
-from detector.export import DEFAULT_OPSET, describe, export_model, gather_merge_levels, state_sha256
+from detector.datasets import AnnotatedImage
+from detector.export import DEFAULT_OPSET, FrameDetector, describe, export_model, gather_merge_levels, state_sha256
 from core.labels import LABELS
 from detector.models import BUNDLED_MODEL
 from detector.weights import BUNDLED_WEIGHTS, coco_class_map, load_model
+from training.train import TrainImages
 
 NAME = "fasterrcnn_mobilenet_v3_large_320_fpn"
 TOP_N, MIN_SIZE, MAX_SIZE, SCORE_THRESH = 20, 160, 256, 0.05
@@ -290,3 +292,28 @@ def test_bundled_model_matches_torch(tmp_path: Path) -> None:
     expected = torch_backend(frame)
     assert len(expected) > 0
     assert_same(expected, onnx_backend(frame))
+
+
+class EchoModel(torch.nn.Module):
+    """Stands in for a detector: returns the (3, H, W) image it was given, four values per "box"."""
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        flat = images[0].reshape(-1, 4)
+        return [{"boxes": flat, "scores": flat[:, 0], "labels": torch.zeros_like(flat[:, 0], dtype=torch.int64)}]
+
+
+def test_exported_graph_torch_backend_and_trainer_preprocess_identically(tmp_path: Path) -> None:
+    """One preprocessing function (detector.preprocess): the ONNX graph, TorchBackend and the trainer agree."""
+    path = tmp_path / "echo.onnx"
+    torch.onnx.export(FrameDetector(EchoModel()), (torch.from_numpy(scene(16, 20)),), str(path), dynamo=False,
+                      opset_version=DEFAULT_OPSET, input_names=["frame"], output_names=["boxes", "scores", "labels"],
+                      dynamic_axes={"frame": {0: "height", 1: "width"}})
+    frame = scene(24, 36, seed=7)  # another size than traced: the graph's preprocessing is shape-generic
+    from_graph = cpu_session(path).run(["boxes"], {"frame": frame})[0].reshape(-1)
+    from_backend = TorchBackend(EchoModel(), np.arange(len(LABELS)), CPU).preprocess(frame).reshape(-1).numpy()
+    cv2.imwrite(str(tmp_path / "f.png"), frame)  # lossless, so the trainer reads the same pixels back
+    item = AnnotatedImage(tmp_path / "f.png", 36, 24, np.array([[1, 1, 9, 9]], np.float32), np.array([1]))
+    from_trainer = TrainImages([item])[0][0].reshape(-1).numpy()
+    np.testing.assert_array_equal(from_graph, from_backend)
+    np.testing.assert_array_equal(from_trainer, from_backend)
+    assert from_backend.reshape(3, 24, 36)[:, 5, 7] == pytest.approx(frame[5, 7, ::-1] / 255)  # RGB, CHW, [0, 1]

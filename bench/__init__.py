@@ -1,0 +1,1 @@
+"""Benchmarking and tuning: throughput comparisons, the top-N tuner and plots of benchmark records."""
