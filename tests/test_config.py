@@ -5,7 +5,7 @@ import pytest
 
 from commands import export
 from core.config import ConfigError, parse_overrides
-from detector.models import DEFAULT_SCORE_THRESH
+from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N
 from stream.config import CONFIG_DIR, load_pipeline_config
 
 PIPELINE_CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("train"))
@@ -20,8 +20,10 @@ def test_every_pipeline_config_in_the_repo_loads(path):
 @pytest.mark.parametrize("path", PIPELINE_CONFIGS)
 def test_shipped_configs_use_the_candidate_floor_the_exporter_bakes_in(path):
     # An ONNX graph exported with the command in an onnx-*.yaml must match that config's model keys.
-    exported = export.parse_args(["--model", "driving_mobilenet_v2_fpn", "--out", "x.onnx"]).score_thresh
-    assert load_pipeline_config(path).model.score_thresh == exported == DEFAULT_SCORE_THRESH
+    exported = export.parse_args(["--model", "driving_mobilenet_v2_fpn", "--out", "x.onnx"])
+    model = load_pipeline_config(path).model
+    assert model.score_thresh == exported.score_thresh == DEFAULT_SCORE_THRESH
+    assert model.top_n == exported.top_n == DEFAULT_TOP_N  # one top-N default: config, builders and exporter
 
 
 def test_overrides_use_dotted_keys_and_yaml_values():
