@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.datasets import DatasetError, load_dataset
 from core.labels import LABEL_IDS, LABELS
+from detector.datasets import DatasetError, load_dataset
 
 W, H = 64, 48
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.nms import ClasswiseNms
+from commands.evaluate import main
+from core.detections import Detections
 from detector.config import NmsConfig
 from detector.datasets import load_dataset
-from core.detections import Detections
-from commands.evaluate import main
+from detector.nms import ClasswiseNms
 from evaluation.evaluate import evaluate_backend, evaluation_nms
 from tests.conftest import write_tiny_voc
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.nms import ClasswiseNms
-from detector.config import NmsConfig
 from core.detections import Detections
 from core.labels import LABEL_IDS
+from detector.config import NmsConfig
 from detector.models import build_detector
+from detector.nms import ClasswiseNms
 
 CAR, TRUCK, PERSON = LABEL_IDS["car"], LABEL_IDS["truck"], LABEL_IDS["person"]
 

@@ -13,6 +13,10 @@ import pytest
 import torch
 from torchvision.ops import box_iou, poolers
 
+from commands.export import main
+from core.config import ConfigError
+from core.detections import Detections
+from core.labels import LABELS
 from detector.backend import check_class_filter
 from detector.backend_onnx import (
     OnnxBackend,
@@ -22,13 +26,9 @@ from detector.backend_onnx import (
     read_metadata,
 )
 from detector.backend_torch import TorchBackend
-from core.config import ConfigError
 from detector.config import ModelConfig, NmsConfig, OnnxConfig
-from core.detections import Detections
-from commands.export import main
 from detector.datasets import AnnotatedImage
 from detector.export import DEFAULT_OPSET, FrameDetector, describe, export_model, gather_merge_levels, state_sha256
-from core.labels import LABELS
 from detector.models import BUNDLED_MODEL
 from detector.weights import BUNDLED_WEIGHTS, coco_class_map, load_model
 from training.train import TrainImages

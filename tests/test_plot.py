@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.record import BenchmarkRecord, append_csv, read_records, write_record
 from bench.plot import panels
 from commands.plot import main
+from stream.record import BenchmarkRecord, append_csv, read_records, write_record
 
 PIPELINE_STAGES = ("capture", "inference", "nms", "render", "sink")
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from stream.timing import StageTimer
 from stream.queues import END, BoundedQueue, Stopped
 from stream.stages import Stage, StageFailed, StageRunner, run_stages, wire
+from stream.timing import StageTimer
 
 
 def chain(items, *works, size=2, policy="block", workers=1):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from detector.datasets import AnnotatedImage
 from commands.train import main
+from detector.datasets import AnnotatedImage
 from training.train import TrainImages
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "iteration", "history", "config"}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.labels import LABELS
 from bench.tune import Measurement, Setting, accuracy_label, pareto_front, recommend
 from commands.tune import main
+from core.labels import LABELS
 from stream.config import load_pipeline_config
 from stream.record import read_records
 from tests.conftest import RANDOM_MODEL, write_tiny_voc, write_video
