@@ -111,22 +111,29 @@ def quantize_int8(proto: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.load(str(int8))
 
 
-def export_model(
-    model: nn.Module, meta: OnnxMetadata, out: Path, opset: int = DEFAULT_OPSET, precision: str = "fp32",
-) -> onnx.ModelProto:
-    """Trace ``model`` behind the frame preprocessing, attach ``meta``, check the graph and write it to ``out``."""
-    sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (meta.min_size, meta.max_size, 3), np.uint8))
+def trace_frame_graph(model: nn.Module, sample: torch.Tensor, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """``FrameDetector(model)`` as an ONNX graph: input ``frame`` (H, W, 3) uint8 with dynamic H and W, outputs boxes,
+    scores and labels with a dynamic detection count."""
     buffer = io.BytesIO()
     merge = mock.patch.object(poolers, "_onnx_merge_levels", gather_merge_levels)
     with torch.no_grad(), warnings.catch_warnings(), merge:
-        # The tracer warns about torchvision internals that its ONNX support handles (tests/test_onnx.py checks).
+        # The tracer warns about torchvision internals that its ONNX support handles (tests/test_onnx.py checks),
+        # and that this exporter is the legacy one (see the module docstring for why it is used).
         warnings.simplefilter("ignore")
         torch.onnx.export(
             FrameDetector(model).eval(), (sample,), buffer, dynamo=False, opset_version=opset,
             input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_axes={INPUT_NAME: {0: "height", 1: "width"}, **{n: {0: "detections"} for n in OUTPUT_NAMES}},
         )
-    proto = onnx.load_from_string(buffer.getvalue())
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def export_model(
+    model: nn.Module, meta: OnnxMetadata, out: Path, opset: int = DEFAULT_OPSET, precision: str = "fp32",
+) -> onnx.ModelProto:
+    """Trace ``model`` behind the frame preprocessing, attach ``meta``, check the graph and write it to ``out``."""
+    sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (meta.min_size, meta.max_size, 3), np.uint8))
+    proto = trace_frame_graph(model, sample, opset)
     if precision == "int8":
         proto = quantize_int8(proto)
     onnx.helper.set_model_props(proto, dataclasses.replace(meta, precision=precision).to_props())

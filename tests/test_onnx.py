@@ -28,7 +28,14 @@ from detector.backend_onnx import (
 from detector.backend_torch import TorchBackend
 from detector.config import ModelConfig, NmsConfig, OnnxConfig
 from detector.datasets import AnnotatedImage
-from detector.export import DEFAULT_OPSET, FrameDetector, describe, export_model, gather_merge_levels, state_sha256
+from detector.export import (
+    DEFAULT_OPSET,
+    describe,
+    export_model,
+    gather_merge_levels,
+    state_sha256,
+    trace_frame_graph,
+)
 from detector.models import BUNDLED_MODEL
 from detector.weights import BUNDLED_WEIGHTS, coco_class_map, load_model
 from training.train import TrainImages
@@ -305,9 +312,7 @@ class EchoModel(torch.nn.Module):
 def test_exported_graph_torch_backend_and_trainer_preprocess_identically(tmp_path: Path) -> None:
     """One preprocessing function (detector.preprocess): the ONNX graph, TorchBackend and the trainer agree."""
     path = tmp_path / "echo.onnx"
-    torch.onnx.export(FrameDetector(EchoModel()), (torch.from_numpy(scene(16, 20)),), str(path), dynamo=False,
-                      opset_version=DEFAULT_OPSET, input_names=["frame"], output_names=["boxes", "scores", "labels"],
-                      dynamic_axes={"frame": {0: "height", 1: "width"}})
+    onnx.save(trace_frame_graph(EchoModel(), torch.from_numpy(scene(16, 20))), str(path))
     frame = scene(24, 36, seed=7)  # another size than traced: the graph's preprocessing is shape-generic
     from_graph = cpu_session(path).run(["boxes"], {"frame": frame})[0].reshape(-1)
     from_backend = TorchBackend(EchoModel(), np.arange(len(LABELS)), CPU).preprocess(frame).reshape(-1).numpy()
