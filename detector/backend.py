@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -15,6 +16,7 @@ from core.config import ConfigError
 from core.detections import Detections
 from core.labels import LABELS
 from detector.config import ModelConfig, NmsConfig
+from detector.runtime import Machine, resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +41,30 @@ class Backend(Protocol):
         ...
 
 
-def build_backend(cfg: ModelConfig) -> Backend:
-    """The configured backend with its model loaded; errors are `WeightsError`/`ConfigError` one-liners."""
+def build_backend(cfg: ModelConfig, machine: Machine | None = None) -> Backend:
+    """The configured backend with its model loaded, after `resolve_runtime` picks backend and precision.
+
+    ONNX Runtime and OpenVINO run ``model.onnx_path`` when given, else the graph exported on first use into the
+    cache (`detector.export_cache`). Errors are `WeightsError`/`ConfigError`/`OnnxModelError` one-liners.
+    """
+    cfg = resolve_runtime(cfg, machine)
+    if cfg.backend == "torch":
+        from detector.backend_torch import TorchBackend, resolve_device
+        from detector.weights import load_model
+
+        model, class_map = load_model(cfg.name, cfg.weights, cfg.top_n, cfg.min_size, cfg.max_size, cfg.score_thresh)
+        return TorchBackend(model, class_map, resolve_device(cfg.device), cfg.precision, cfg.threads)
+    from detector.export_cache import cached_graph
+
+    graph_precision = "int8" if cfg.precision == "int8" else "fp32"  # bf16 and fp16 are the runtime's choice
+    path = Path(cfg.onnx_path) if cfg.onnx_path else cached_graph(cfg, graph_precision)
     if cfg.backend == "onnx":
         from detector.backend_onnx import OnnxBackend
 
-        return OnnxBackend.from_config(cfg)
-    from detector.backend_torch import TorchBackend, resolve_device
-    from detector.weights import load_model
+        return OnnxBackend.from_config(cfg, path)
+    from detector.backend_openvino import OpenVinoBackend
 
-    model, class_map = load_model(cfg.name, cfg.weights, cfg.top_n, cfg.min_size, cfg.max_size, cfg.score_thresh)
-    return TorchBackend(model, class_map, resolve_device(cfg.device), cfg.fp16, cfg.threads)
+    return OpenVinoBackend.from_config(cfg, path)
 
 
 def check_class_filter(class_map: np.ndarray, nms: NmsConfig, model: str) -> list[str]:

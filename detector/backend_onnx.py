@@ -149,16 +149,16 @@ def provider_list(cfg: ModelConfig, available: list[str], cuda_present: bool) ->
         log.warning("ONNX Runtime providers skipped (%s): %s", why, ", ".join(skipped))
     if CPU_PROVIDER not in usable:
         usable.append(CPU_PROVIDER)
-    return [(p, provider_options(p, cfg.onnx)) for p in usable]
+    return [(p, provider_options(p, cfg.onnx, cfg.precision == "fp16")) for p in usable]
 
 
-def provider_options(provider: str, cfg: OnnxConfig) -> dict:
-    """TensorRT: fp16 per config, engines and timing cache kept in the cache folder (builds take minutes)."""
+def provider_options(provider: str, cfg: OnnxConfig, fp16: bool) -> dict:
+    """TensorRT: fp16 per ``model.precision``, engines and timing cache kept in a folder (builds take minutes)."""
     if provider != "TensorrtExecutionProvider":
         return {}
     Path(cfg.trt_cache_dir).mkdir(parents=True, exist_ok=True)
     return {
-        "trt_fp16_enable": cfg.trt_fp16,
+        "trt_fp16_enable": fp16,
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": cfg.trt_cache_dir,
         "trt_timing_cache_enable": True,
@@ -169,7 +169,7 @@ def provider_options(provider: str, cfg: OnnxConfig) -> dict:
 def open_session(path: Path, cfg: ModelConfig) -> ort.InferenceSession:
     """An InferenceSession with the config's threads, graph optimisation and providers; logs what actually runs."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = cfg.onnx.intra_op_threads
+    options.intra_op_num_threads = cfg.onnx.intra_op_threads or cfg.threads
     options.graph_optimization_level = GRAPH_LEVELS[cfg.onnx.graph_optimization]
     options.log_severity_level = 3  # errors only: its warnings (shape ops kept on CPU, ...) bury the line below
     providers = provider_list(cfg, ort.get_available_providers(), cuda_available())
@@ -210,9 +210,8 @@ class OnnxBackend:
         self.binding = self.bind_outputs() if io_binding else None
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> OnnxBackend:
+    def from_config(cls, cfg: ModelConfig, path: Path) -> OnnxBackend:
         """Check the file's metadata against the config before starting a session (TensorRT builds are slow)."""
-        path = Path(cfg.onnx_path)
         meta = read_metadata(path)
         meta.check_config(cfg, str(path))
         session = open_session(path, cfg)

@@ -23,16 +23,18 @@ def resolve_device(device: str) -> torch.device:
 
 
 class TorchBackend:
-    """Runs a torchvision detection model; preprocessing (`detector.preprocess`) runs on the device."""
+    """Runs a torchvision detection model; preprocessing (`detector.preprocess`) runs on the device.
 
-    name = "torch"
+    ``precision``: fp32; fp16 (CUDA: the model in half precision); bf16 (autocast, on a CPU with bf16 or CUDA).
+    ``name`` is ``torch`` for fp32 and ``torch-<precision>`` otherwise.
+    """
 
-    def __init__(self, model: nn.Module, class_map: np.ndarray, device: torch.device, fp16: bool = False,
+    def __init__(self, model: nn.Module, class_map: np.ndarray, device: torch.device, precision: str = "fp32",
                  threads: int = 0):
-        self.device, self.threads = device, threads
-        self.fp16 = fp16 and device.type == "cuda"
+        self.device, self.threads, self.precision = device, threads, precision
+        self.name = "torch" if precision == "fp32" else f"torch-{precision}"
         self.model = model.to(device).eval()
-        if self.fp16:
+        if precision == "fp16":
             self.model.half()
         self.class_map = class_map
 
@@ -54,9 +56,10 @@ class TorchBackend:
     def preprocess(self, frame_bgr: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 BGR -> (3, H, W) RGB in [0, 1] on the device (half precision with ``fp16``)."""
         tensor = torch.from_numpy(np.ascontiguousarray(frame_bgr)).to(self.device, non_blocking=True)
-        return to_model_input(tensor, torch.float16 if self.fp16 else torch.float32)
+        return to_model_input(tensor, torch.float16 if self.precision == "fp16" else torch.float32)
 
     @torch.inference_mode()
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
-        output = self.model([self.preprocess(frame_bgr)])[0]
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            output = self.model([self.preprocess(frame_bgr)])[0]
         return Detections.from_model_output(output["boxes"], output["scores"], output["labels"], self.class_map)

@@ -14,21 +14,40 @@ from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
 
 @dataclasses.dataclass
 class OnnxConfig:
-    """ONNX Runtime session settings (used when ``model.backend`` is ``onnx``)."""
+    """ONNX Runtime session settings (used when ``model.backend`` is ``onnx``).
+
+    ``providers``: tried in order (``backend=auto`` on CUDA asks for TensorRT, then CUDA); ``intra_op_threads`` 0:
+    ``model.threads``, and ONNX Runtime's default when that is 0 too. TensorRT runs fp16 when ``model.precision``
+    is fp16 (auto on CUDA); its engines are cached in ``trt_cache_dir``.
+    """
 
     providers: list[str] = dataclasses.field(default_factory=lambda: ["CPUExecutionProvider"])
     intra_op_threads: int = 0
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
-    trt_fp16: bool = True
     trt_cache_dir: str = "outputs/trt-cache"
 
 
 @dataclasses.dataclass
-class ModelConfig:
-    """Which detector runs, with which weights, on which backend and device.
+class OpenVinoConfig:
+    """OpenVINO settings (used when ``model.backend`` is ``openvino``).
 
+    ``hint`` throughput: ``model.workers`` inference streams, one per pipeline worker, each running a frame;
+    latency: one stream using every core for one frame at a time.
+    """
+
+    hint: Literal["throughput", "latency"] = "throughput"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Which detector runs, with which weights, on which backend, device and precision.
+
+    ``backend`` auto: on CUDA ONNX Runtime (TensorRT, then CUDA) else torch; on CPU OpenVINO when installed, else
+    ONNX Runtime, else torch (`detector.runtime.choose_runtime`, which logs what it chose and why).
+    ``precision`` auto: the fastest precision measured to cost <= 1 point of AP@0.5 (README "Real-time by default").
+    ``onnx_path`` empty: the graph is exported on first use into ``cache_dir`` (empty: the user's cache folder).
     ``workers``: inference workers in the pipeline, each on its own frame (results keep frame order);
-    ``threads``: torch intra-op threads per worker (0: torch's default, one per core).
+    ``threads``: intra-op threads per worker (0: the runtime's default, one per core).
     """
 
     name: str = "driving_mobilenet_v2_fpn"
@@ -37,13 +56,15 @@ class ModelConfig:
     min_size: int = 0
     max_size: int = 0
     score_thresh: float = DEFAULT_SCORE_THRESH
-    backend: Literal["torch", "onnx"] = "torch"
+    backend: Literal["auto", "torch", "onnx", "openvino"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     onnx_path: str = ""
+    cache_dir: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    fp16: bool = False
     workers: int = 1
     threads: int = 0
     onnx: OnnxConfig = dataclasses.field(default_factory=OnnxConfig)
+    openvino: OpenVinoConfig = dataclasses.field(default_factory=OpenVinoConfig)
 
     def __post_init__(self) -> None:
         if self.name not in MODEL_NAMES:
@@ -54,8 +75,6 @@ class ModelConfig:
             raise ConfigError(f"'model.score_thresh' must be in [0, 1), got {self.score_thresh}")
         if self.workers < 1 or self.threads < 0:
             raise ConfigError(f"'model.workers' must be >= 1 and 'model.threads' >= 0, got {self.workers}, {self.threads}")
-        if self.backend == "onnx" and not self.onnx_path:
-            raise ConfigError("'model.backend' = 'onnx' needs 'model.onnx_path'")
 
 
 @dataclasses.dataclass

@@ -38,6 +38,8 @@ from detector.preprocess import to_model_input
 from detector.weights import load_model
 
 DEFAULT_OPSET = 17
+# Bump when the graph this module writes changes: cached exports (`detector.export_cache`) are keyed by it.
+EXPORTER_VERSION = 2
 PRECISIONS = ("fp32", "int8")
 OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the TorchScript exporter's last
 

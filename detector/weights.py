@@ -31,13 +31,33 @@ def coco_class_map() -> np.ndarray:
     return class_map
 
 
-def coco_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """torchvision's COCO weights for ``name``: from the torch hub cache, else downloaded into it."""
+def coco_weights_url(name: str) -> tuple[str, Path]:
+    """torchvision's COCO weights URL for ``name`` and where the torch hub cache keeps that file."""
     if name == BUNDLED_MODEL:
         raise WeightsError(f"'coco' weights exist only for torchvision models, not '{name}'")
     url = get_model_weights(name).DEFAULT.url
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    cached = folder / Path(url).name
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def resolve_weights(name: str, weights: str) -> str:
+    """``default`` -> the bundled file for the driving model, ``coco`` for torchvision's; others as given."""
+    if weights == "default":
+        return str(BUNDLED_WEIGHTS) if name == BUNDLED_MODEL else "coco"
+    return weights
+
+
+def weights_file(name: str, weights: str) -> Path | None:
+    """The file ``weights`` loads from (``default``, ``coco`` or a path); None for ``random`` (seeded, no file)."""
+    weights = resolve_weights(name, weights)
+    if weights == "random":
+        return None
+    return coco_weights_url(name)[1] if weights == "coco" else Path(weights)
+
+
+def coco_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's COCO weights for ``name``: from the torch hub cache, else downloaded into it."""
+    url, cached = coco_weights_url(name)
+    folder = cached.parent
     if cached.exists():
         return read_state_dict(cached)
     try:
@@ -86,8 +106,7 @@ def load_model(
     name: str, weights: str, top_n: int, min_size: int = 0, max_size: int = 0, score_thresh: float = DEFAULT_SCORE_THRESH,
 ) -> tuple[nn.Module, np.ndarray]:
     """Build ``name`` in eval mode with ``weights`` = ``default`` | ``coco`` | ``random`` | a file path."""
-    if weights == "default":
-        weights = str(BUNDLED_WEIGHTS) if name == BUNDLED_MODEL else "coco"
+    weights = resolve_weights(name, weights)
     if weights == "random":
         log.warning("RANDOM WEIGHTS: model '%s' is untrained and its detections are noise (tests only)", name)
         model = build_detector(name, NUM_CLASSES, top_n, min_size, max_size, score_thresh)

@@ -27,7 +27,7 @@ def _quiet_random_weights_warning(caplog: pytest.LogCaptureFixture) -> None:
 
 # A random-init torchvision model at a tiny input size: for tests where weights don't matter.
 RANDOM_MODEL = [
-    "model.name=fasterrcnn_mobilenet_v3_large_320_fpn", "model.weights=random",
+    "model.name=fasterrcnn_mobilenet_v3_large_320_fpn", "model.weights=random", "model.backend=torch",
     "model.min_size=96", "model.max_size=128", "model.top_n=20", "model.device=cpu",
 ]
 
@@ -49,6 +49,16 @@ def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (160, 120)
 @pytest.fixture
 def video(tmp_path: Path) -> Path:
     return write_video(tmp_path / "clip.avi")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _export_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Graphs exported by ``backend=auto`` go to a folder of this test session, never the user's cache."""
+    import os
+
+    from detector.export_cache import CACHE_ENV
+
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("export-cache"))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -95,3 +105,21 @@ def write_tiny_voc(root: Path) -> Path:
         cv2.imwrite(str(root / "images" / f"{stem}.jpg"), image)
         (root / "annotations" / f"{stem}.xml").write_text("".join(xml) + "</annotation>")
     return root
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory):
+    """A fixed-seed random model exported once per module, with a TorchBackend running the same weights (the
+    ONNX Runtime and OpenVINO parity tests compare against it)."""
+    import torch
+
+    from detector.backend_torch import TorchBackend
+    from detector.export import describe, export_model
+    from detector.weights import load_model
+    from tests.test_onnx import MAX_SIZE, MIN_SIZE, NAME, SCORE_THRESH, TOP_N
+
+    torch.manual_seed(0)
+    model, class_map = load_model(NAME, "random", TOP_N, MIN_SIZE, MAX_SIZE, SCORE_THRESH)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_model(model, describe(model, class_map, NAME, "random"), path)
+    return path, TorchBackend(model, class_map, torch.device("cpu"))

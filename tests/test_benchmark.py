@@ -26,20 +26,13 @@ def test_benchmark_bad_source_exits_2(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_onnx_int8_exports_once_and_again_when_the_exporter_changes(tmp_path):
-    """Cached exports are keyed by settings and precision, and redone when they predate the exporter."""
-    import os
-
-    from detector import export
-    from detector.backend_onnx import read_metadata
+def test_backend_names_set_backend_and_precision(tmp_path):
     from stream.config import load_pipeline_config
 
-    cfg = benchmark.backend_config(load_pipeline_config(None, RANDOM_MODEL), "onnx-int8", tmp_path)
-    path = tmp_path / cfg.model.onnx_path.rsplit("/", 1)[-1]
-    assert cfg.model.backend == "onnx" and path.name.endswith("-int8.onnx")
-    assert read_metadata(path).precision == "int8"
-    old = os.path.getmtime(export.__file__) - 10
-    os.utime(path, (old, old))
-    benchmark.backend_config(load_pipeline_config(None, RANDOM_MODEL), "onnx-int8", tmp_path)
-    assert os.path.getmtime(path) > old, "an export older than the exporter must be redone"
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    base = load_pipeline_config(None, RANDOM_MODEL)
+    got = {name: benchmark.backend_config(base, name, tmp_path).model for name in benchmark.BACKENDS}
+    assert {n: (m.backend, m.precision) for n, m in got.items()} == {
+        "auto": ("auto", "auto"), "torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"),
+        "onnx": ("onnx", "fp32"), "onnx-int8": ("onnx", "int8"), "openvino": ("openvino", "fp32"),
+        "openvino-bf16": ("openvino", "bf16")}
+    assert all(m.cache_dir == str(tmp_path) and m.onnx_path == "" for m in got.values())

@@ -50,7 +50,7 @@ def test_stream_subcommand_and_run_stream_py_write_identical_jsonl(tmp_path):
         paths[name] = tmp_path / name / "d.jsonl"
         subprocess.run([*command, *common, "--detections", str(paths[name]), f"output.dir={tmp_path / name}",
                         f"output.benchmark_csv={tmp_path / name / 'log.csv'}"], check=True, cwd=tmp_path,
-                       capture_output=True)
+                       capture_output=True, timeout=240)
     cli, script = (paths[n].read_text() for n in ("cli", "script"))
     assert [json.loads(line)["frame"] for line in cli.splitlines()] == list(range(8))
     assert cli == script

@@ -35,7 +35,8 @@ def test_overrides_use_dotted_keys_and_yaml_values():
 
 @pytest.mark.parametrize("override, message", [
     ("model.topn=5", "unknown key 'model.topn'; valid keys: model.name"),
-    ("model.backend=trt", "valid values: torch, onnx"),
+    ("model.backend=trt", "valid values: auto, torch, onnx, openvino"),
+    ("model.precision=int4", "valid values: auto, fp32, bf16, fp16, int8"),
     ("model.name=yolo", "valid values: driving_mobilenet_v2_fpn"),
     ("model.top_n=0", "'model.top_n' must be >= 1"),
     ("model.top_n=many", "'model.top_n' must be int"),

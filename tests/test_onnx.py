@@ -85,18 +85,8 @@ def assert_same(expected: Detections, actual: Detections, min_iou: float = 0.99,
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TorchBackend]:
-    """A fixed-seed random model exported once, with the TorchBackend running the same weights."""
-    torch.manual_seed(0)
-    model, class_map = load_model(NAME, "random", TOP_N, MIN_SIZE, MAX_SIZE, SCORE_THRESH)
-    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export_model(model, describe(model, class_map, NAME, "random"), path)
-    return path, TorchBackend(model, class_map, CPU)
-
-
-@pytest.fixture(scope="module")
 def onnx_backend(exported: tuple[Path, TorchBackend]) -> OnnxBackend:
-    return OnnxBackend.from_config(model_config(exported[0]))
+    return OnnxBackend.from_config(model_config(exported[0]), exported[0])
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
@@ -127,7 +117,7 @@ def test_int8_export_stays_close_to_torch(exported: tuple[Path, TorchBackend], t
     path = tmp_path / "int8.onnx"
     proto = export_model(model, describe(model, class_map, NAME, "random"), path, precision="int8")
     assert "MatMulInteger" in {node.op_type for node in proto.graph.node}
-    backend = OnnxBackend.from_config(model_config(path))
+    backend = OnnxBackend.from_config(model_config(path), path)
     assert backend.meta.precision == "int8" and backend.name == "onnx-int8"
     assert path.stat().st_size < 0.5 * exported[0].stat().st_size
     frame = scene(180, 320)
@@ -206,7 +196,7 @@ def test_cli_bad_weights_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Captu
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(OnnxModelError, match="does not exist"):
-        OnnxBackend.from_config(model_config(tmp_path / "absent.onnx"))
+        OnnxBackend.from_config(model_config(tmp_path / "absent.onnx"), tmp_path / "absent.onnx")
 
 
 @pytest.mark.parametrize("content", [b"\x00\xffnot a model\x12" * 50, b"garbage", b""], ids=["bytes", "short", "empty"])
@@ -214,7 +204,7 @@ def test_corrupt_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "corrupt.onnx"
     path.write_bytes(content)
     with pytest.raises(OnnxModelError, match="is not a readable ONNX model") as info:
-        OnnxBackend.from_config(model_config(path))
+        OnnxBackend.from_config(model_config(path), path)
     assert "\n" not in str(info.value)
 
 
@@ -222,7 +212,7 @@ def test_truncated_export(exported: tuple[Path, TorchBackend], tmp_path: Path) -
     path = tmp_path / "truncated.onnx"
     path.write_bytes(exported[0].read_bytes()[:100_000])
     with pytest.raises(OnnxModelError, match="not a readable ONNX model"):
-        OnnxBackend.from_config(model_config(path))
+        OnnxBackend.from_config(model_config(path), path)
 
 
 def test_onnx_without_project_metadata(tmp_path: Path) -> None:
@@ -235,7 +225,7 @@ def test_onnx_without_project_metadata(tmp_path: Path) -> None:
     path = tmp_path / "foreign.onnx"
     onnx.save(onnx.helper.make_model(graph), str(path))
     with pytest.raises(OnnxModelError, match="lacks this project's metadata .*model_name"):
-        OnnxBackend.from_config(model_config(path))
+        OnnxBackend.from_config(model_config(path), path)
 
 
 def test_labels_that_disagree_with_the_label_map(exported: tuple[Path, TorchBackend]) -> None:
@@ -247,14 +237,14 @@ def test_labels_that_disagree_with_the_label_map(exported: tuple[Path, TorchBack
 
 def test_config_that_disagrees_with_the_graph(exported: tuple[Path, TorchBackend]) -> None:
     with pytest.raises(OnnxModelError, match=r"top_n 20 vs model.top_n=300.*min_size 160 vs model.min_size=320"):
-        OnnxBackend.from_config(model_config(exported[0], top_n=300, min_size=0))
+        OnnxBackend.from_config(model_config(exported[0], top_n=300, min_size=0), exported[0])
 
 
 def test_cuda_requested_without_a_gpu_provider(exported: tuple[Path, TorchBackend]) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="model.device = 'cuda'"):
-        OnnxBackend.from_config(model_config(exported[0], device="cuda"))
+        OnnxBackend.from_config(model_config(exported[0], device="cuda"), exported[0])
 
 
 def test_frame_the_model_rejects(onnx_backend: OnnxBackend) -> None:
@@ -274,7 +264,7 @@ def test_class_filter_checked_against_the_model(caplog: pytest.LogCaptureFixture
 
 def test_unavailable_providers_fall_back_with_one_warning(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     gpu = OnnxConfig(providers=["TensorrtExecutionProvider", "CUDAExecutionProvider"], trt_cache_dir=str(tmp_path))
-    cfg = model_config(tmp_path / "m.onnx", device="auto", onnx=gpu)
+    cfg = model_config(tmp_path / "m.onnx", device="auto", onnx=gpu, precision="fp16")
     available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert provider_list(cfg, available, cuda_present=False) == [("CPUExecutionProvider", {})]
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1

@@ -1,0 +1,137 @@
+"""Which runtime and precision run the detector: `choose_runtime` resolves ``backend=auto`` and ``precision=auto``.
+
+Real-time must be the default, not an expert setting: on a CPU the same exported graph runs several times faster
+in OpenVINO than in torch eager mode (README "Real-time by default"). The choice is a pure function of the config
+and a `Machine` (what is installed, what the CPU computes natively), so it is tested with fakes; `probe_machine`
+looks at the real one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from importlib.util import find_spec
+
+from core.config import ConfigError
+from detector.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+# Precisions each backend can run, per device; the first entry of AUTO_PRECISION that a backend and machine
+# support is what ``precision=auto`` picks. Only precisions measured to cost <= 1 point of car AP@0.5 and
+# road-sign mAP@0.5 against fp32 on our val sets are listed there (README "Real-time by default").
+SUPPORTED = {
+    ("torch", "cpu"): ("fp32", "bf16"),
+    ("torch", "cuda"): ("fp32", "fp16", "bf16"),
+    ("onnx", "cpu"): ("fp32", "int8"),
+    ("onnx", "cuda"): ("fp32", "fp16"),
+    ("openvino", "cpu"): ("fp32", "bf16"),
+}
+AUTO_PRECISION = {
+    ("torch", "cpu"): ("fp32",),
+    ("torch", "cuda"): ("fp16", "fp32"),
+    ("onnx", "cpu"): ("fp32",),
+    ("onnx", "cuda"): ("fp16", "fp32"),
+    ("openvino", "cpu"): ("bf16", "fp32"),
+}
+FALLBACK = {"bf16": "fp32", "fp16": "fp32", "int8": "fp32"}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the runtime choice depends on.
+
+    cuda: a CUDA device is present; openvino / onnxruntime: the package is installed; ort_gpu: ONNX Runtime has its
+    CUDA provider; cpu_bf16: the CPU computes bf16 natively (AVX512-BF16 or AMX), as OpenVINO reports it.
+    """
+
+    cuda: bool
+    openvino: bool
+    onnxruntime: bool
+    ort_gpu: bool
+    cpu_bf16: bool
+
+
+def probe_machine() -> Machine:
+    import torch
+
+    openvino = find_spec("openvino") is not None
+    onnxruntime = find_spec("onnxruntime") is not None
+    ort_gpu = False
+    if onnxruntime:
+        import onnxruntime as ort
+
+        ort_gpu = "CUDAExecutionProvider" in ort.get_available_providers()
+    cpu_bf16 = False
+    if openvino:
+        import openvino as ov
+
+        cpu_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    else:
+        cpu_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return Machine(torch.cuda.is_available(), openvino, onnxruntime, ort_gpu, cpu_bf16)
+
+
+def device_kind(cfg: ModelConfig, machine: Machine) -> str:
+    if cfg.device == "cuda" and not machine.cuda:
+        raise ConfigError("'model.device' = 'cuda' but no CUDA device is available; use auto or cpu")
+    return "cuda" if cfg.device != "cpu" and machine.cuda else "cpu"
+
+
+def pick_backend(cfg: ModelConfig, machine: Machine, device: str) -> tuple[str, str]:
+    """The backend and why; an explicit one that is not installed is a `ConfigError`."""
+    if cfg.backend == "openvino" and not machine.openvino:
+        raise ConfigError("'model.backend' = 'openvino' but OpenVINO is not installed (pip install openvino)")
+    if cfg.backend == "openvino" and device == "cuda":
+        raise ConfigError("'model.backend' = 'openvino' runs on the CPU here; set model.device=cpu")
+    if cfg.backend == "onnx" and not machine.onnxruntime:
+        raise ConfigError("'model.backend' = 'onnx' but ONNX Runtime is not installed (pip install onnxruntime)")
+    if cfg.backend != "auto":
+        return cfg.backend, "as configured"
+    if cfg.onnx_path:
+        return "onnx", "model.onnx_path names an exported graph"
+    if device == "cuda":
+        if machine.onnxruntime and machine.ort_gpu:
+            return "onnx", "CUDA device and ONNX Runtime with GPU providers (TensorRT, then CUDA)"
+        return "torch", "CUDA device; ONNX Runtime has no GPU provider here"
+    if machine.openvino:
+        return "openvino", "CPU and OpenVINO installed (the fastest CPU runtime measured)"
+    if machine.onnxruntime:
+        return "onnx", "CPU without OpenVINO; ONNX Runtime installed"
+    return "torch", "CPU without OpenVINO or ONNX Runtime"
+
+
+def pick_precision(cfg: ModelConfig, machine: Machine, backend: str, device: str) -> tuple[str, str]:
+    """The precision and why; a requested one the backend or CPU lacks falls back with one warning."""
+    supported = [p for p in SUPPORTED[(backend, device)] if p != "bf16" or device == "cuda" or machine.cpu_bf16]
+    if cfg.precision == "auto":
+        chosen = next(p for p in AUTO_PRECISION[(backend, device)] if p in supported)
+        why = {"bf16": "the CPU has bf16", "fp16": "CUDA", "fp32": "no faster precision measured within 1 point"}
+        return chosen, f"auto: {why[chosen]}"
+    precision = cfg.precision
+    while precision not in supported:
+        fallback = FALLBACK[precision]
+        lacks = "this CPU has no bf16" if precision == "bf16" and device == "cpu" else f"{backend} on {device} lacks it"
+        log.warning("model.precision=%s is not available (%s); using %s", precision, lacks, fallback)
+        precision = fallback
+    return precision, "as configured" if precision == cfg.precision else f"fallback from {cfg.precision}"
+
+
+def choose_runtime(cfg: ModelConfig, machine: Machine) -> tuple[ModelConfig, str]:
+    """``cfg`` with a concrete backend, precision and device, and one line saying what was chosen and why."""
+    device = device_kind(cfg, machine)
+    backend, backend_why = pick_backend(cfg, machine, device)
+    precision, precision_why = pick_precision(cfg, machine, backend, device)
+    resolved = dataclasses.replace(cfg, backend=backend, precision=precision, device=device)
+    if backend == "onnx" and device == "cuda" and cfg.backend == "auto":
+        resolved.onnx = dataclasses.replace(cfg.onnx, providers=list(GPU_PROVIDERS))
+    return resolved, f"{backend} {precision} on {device} ({backend_why}; {precision_why})"
+
+
+def resolve_runtime(cfg: ModelConfig, machine: Machine | None = None) -> ModelConfig:
+    """`choose_runtime` on this machine, logged once per call."""
+    resolved, reason = choose_runtime(cfg, machine or probe_machine())
+    log.info("runtime: %s", reason)
+    return resolved

@@ -1,0 +1,63 @@
+"""backend=auto and precision=auto: the choice on fake machines (CUDA or not, packages missing, CPU without bf16)."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from core.config import ConfigError
+from detector.config import ModelConfig
+from detector.runtime import GPU_PROVIDERS, Machine, choose_runtime
+
+XEON = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=True)
+EPYC = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=False)
+BARE = Machine(cuda=False, openvino=False, onnxruntime=False, ort_gpu=False, cpu_bf16=False)
+GPU = Machine(cuda=True, openvino=True, onnxruntime=True, ort_gpu=True, cpu_bf16=True)
+
+
+def chosen(machine: Machine, **cfg) -> tuple[str, str, str]:
+    resolved, reason = choose_runtime(ModelConfig(**cfg), machine)
+    assert resolved.backend in reason and resolved.precision in reason  # the log line says what and why
+    return resolved.backend, resolved.precision, resolved.device
+
+
+def test_auto_on_cpus_picks_openvino_then_onnx_then_torch():
+    assert chosen(XEON) == ("openvino", "bf16", "cpu")
+    assert chosen(EPYC) == ("openvino", "fp32", "cpu")
+    assert chosen(Machine(False, False, True, False, True)) == ("onnx", "fp32", "cpu")
+    assert chosen(BARE) == ("torch", "fp32", "cpu")
+
+
+def test_auto_on_cuda_picks_tensorrt_fp16_else_torch_fp16():
+    resolved, _ = choose_runtime(ModelConfig(), GPU)
+    assert (resolved.backend, resolved.precision, resolved.device) == ("onnx", "fp16", "cuda")
+    assert resolved.onnx.providers == GPU_PROVIDERS
+    assert chosen(Machine(True, False, True, False, False)) == ("torch", "fp16", "cuda")
+    assert chosen(GPU, device="cpu") == ("openvino", "bf16", "cpu")
+
+
+def test_explicit_backends_are_kept_and_a_missing_one_is_an_error():
+    assert chosen(XEON, backend="torch") == ("torch", "fp32", "cpu")  # torch's bf16 autocast: not auto
+    assert chosen(XEON, backend="onnx") == ("onnx", "fp32", "cpu")
+    with pytest.raises(ConfigError, match="OpenVINO is not installed"):
+        choose_runtime(ModelConfig(backend="openvino"), BARE)
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        choose_runtime(ModelConfig(device="cuda"), XEON)
+    assert chosen(XEON, onnx_path="model.onnx") == ("onnx", "fp32", "cpu")  # a file exported by hand
+
+
+@pytest.mark.parametrize(("machine", "cfg", "expected"), [
+    (EPYC, {"precision": "bf16"}, ("openvino", "fp32", "cpu")),          # CPU without bf16
+    (XEON, {"precision": "int8"}, ("openvino", "fp32", "cpu")),          # OpenVINO int8 is not built here
+    (XEON, {"backend": "onnx", "precision": "fp16"}, ("onnx", "fp32", "cpu")),
+])
+def test_an_unavailable_precision_falls_back_with_one_warning(machine, cfg, expected, caplog):
+    assert chosen(machine, **cfg) == expected
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "is not available" in warnings[0].getMessage()
+
+
+def test_available_precisions_are_kept():
+    assert chosen(XEON, precision="fp32") == ("openvino", "fp32", "cpu")
+    assert chosen(XEON, backend="onnx", precision="int8") == ("onnx", "int8", "cpu")
+    assert chosen(XEON, backend="torch", precision="bf16") == ("torch", "bf16", "cpu")
