@@ -19,21 +19,25 @@ def _numpy(values: Any) -> np.ndarray:
 class Detections:
     """Boxes of one image in source pixels.
 
-    boxes: (N, 4) float32 xyxy; scores: (N,) float32; labels: (N,) int64 driving class ids (see `labels.LABELS`).
+    boxes: (N, 4) float32 xyxy; scores: (N,) float32; labels: (N,) int64 driving class ids (see `labels.LABELS`);
+    track_ids: (N,) int64 object identities from a tracker (-1: not a confirmed track), or None when untracked.
     """
 
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    track_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
         self.scores = np.asarray(self.scores, np.float32).reshape(-1)
         self.labels = np.asarray(self.labels, np.int64).reshape(-1)
-        if not len(self.boxes) == len(self.scores) == len(self.labels):
-            raise ValueError(
-                f"boxes, scores and labels differ in length: {len(self.boxes)}, {len(self.scores)}, {len(self.labels)}"
-            )
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, np.int64).reshape(-1)
+        lengths = [len(self.boxes), len(self.scores), len(self.labels)]
+        lengths += [] if self.track_ids is None else [len(self.track_ids)]
+        if len(set(lengths)) != 1:
+            raise ValueError(f"boxes, scores, labels (and track_ids) differ in length: {', '.join(map(str, lengths))}")
 
     @classmethod
     def from_model_output(cls, boxes: Any, scores: Any, labels: Any, class_map: np.ndarray) -> Detections:
@@ -54,22 +58,29 @@ class Detections:
         overlap."""
         if not parts:
             return cls()
+        tracked = any(p.track_ids is not None for p in parts)
+        ids = np.concatenate([p.track_ids if p.track_ids is not None else np.full(len(p), -1) for p in parts])
         return cls(np.concatenate([p.boxes for p in parts]), np.concatenate([p.scores for p in parts]),
-                   np.concatenate([p.labels for p in parts]))
+                   np.concatenate([p.labels for p in parts]), ids if tracked else None)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def __getitem__(self, index: np.ndarray | slice) -> Detections:
-        return Detections(self.boxes[index], self.scores[index], self.labels[index])
+        ids = None if self.track_ids is None else self.track_ids[index]
+        return Detections(self.boxes[index], self.scores[index], self.labels[index], ids)
 
     @property
     def names(self) -> list[str]:
         return [LABELS[i] for i in self.labels]
 
     def to_json(self) -> dict:
-        return {
+        """boxes, labels and scores; ``track_ids`` too when tracked (null for a box that is not a confirmed track)."""
+        out = {
             "boxes": [[round(float(v), 2) for v in box] for box in self.boxes],
             "labels": self.names,
             "scores": [round(float(s), 4) for s in self.scores],
         }
+        if self.track_ids is not None:
+            out["track_ids"] = [int(i) if i >= 0 else None for i in self.track_ids]
+        return out

@@ -48,6 +48,8 @@ class ModelConfig:
     ``onnx_path`` empty: the graph is exported on first use into ``cache_dir`` (empty: the user's cache folder).
     ``workers``: inference workers in the pipeline, each on its own frame (results keep frame order);
     ``threads``: intra-op threads per worker (0: the runtime's default, one per core).
+    ``interval``: the detector runs on every k-th frame from ``interval_phase`` on and the tracker fills the
+    others; ``auto`` (live sources) raises k up to ``max_interval`` when inference cannot keep up.
     """
 
     name: str = "driving_mobilenet_v2_fpn"
@@ -63,6 +65,9 @@ class ModelConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = 1
     threads: int = 0
+    interval: int | Literal["auto"] = 1
+    max_interval: int = 6
+    interval_phase: int = 0
     onnx: OnnxConfig = dataclasses.field(default_factory=OnnxConfig)
     openvino: OpenVinoConfig = dataclasses.field(default_factory=OpenVinoConfig)
 
@@ -73,6 +78,10 @@ class ModelConfig:
             raise ConfigError(f"'model.top_n' must be >= 1, got {self.top_n}")
         if not 0.0 <= self.score_thresh < 1.0:
             raise ConfigError(f"'model.score_thresh' must be in [0, 1), got {self.score_thresh}")
+        if (self.interval != "auto" and self.interval < 1) or self.max_interval < 1 or self.interval_phase < 0:
+            raise ConfigError(f"'model.interval' must be >= 1 or auto, 'model.max_interval' >= 1 and "
+                              f"'model.interval_phase' >= 0, got {self.interval}, {self.max_interval}, "
+                              f"{self.interval_phase}")
         if self.workers < 1 or self.threads < 0:
             raise ConfigError(f"'model.workers' must be >= 1 and 'model.threads' >= 0, got {self.workers}, {self.threads}")
 

@@ -466,8 +466,9 @@ def render_frame(index: int, width: int = WIDTH, height: int = HEIGHT) -> np.nda
     return cv2.GaussianBlur(img.clip(0, 255).astype(np.uint8), (3, 3), 0.5)
 
 
-def sample_ground_truth(index: int, width: int = WIDTH, height: int = HEIGHT) -> list[tuple[str, Box]]:
-    """Boxes (driving class name, xyxy pixels) of the drawn objects that are mostly inside frame ``index``."""
+def sample_tracks(index: int, width: int = WIDTH, height: int = HEIGHT) -> list[tuple[int, str, Box]]:
+    """(object id, driving class name, xyxy pixels) of the drawn objects mostly inside frame ``index``; an
+    object keeps its id in every frame (ground truth for tracking)."""
     cam, u = camera(index, width, height), progress(index)
     boxes: list[tuple[str, Box]] = []
     for v in VEHICLES:
@@ -475,7 +476,12 @@ def sample_ground_truth(index: int, width: int = WIDTH, height: int = HEIGHT) ->
     apothem = SIGN_WIDTH / 2 * cam.scale(STOP_Z)
     boxes.append(("stop_sign", bounds(octagon(*cam.pt(SIGN_X, SIGN_Y, STOP_Z), apothem))))
     boxes.append(("traffic_light", bounds(signal_rect(cam, LIGHT_BOX[0::2], LIGHT_BOX[1::2]))))
-    return [(name, clipped) for name, box in boxes if (clipped := visible_part(box, width, height))]
+    return [(i, name, clipped) for i, (name, box) in enumerate(boxes) if (clipped := visible_part(box, width, height))]
+
+
+def sample_ground_truth(index: int, width: int = WIDTH, height: int = HEIGHT) -> list[tuple[str, Box]]:
+    """Boxes (driving class name, xyxy pixels) of the drawn objects that are mostly inside frame ``index``."""
+    return [(name, box) for _, name, box in sample_tracks(index, width, height)]
 
 
 def vehicle_box(cam: Camera, v: Vehicle, u: float) -> Box:

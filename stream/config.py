@@ -7,6 +7,7 @@ from typing import Literal
 
 from core.config import ConfigError, load_config
 from detector.config import ModelConfig, NmsConfig
+from tracking.config import TrackConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -53,9 +54,15 @@ class RenderConfig:
 class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     nms: NmsConfig = field(default_factory=NmsConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.interval != 1 and not self.track.enabled:
+            raise ConfigError("'model.interval' other than 1 needs 'track.enabled' (the tracker fills the frames "
+                              "the detector skips)")
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:

@@ -13,12 +13,19 @@ class Frame:
     """One captured image and what the stages added to it.
 
     index: decoded frame number (gaps mean dropped or skipped frames); timestamp: seconds in source time;
-    captured_at: ``time.perf_counter()`` at capture, for end-to-end latency; image: (H, W, 3) uint8 BGR.
+    captured_at: ``time.perf_counter()`` at capture, for end-to-end latency; image: (H, W, 3) uint8 BGR;
+    detect: whether the detector runs on it (else the tracker predicts its boxes, see `stream.interval`).
     """
 
     index: int
     timestamp: float
     captured_at: float
     image: np.ndarray
+    detect: bool = True
     detections: Detections | None = None
     annotated: np.ndarray | None = None
+
+    @property
+    def boxes_from(self) -> str:
+        """``detector`` or ``tracker``: where this frame's boxes came from."""
+        return "detector" if self.detect else "tracker"

@@ -1,4 +1,5 @@
-"""The streaming pipeline: a list of `Stage`s, by default capture -> inference -> class-wise NMS -> render -> sink.
+"""The streaming pipeline: a list of `Stage`s, by default capture -> inference -> class-wise NMS -> track -> render
+-> sink (``track`` when ``track.enabled``).
 
 `Pipeline.stages` is the list; `run` wires it (`stream.stages.wire`): bounded queues between consecutive stages,
 timing, end of stream and error handling are the runner's, so adding a stage (a tracker after ``nms``, another
@@ -9,7 +10,9 @@ Every stage runs on a thread of its own except inference, whose first worker run
 thread, where torch's CPU kernels are fastest; ``model.workers`` adds more inference workers, each on its own
 frame, and results still leave in frame order. Queues are bounded, so the slowest stage sets the pace: file
 sources block (lossless), live sources drop the oldest frame. `request_stop` ends the stream at the source and
-lets frames in flight drain; `abort` stops now.
+lets frames in flight drain; `abort` stops now. With ``model.interval`` k > 1 (or ``auto`` on a live source) the
+capture stage marks which frames the detector runs on (`stream.interval`); the others pass inference and NMS
+untouched and the track stage gives them motion-predicted boxes.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from detector.backend import Backend
 from detector.nms import ClasswiseNms
 from stream.config import PipelineConfig
 from stream.frames import Frame
+from stream.interval import DetectorSchedule
 from stream.queues import BoundedQueue
 from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
@@ -38,6 +42,7 @@ from stream.sinks import DisplaySink, JsonlSink, VideoSink
 from stream.sources import Source
 from stream.stages import Stage, StageFailed, StageRunner, run_stages, wire
 from stream.timing import StageTimer, latency_stats
+from tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 5.0
@@ -62,7 +67,12 @@ class Pipeline:
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
         self.max_frames, self.display, self.progress = max_frames, display, progress
         self.nms = ClasswiseNms(cfg.nms)
-        self.overlay = Overlay(cfg.render)
+        self.overlay = Overlay(cfg.render, cfg.track.trail if cfg.track.enabled else 0)
+        info = source.info
+        self.schedule = DetectorSchedule(cfg.model.interval, cfg.model.max_interval, cfg.model.interval_phase,
+                                         info.fps, cfg.model.workers, info.live)
+        self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
+        self.detector_frames = 0
         self.stop = threading.Event()
         self.source_done = threading.Event()
         self.errors: list[StageFailed] = []
@@ -71,10 +81,11 @@ class Pipeline:
             policy = "latest" if source.info.live else "lossless"
         self.policy = policy
         self.stages: list[Stage] = [
-            Stage("capture", lambda frame: frame, overflow="drop_oldest" if policy == "latest" else "block"),
+            Stage("capture", self._schedule, overflow="drop_oldest" if policy == "latest" else "block"),
             Stage("inference", self._infer, workers=cfg.model.workers, worker_context=backend.worker_threads,
                   main_thread=True),
             Stage("nms", self._nms),
+            *([Stage("track", self._track)] if self.tracker is not None else []),
             Stage("render", self._render),
             Stage("sink", self._write),
         ]
@@ -105,12 +116,28 @@ class Pipeline:
                 return
             yield frame
 
+    def _schedule(self, frame: Frame) -> Frame:
+        frame.detect = self.schedule.detect(frame.index)
+        return frame
+
     def _infer(self, frame: Frame) -> Frame:
-        frame.detections = self.backend(frame.image)
+        if frame.detect:
+            started = time.perf_counter()
+            frame.detections = self.backend(frame.image)
+            self.schedule.observe(time.perf_counter() - started)
         return frame
 
     def _nms(self, frame: Frame) -> Frame:
-        frame.detections = self.nms(frame.detections)
+        if frame.detect:
+            frame.detections = self.nms(frame.detections)
+        return frame
+
+    def _track(self, frame: Frame) -> Frame:
+        if frame.detect:
+            frame.detections = self.tracker.update(frame.detections, frame.timestamp)
+            self.detector_frames += 1
+        else:
+            frame.detections = self.tracker.predict(frame.timestamp)
         return frame
 
     def _render(self, frame: Frame) -> Frame:
@@ -188,7 +215,11 @@ class Pipeline:
             fps=round(self.written / seconds, 2) if seconds > 0 else 0.0,
             stages={r.name: latency_stats(r.timer.snapshot()) for r in self.runners},
             latency=latency_stats(self.latency.snapshot()), dropped=self.dropped, skipped=self.source.skipped,
+            tracks=self.tracker.tracks_seen if self.tracker is not None else 0,
+            detector_frames=self.detector_frames if self.tracker is not None else self.written,
             queues={n: {"max_depth": q.max_depth, "mean_depth": round(q.mean_depth(), 2), "dropped": q.dropped}
                     for n, q in self.queues.items()},
-            variant=f"policy={self.policy}", config=to_dict(self.cfg),
+            variant=f"policy={self.policy}" + (f" interval={self.cfg.model.interval}"
+                                                if self.cfg.model.interval != 1 else ""),
+            config=to_dict(self.cfg),
         )

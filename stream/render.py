@@ -5,6 +5,7 @@ stages may still hold the captured frame.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -67,12 +68,15 @@ class BoxAnnotator:
 
 
 class LabelAnnotator:
-    """``name score`` on a filled tag above each box; inside the box when there is no room above, never off-frame."""
+    """``name score`` (``#id name score`` for a tracked box) on a filled tag above each box; inside the box when
+    there is no room above, never off-frame."""
 
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
         scale, thickness = text_style(scene.shape[0])
-        for box, label, score in zip(detections.boxes, detections.labels, detections.scores):
-            self.draw_tag(scene, f"{LABELS[label]} {score:.2f}", box, class_color(label), scale, thickness)
+        ids = detections.track_ids if detections.track_ids is not None else np.full(len(detections), -1)
+        for box, label, score, track in zip(detections.boxes, detections.labels, detections.scores, ids):
+            text = f"{'#%d ' % track if track >= 0 else ''}{LABELS[label]} {score:.2f}"
+            self.draw_tag(scene, text, box, class_color(label), scale, thickness)
         return scene
 
     @staticmethod
@@ -88,6 +92,32 @@ class LabelAnnotator:
         y = min(y, max(height - tag_h, 0))
         cv2.rectangle(scene, (x, y), (x + tag_w - 1, y + tag_h - 1), color, cv2.FILLED)
         cv2.putText(scene, text, (x + pad, y + pad + th), FONT, scale, text_color(color), thickness, cv2.LINE_AA)
+
+
+class TrailAnnotator:
+    """A short polyline per track through the bottom centres of its last ``length`` boxes (where it touches the
+    road). Keeps the history itself, so it must see the frames in order (the render stage runs one worker)."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.history: dict[int, deque[tuple[int, int]]] = {}
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
+        if detections.track_ids is None or self.length < 2:
+            return scene
+        present = set()
+        for box, label, track in zip(detections.boxes, detections.labels, detections.track_ids):
+            if track < 0:
+                continue
+            present.add(int(track))
+            points = self.history.setdefault(int(track), deque(maxlen=self.length))
+            points.append((int(round((box[0] + box[2]) / 2)), int(round(box[3]))))
+            if len(points) > 1:
+                cv2.polylines(scene, [np.array(points, np.int32)], False, class_color(label),
+                              box_thickness(scene.shape), cv2.LINE_AA)
+        for gone in set(self.history) - present:
+            del self.history[gone]
+        return scene
 
 
 @dataclass
@@ -131,14 +161,16 @@ class HudAnnotator:
 class Overlay:
     """The render stage: annotated copy of a frame with boxes, optional labels and an optional HUD."""
 
-    def __init__(self, cfg: RenderConfig):
+    def __init__(self, cfg: RenderConfig, trail: int = 0):
         self.cfg = cfg
         self.boxes = BoxAnnotator()
         self.labels = LabelAnnotator()
+        self.trails = TrailAnnotator(trail)
         self.hud = HudAnnotator()
 
     def __call__(self, image: np.ndarray, detections: Detections, hud: HudStats | None = None) -> np.ndarray:
         scene = image.copy()
+        self.trails.annotate(scene, detections)
         self.boxes.annotate(scene, detections)
         if self.cfg.labels:
             self.labels.annotate(scene, detections)

@@ -77,6 +77,8 @@ class JsonlSink:
 
     def write(self, frame: Frame) -> None:
         record = {"frame": frame.index, "timestamp": round(frame.timestamp, 4), **frame.detections.to_json()}
+        if frame.detections.track_ids is not None:
+            record["source"] = frame.boxes_from
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.sync:

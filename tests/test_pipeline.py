@@ -95,7 +95,7 @@ def test_file_source_is_lossless_with_a_slow_detector(tmp_path):
                       progress=False).run()
     assert record.dropped == 0 and record.frames == 40
     assert jsonl_frames(out.detections) == list(range(40))
-    assert set(record.stages) == {"capture", "inference", "nms", "render", "sink"}
+    assert set(record.stages) == {"capture", "inference", "nms", "track", "render", "sink"}
 
 
 def test_forcing_lossless_on_a_live_source_drops_nothing(tmp_path):
@@ -148,7 +148,7 @@ def test_a_stage_appended_to_the_list_runs_on_every_written_frame(tmp_path):
     pipeline.stages.append(Stage("count", lambda frame: counted.append(frame.index) or frame))
     record = pipeline.run()
     assert counted == jsonl_frames(out.detections) == list(range(25))
-    assert list(record.stages) == ["capture", "inference", "nms", "render", "sink", "count"]
+    assert list(record.stages) == ["capture", "inference", "nms", "track", "render", "sink", "count"]
     assert record.stages["count"]["p50"] >= 0 and "sink" in record.queues
 
 

@@ -105,3 +105,24 @@ def test_overlay_leaves_the_input_untouched(width: int, height: int) -> None:
     assert np.array_equal(image, before)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert not np.array_equal(out, image)
+
+
+def test_a_tracked_box_is_labelled_with_its_id_and_draws_a_trail(monkeypatch) -> None:
+    texts = []
+    real = LabelAnnotator.draw_tag
+
+    def spy(scene, text, *args):
+        texts.append(text)
+        return real(scene, text, *args)
+
+    monkeypatch.setattr(LabelAnnotator, "draw_tag", staticmethod(spy))
+    overlay = Overlay(RenderConfig(hud=False), trail=10)
+    for i in range(5):
+        x = 100 + 20 * i
+        tracked = Detections([[x, 100, x + 60, 160], [400, 50, 430, 90]], [0.87, 0.6], [CAR, CAR], [7, -1])
+        scene = overlay(blank(), tracked)
+    assert texts[-2:] == ["#7 car 0.87", "car 0.60"]  # an unconfirmed box has no id
+    trail = scene[158:163, 130:175]  # the bottom centres of earlier frames' boxes, left of the last box
+    assert (trail == class_color(CAR)).all(axis=-1).any()
+    untracked = Overlay(RenderConfig(hud=False), trail=10)(blank(), one((400, 200, 460, 260)))
+    assert not (untracked[158:163, 130:175] == class_color(CAR)).all(axis=-1).any()

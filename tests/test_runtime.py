@@ -22,7 +22,7 @@ def chosen(machine: Machine, **cfg) -> tuple[str, str, str]:
 
 
 def test_auto_on_cpus_picks_openvino_then_onnx_then_torch():
-    assert chosen(XEON) == ("openvino", "bf16", "cpu")
+    assert chosen(XEON) == ("openvino", "fp32", "cpu")  # bf16 is faster but was measured 1.4 points short
     assert chosen(EPYC) == ("openvino", "fp32", "cpu")
     assert chosen(Machine(False, False, True, False, True)) == ("onnx", "fp32", "cpu")
     assert chosen(BARE) == ("torch", "fp32", "cpu")
@@ -33,7 +33,7 @@ def test_auto_on_cuda_picks_tensorrt_fp16_else_torch_fp16():
     assert (resolved.backend, resolved.precision, resolved.device) == ("onnx", "fp16", "cuda")
     assert resolved.onnx.providers == GPU_PROVIDERS
     assert chosen(Machine(True, False, True, False, False)) == ("torch", "fp16", "cuda")
-    assert chosen(GPU, device="cpu") == ("openvino", "bf16", "cpu")
+    assert chosen(GPU, device="cpu") == ("openvino", "fp32", "cpu")
 
 
 def test_explicit_backends_are_kept_and_a_missing_one_is_an_error():
@@ -58,6 +58,6 @@ def test_an_unavailable_precision_falls_back_with_one_warning(machine, cfg, expe
 
 
 def test_available_precisions_are_kept():
-    assert chosen(XEON, precision="fp32") == ("openvino", "fp32", "cpu")
+    assert chosen(XEON, precision="bf16") == ("openvino", "bf16", "cpu")
     assert chosen(XEON, backend="onnx", precision="int8") == ("onnx", "int8", "cpu")
     assert chosen(XEON, backend="torch", precision="bf16") == ("torch", "bf16", "cpu")

@@ -1,0 +1,148 @@
+"""Tracking and detect-every-k: IDs that hold, boxes on the frames the detector skips, buffers in real time,
+the interval schedule, and MOTA/IDF1 floors on the project's own synthetic clip."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from commands.stream import main as stream_main
+from core.config import ConfigError
+from core.detections import Detections
+from evaluation.tracking_metrics import TrackFrame, mot_scores
+from stream.config import PipelineConfig, SourceConfig, load_pipeline_config
+from stream.interval import DetectorSchedule
+from stream.pipeline import Pipeline
+from tests.test_pipeline import FakeLiveSource, SlowBackend, outputs
+from tracking.config import TrackConfig
+from tracking.tracker import Tracker
+
+
+def moving_car(i: int) -> Detections:
+    x = 20 + 4 * i
+    return Detections([[x, 40, x + 50, 80], [300, 200, 330, 260]], [0.9, 0.85], [1, 6])
+
+
+def test_ids_hold_across_skipped_frames_and_predictions_follow_the_motion():
+    tracker = Tracker(TrackConfig(), fps=30.0)
+    ids = []
+    for i in range(60):
+        if i % 3 == 0:
+            out = tracker.update(moving_car(i), i / 30)
+        else:
+            out = tracker.predict(i / 30)
+            if i > 3:  # confirmed after two detector frames (track.min_hits)
+                assert len(out) == 2 and np.abs(out.boxes - moving_car(i).boxes).max() < 3.0  # within 3 px
+        ids.append(tuple(out.track_ids))
+    confirmed = ids[3:]
+    assert len(set(confirmed)) == 1 and -1 not in confirmed[0] and tracker.tracks_seen == 2
+    assert out.labels.tolist() == [1, 6] and out.scores.tolist() == pytest.approx([0.9, 0.85])
+
+
+def test_predict_leaves_the_tracker_state_alone():
+    tracker = Tracker(TrackConfig(), fps=30.0)
+    for i in range(4):
+        tracker.update(moving_car(i), i / 30)
+    before = [t.get_state_bbox().copy() for t in tracker.tracker.tracks]
+    tracker.predict(10 / 30)
+    tracker.predict(20 / 30)
+    assert all(np.allclose(a, t.get_state_bbox()) for a, t in zip(before, tracker.tracker.tracks))
+
+
+@pytest.mark.parametrize("fps", [10.0, 30.0])
+def test_a_lost_track_lives_lost_seconds_of_source_time_whatever_the_fps(fps: float):
+    tracker = Tracker(TrackConfig(lost_seconds=1.0), fps=fps)
+    for i in range(3):
+        tracker.update(moving_car(i), i / fps)
+    first = tracker.update(moving_car(3), 3 / fps).track_ids[0]
+    t0 = 3 / fps
+    for i in range(1, int(1.5 * fps)):  # 1.5 s of frames without the car
+        tracker.update(Detections([[300, 200, 330, 260]], [0.85], [6]), t0 + i / fps)
+    # after 1.5 s the car's track has expired in both cases, so it comes back with a new id
+    back = tracker.update(moving_car(3), t0 + 1.5)
+    back = tracker.update(moving_car(3), t0 + 1.5 + 1 / fps)
+    assert back.track_ids[0] not in (-1, first)
+
+
+def test_unknown_tracker_or_bad_parameter_names_the_key():
+    with pytest.raises(ConfigError, match="'track.tracker' = 'deepsort' is not valid; valid values: bytetrack, sort"):
+        load_pipeline_config(None, ["track.tracker=deepsort"])
+    with pytest.raises(ConfigError, match="'track.min_iou' must be in"):
+        load_pipeline_config(None, ["track.min_iou=2"])
+    with pytest.raises(ConfigError, match="needs 'track.enabled'"):
+        load_pipeline_config(None, ["model.interval=3", "track.enabled=false"])
+
+
+def test_fixed_schedule_runs_the_detector_on_every_kth_frame_from_the_phase():
+    schedule = DetectorSchedule(3, 6, phase=1, fps=30.0, workers=2, live=False)
+    assert [i for i in range(12) if schedule.detect(i)] == [1, 4, 7, 10]
+    every = DetectorSchedule(1, 6, phase=0, fps=30.0, workers=2, live=False)
+    assert all(every.detect(i) for i in range(10))
+    files = DetectorSchedule("auto", 6, phase=0, fps=30.0, workers=1, live=False)
+    assert all(files.detect(i) for i in range(10))  # auto adapts live sources only; a file has time
+
+
+def test_auto_schedule_raises_k_when_inference_is_slow_and_lowers_it_when_fast():
+    schedule = DetectorSchedule("auto", 6, phase=0, fps=30.0, workers=1, live=True)
+    detected = []
+    for i in range(60):
+        if schedule.detect(i):
+            detected.append(i)
+            schedule.observe(0.1 if i < 30 else 0.01)  # 100 ms per frame at 30 FPS: k = ceil(3 * 1.2) = 4
+    early = np.diff([i for i in detected if i < 30])
+    late = np.diff([i for i in detected if i >= 50])  # the running mean takes a few frames to settle
+    assert early[-1] == 4 and late.max() == 1 and schedule.intervals_used >= {1, 4}
+    capped = DetectorSchedule("auto", 2, phase=0, fps=30.0, workers=1, live=True)
+    capped.observe(1.0)
+    assert [i for i in range(8) if capped.detect(i)] == [0, 2, 4, 6]
+
+
+def run_live(tmp_path: Path, interval: str) -> tuple:
+    cfg = PipelineConfig(source=SourceConfig(queue_size=2))
+    cfg.output.codecs = ["MJPG"]
+    cfg.model.interval = interval if interval == "auto" else int(interval)
+    out = outputs(tmp_path / interval)
+    record = Pipeline(cfg, FakeLiveSource(150, fps=100.0), "0", SlowBackend(0.03), out, progress=False).run()
+    return record, [json.loads(line) for line in out.detections.read_text().splitlines()]
+
+
+def test_auto_interval_drops_fewer_frames_than_interval_1_and_keeps_latency_bounded(tmp_path: Path):
+    fixed, _ = run_live(tmp_path, "1")
+    auto, lines = run_live(tmp_path, "auto")
+    assert fixed.dropped > 40 and auto.dropped < fixed.dropped / 2
+    assert auto.latency["p95"] < 1000 and auto.frames + auto.dropped == 150
+    assert all(line["boxes"] for line in lines[10:])  # the tracker fills the frames the detector skips
+    assert 0 < auto.detector_frames < auto.frames and "interval=auto" in auto.variant
+
+
+def sample_run(tmp_path: Path, interval: int) -> list[dict]:
+    out = tmp_path / f"k{interval}"
+    assert stream_main(["--no-video", "--quiet", "--detections", str(out / "d.jsonl"), f"output.dir={out}",
+                        f"output.benchmark_csv={out / 'log.csv'}", f"model.interval={interval}"]) == 0
+    return [json.loads(line) for line in (out / "d.jsonl").read_text().splitlines()]
+
+
+def test_interval_3_on_the_sample_clip_keeps_boxes_ids_and_tracking_quality(tmp_path: Path, sample: ModuleType):
+    """Every frame has boxes and ids; the lead car keeps one id for the whole clip; MOTA/IDF1 floors at k=1, 3."""
+    scores = {}
+    for interval in (1, 3):
+        lines = sample_run(tmp_path, interval)
+        assert len(lines) == 125 and all(line["boxes"] and "track_ids" in line for line in lines)
+        sources = [line["source"] for line in lines]
+        assert sources.count("detector") == (125 if interval == 1 else 42)
+        cars = [next((t for t, name in zip(line["track_ids"], line["labels"]) if name == "car" and t is not None),
+                     None) for line in lines]
+        held = [c for c in cars if c is not None]
+        assert len(held) >= 30 and len(set(held)) == 1, f"car ids at k={interval}: {sorted(set(held))}"
+        truth = [TrackFrame(np.array([i for i, _, _ in sample.sample_tracks(line["frame"])]),
+                            np.array([b for _, _, b in sample.sample_tracks(line["frame"])])) for line in lines]
+        tracked = [TrackFrame(np.array([-1 if t is None else t for t in line["track_ids"]]), np.array(line["boxes"]))
+                   for line in lines]
+        scores[interval] = mot_scores(truth, tracked)
+    # measured 2026-12-01: k=1 MOTA 0.28, IDF1 0.59; k=3 MOTA 0.30, IDF1 0.60; no switches (the truck and the
+    # far traffic light are rarely detected, which caps MOTA); a tracker that loses or swaps ids falls below
+    for interval, s in scores.items():
+        assert s["mota"] >= 0.2 and s["idf1"] >= 0.5 and s["switches"] <= 1, (interval, s)

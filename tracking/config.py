@@ -1,0 +1,34 @@
+"""The tracking config section (``track.*``), loaded by the one config loader as part of a pipeline config."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from core.config import ConfigError
+
+
+@dataclasses.dataclass
+class TrackConfig:
+    """Multi-object tracking after the class-wise NMS stage (Roboflow's ``trackers`` library).
+
+    ``tracker``: bytetrack, sort or ocsort. ``lost_seconds``: how long a track survives without a detection, in
+    seconds of the source's own time (so 1 s is 30 frames at 30 FPS and 12 at 12 FPS). ``activation_score``: a new
+    track needs a detection at least this confident; ``high_score``: ByteTrack's first-stage split; ``min_iou``:
+    association IoU; ``min_hits``: detector frames before an ID is given; ``trail``: frames of trail drawn.
+    """
+
+    enabled: bool = True
+    tracker: Literal["bytetrack", "sort", "ocsort"] = "bytetrack"
+    lost_seconds: float = 1.0
+    activation_score: float = 0.5
+    high_score: float = 0.5
+    min_iou: float = 0.1
+    min_hits: int = 2
+    trail: int = 20
+
+    def __post_init__(self) -> None:
+        if self.lost_seconds <= 0 or self.min_hits < 1 or self.trail < 0:
+            raise ConfigError("'track.lost_seconds' must be > 0, 'track.min_hits' >= 1 and 'track.trail' >= 0")
+        for key in ("activation_score", "high_score", "min_iou"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"'track.{key}' must be in [0, 1], got {getattr(self, key)}")
