@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "export a detector to ONNX with the project metadata (labels, top-N, sizes, weights hash)",
     "benchmark": "model-only vs threaded pipeline vs naive serial loop, per backend and model, in one run",
     "tune": "sweep the RPN top-N for pipeline FPS and mAP@0.5, plot the Pareto front, recommend and write a config",
+    "interval": "sweep model.interval (detect every k-th frame, track between) for pipeline FPS and car AP@0.5",
     "plot": "draw any set of benchmark records: FPS, per-stage ms, latency, FPS vs mAP@0.5",
 }
 
@@ -37,3 +38,14 @@ def bad_input(exc: BaseException) -> int:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     print(f"error: {mask_url(message)}", file=sys.stderr)
     return BAD_INPUT_EXIT
+
+
+def int_list(text: str) -> list[int]:
+    """``"10,25,50"`` -> ``[10, 25, 50]`` (argparse type: a bad list is a one-line usage error)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
+    if not values:
+        raise argparse.ArgumentTypeError("the list is empty")
+    return list(dict.fromkeys(values))

@@ -13,23 +13,12 @@ from pathlib import Path
 
 from bench.benchmark import BACKENDS
 from bench.tune import SWEEP_TOP_N, TuneRequest, run, table
-from commands.common import SUBCOMMANDS, CommandParser, bad_input
+from commands.common import SUBCOMMANDS, CommandParser, bad_input, int_list
 from core.log import setup_logging
 from stream.sources import SourceError
 from stream.stages import StageFailed
 
 SUMMARY = SUBCOMMANDS["tune"]
-
-
-def int_list(text: str) -> list[int]:
-    """``"10,25,50"`` -> ``[10, 25, 50]`` (argparse type: a bad list is a one-line usage error)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
-    if not values:
-        raise argparse.ArgumentTypeError("the list is empty")
-    return list(dict.fromkeys(values))
 
 
 def name_list(text: str) -> list[str]:

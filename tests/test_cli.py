@@ -20,7 +20,8 @@ SHIMS = {"detector.evaluate": "--data", "detector.train": "--config", "detector.
 def test_help_lists_every_subcommand_without_loading_torch():
     out = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, check=True).stdout
     listed = [line.split()[0] for line in out.split("subcommands:\n")[1].splitlines() if line.strip()]
-    assert listed == list(SUBCOMMANDS) == ["stream", "evaluate", "train", "export", "benchmark", "tune", "plot"]
+    assert listed == list(SUBCOMMANDS) == ["stream", "evaluate", "train", "export", "benchmark", "tune",
+                                                 "interval", "plot"]
     code = "import sys; from commands.main import main; main(['--help']); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           check=True).stdout.strip().endswith("False")

@@ -1,0 +1,147 @@
+"""Sweep ``model.interval`` (detect every k-th frame, track in between) for pipeline FPS and accuracy.
+
+Each k runs the whole clip through the pipeline once (lossless, no video), with the detector phase chosen so
+that as many labelled frames as possible are tracker frames (the hard case), then scores the JSONL's boxes on
+the labelled frames: car AP@0.5 and mAP@0.5 at the pipeline's own score threshold (what a user sees, so lower
+than the ranked AP of the evaluate command). The recommendation is the fastest k within ``max_ap_drop`` points
+of k = 1's car AP. The command is ``driving-detect interval`` (`commands/interval.py`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from core.detections import Detections
+from core.labels import LABEL_IDS, LABELS
+from detector.backend import build_backend
+from detector.datasets import AnnotatedImage, DatasetError, load_dataset
+from evaluation.metrics import GroundTruth, evaluate
+from stream.config import PipelineConfig
+from stream.pipeline import Outputs, Pipeline
+from stream.record import write_record
+from stream.sources import open_source
+
+log = logging.getLogger(__name__)
+FRAME_NUMBER = re.compile(r"_(\d+)$")
+
+
+@dataclass
+class IntervalPoint:
+    interval: int
+    phase: int
+    fps: float
+    car_ap50: float
+    map50: float
+    detector_frames: int
+    frames: int
+    labelled_tracker_frames: int
+    labelled_frames: int
+
+
+def labelled_frames(images: list[AnnotatedImage]) -> dict[int, AnnotatedImage]:
+    """Labelled images by decoded frame number (``clip_000123.jpg`` -> 123, as the pseudo sets name them)."""
+    by_frame = {}
+    for image in images:
+        match = FRAME_NUMBER.search(image.path.stem)
+        if match is None:
+            raise DatasetError(f"{image.path}: no frame number in the file name (expected ..._NNNNNN)")
+        by_frame[int(match.group(1))] = image
+    return by_frame
+
+
+def hardest_phase(interval: int, labelled: list[int]) -> int:
+    """The detector phase that puts the fewest labelled frames on detector frames (ties: the smallest)."""
+    return min(range(interval), key=lambda p: (sum((i - p) % interval == 0 for i in labelled), p))
+
+
+def score(lines: list[dict], truth: dict[int, AnnotatedImage]) -> tuple[float, float]:
+    """car AP@0.5 and mAP@0.5 of the JSONL boxes on the labelled frames."""
+    frames = [line for line in lines if line["frame"] in truth]
+    detections = [Detections(np.reshape(line["boxes"], (-1, 4)), line["scores"],
+                             [LABEL_IDS[n] for n in line["labels"]]) for line in frames]
+    truths = [GroundTruth(truth[line["frame"]].boxes, truth[line["frame"]].labels, truth[line["frame"]].ignore)
+              for line in frames]
+    results = evaluate(detections, truths, dict(enumerate(LABELS)))
+    car = next((r.ap50 for r in results if r.name == "car"), 0.0)
+    return car, float(np.mean([r.ap50 for r in results])) if results else 0.0
+
+
+def sweep(base: PipelineConfig, clip: str, data: str, intervals: list[int], benchmark_log: Path | None
+          ) -> list[IntervalPoint]:
+    """One pipeline run of the whole clip per interval; the backend is built once and shared."""
+    truth = labelled_frames(load_dataset(data).images)
+    backend = build_backend(base.model)
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in intervals:
+            phase = 0 if k == 1 else hardest_phase(k, sorted(truth))
+            cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, interval=k, interval_phase=phase))
+            out = Outputs(None, Path(tmp) / f"k{k}.jsonl")
+            record = Pipeline(cfg, open_source(clip, cfg.source), clip, backend, out, progress=False).run()
+            record.variant = f"interval={k} phase={phase}"
+            if benchmark_log is not None:
+                write_record(record, None, benchmark_log)
+            lines = [json.loads(line) for line in out.detections.read_text().splitlines()]
+            car, map50 = score(lines, truth)
+            tracker_labelled = sum(1 for line in lines if line["frame"] in truth and line.get("source") == "tracker")
+            point = IntervalPoint(k, phase, record.fps, car, map50, record.detector_frames, record.frames,
+                                  tracker_labelled, sum(1 for line in lines if line["frame"] in truth))
+            log.info("k=%d phase %d: %.2f FPS, car AP@0.5 %.4f, mAP@0.5 %.4f, %d of %d labelled frames tracked",
+                     k, phase, point.fps, car, map50, tracker_labelled, point.labelled_frames)
+            points.append(point)
+    return points
+
+
+def recommend(points: list[IntervalPoint], max_ap_drop: float) -> IntervalPoint:
+    """The fastest interval whose car AP@0.5 is within ``max_ap_drop`` points of k = 1's."""
+    reference = next(p for p in points if p.interval == 1)
+    near = [p for p in points if p.car_ap50 >= reference.car_ap50 - max_ap_drop / 100 - 1e-9]
+    return max(near, key=lambda p: (p.fps, -p.interval))
+
+
+def plot(points: list[IntervalPoint], choice: IntervalPoint, path: Path, title: str) -> None:
+    """Pipeline FPS against car AP@0.5, one point per k, the recommendation starred."""
+    fig = Figure(figsize=(7.5, 5), dpi=110)
+    ax = fig.add_subplot()
+    ax.plot([p.fps for p in points], [p.car_ap50 for p in points], "o-", label="car AP@0.5")
+    ax.plot([p.fps for p in points], [p.map50 for p in points], "s--", alpha=0.6, label="mAP@0.5 (all classes)")
+    for p in points:
+        ax.annotate(f"k={p.interval}", (p.fps, p.car_ap50), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    ax.scatter([choice.fps], [choice.car_ap50], marker="*", s=320, color="gold", edgecolors="k", zorder=4,
+               label=f"recommended: k={choice.interval}")
+    ax.set(xlabel="pipeline FPS (whole clip)", ylabel="AP@0.5 on the labelled frames (pipeline threshold)",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def write_results(points: list[IntervalPoint], choice: IntervalPoint, out: Path, settings: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [dataclasses.asdict(p) for p in points]
+    (out / "interval.json").write_text(json.dumps({"settings": settings, "points": rows,
+                                                   "recommended": choice.interval}, indent=1))
+    header = list(rows[0])
+    (out / "interval.csv").write_text("\n".join([",".join(header)]
+                                                + [",".join(str(r[h]) for h in header) for r in rows]) + "\n")
+
+
+def table(points: list[IntervalPoint], choice: IntervalPoint) -> str:
+    lines = [f"{'k':>3} {'phase':>5} {'FPS':>7} {'vs k=1':>7} {'car AP50':>9} {'mAP50':>7} {'det frames':>11} "
+             f"{'tracked labelled':>17}"]
+    base = next(p for p in points if p.interval == 1).fps
+    for p in points:
+        mark = "  <- recommended" if p is choice else ""
+        lines.append(f"{p.interval:3d} {p.phase:5d} {p.fps:7.2f} {p.fps / base:6.2f}x {p.car_ap50:9.4f} "
+                     f"{p.map50:7.4f} {p.detector_frames:5d}/{p.frames:<5d} "
+                     f"{p.labelled_tracker_frames:8d}/{p.labelled_frames:<8d}{mark}")
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""``driving-detect interval``: sweep model.interval (detect every k-th frame) for FPS and car AP@0.5.
+
+    driving-detect interval --source CLIP --data coco:LABELS.json [--intervals 1,2,3,4,6] [--max-ap-drop 3]
+        [--config FILE] [--out DIR] [key=value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.interval_sweep import plot, recommend, sweep, table, write_results
+from commands.common import SUBCOMMANDS, CommandParser, bad_input, int_list
+from core.log import mask_url, setup_logging
+from stream.config import load_pipeline_config
+from stream.sources import SourceError, source_name
+from stream.stages import StageFailed
+
+SUMMARY = SUBCOMMANDS["interval"]
+
+
+def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
+    parser = CommandParser(prog=prog, description=SUMMARY)
+    parser.add_argument("--source", required=True, help="video file whose frames the labels are from")
+    parser.add_argument("--data", required=True, metavar="FORMAT:PATH",
+                        help="labels of some of its frames, file names ending _<frame number>")
+    parser.add_argument("--intervals", type=int_list, default=[1, 2, 3, 4, 6], help="default 1,2,3,4,6")
+    parser.add_argument("--max-ap-drop", type=float, default=3.0,
+                        help="car AP@0.5 points (x100) the recommendation may give up against k=1 (default 3)")
+    parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
+    parser.add_argument("--out", type=Path, help="output folder (default: <output.dir>/interval/<clip>)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_intermixed_args(argv)
+    if min(args.intervals) < 1 or 1 not in args.intervals or args.max_ap_drop < 0:
+        parser.error("--intervals must include 1 and be >= 1; --max-ap-drop must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    setup_logging()
+    try:
+        cfg = load_pipeline_config(args.config, args.overrides)
+        out = args.out or Path(cfg.output.dir) / "interval" / source_name(args.source)
+        points = sweep(cfg, args.source, args.data, args.intervals, Path(cfg.output.benchmark_csv))
+        choice = recommend(points, args.max_ap_drop)
+        write_results(points, choice, out, {"source": mask_url(args.source), "data": args.data,
+                                            "overrides": args.overrides, "max_ap_drop": args.max_ap_drop})
+        plot(points, choice, out / "interval.png", f"detect every k-th frame on {source_name(args.source)}")
+    except (ValueError, OSError, SourceError, StageFailed) as exc:
+        return bad_input(exc)
+    print(table(points, choice))
+    print(f"recommended: model.interval={choice.interval} (fastest within {args.max_ap_drop:g} points of k=1's car "
+          f"AP@0.5); results: {out}/interval.csv, interval.json, interval.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
