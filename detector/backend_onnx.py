@@ -24,7 +24,7 @@ from core.config import ConfigError
 from core.detections import Detections
 from core.labels import LABEL_IDS, LABELS
 from detector.config import ModelConfig, OnnxConfig
-from detector.models import DEFAULT_SIZES
+from detector.models import DEFAULT_SIZES, uses_size_policy
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class OnnxMetadata:
     """What `detector.export` bakes into the graph, stored as JSON values in the file's ``metadata_props``.
 
     labels[i] is the driving name of model class i (None: not a driving class); class_map[i] its driving id (-1).
-    ``precision``: ``fp32``, or ``int8`` when the box head's matrix products were quantized (optional key).
+    ``precision``: ``fp32``, or ``int8`` when the box head's matrix products were quantized (optional key);
+    ``size_policy``: ``sqrt`` when the graph resizes by `detector.input_size`, else ``fixed`` (optional key).
     """
 
     model_name: str
@@ -70,6 +71,7 @@ class OnnxMetadata:
     weights: str
     weights_sha256: str
     precision: str = "fp32"
+    size_policy: str = "fixed"
 
     def to_props(self) -> dict[str, str]:
         return {key: json.dumps(value) for key, value in dataclasses.asdict(self).items()}
@@ -113,6 +115,7 @@ class OnnxMetadata:
             "min_size": (self.min_size, cfg.min_size or default_min),
             "max_size": (self.max_size, cfg.max_size or default_max),
             "score_thresh": (self.score_thresh, cfg.score_thresh),
+            "size_policy": (self.size_policy, "sqrt" if uses_size_policy(cfg.name, cfg.min_size) else "fixed"),
         }
         differ = [
             f"{key} {exported} vs model.{key}={configured}"

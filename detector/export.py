@@ -33,13 +33,14 @@ from torchvision.ops import poolers
 
 from core.labels import LABELS
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
+from detector.input_size import PolicyTransform
 from detector.models import DEFAULT_SCORE_THRESH
 from detector.preprocess import to_model_input
 from detector.weights import load_model
 
 DEFAULT_OPSET = 17
 # Bump when the graph this module writes changes: cached exports (`detector.export_cache`) are keyed by it.
-EXPORTER_VERSION = 2
+EXPORTER_VERSION = 3
 PRECISIONS = ("fp32", "int8")
 OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the TorchScript exporter's last
 
@@ -88,6 +89,7 @@ def describe(model: nn.Module, class_map: np.ndarray, name: str, weights: str) -
         class_map=[int(i) for i in class_map],
         weights=weights,
         weights_sha256=state_sha256(model),
+        size_policy="sqrt" if isinstance(model.transform, PolicyTransform) else "fixed",
     )
 
 

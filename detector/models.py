@@ -25,6 +25,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from detector.input_size import PolicyTransform
+
 BUNDLED_MODEL = "driving_mobilenet_v2_fpn"
 
 TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {
@@ -122,15 +124,28 @@ def build_detector(
     score_thresh: float = DEFAULT_SCORE_THRESH,
     **train_kwargs,
 ) -> nn.Module:
-    """An untrained Faster R-CNN ``name`` with ``num_classes`` outputs (weights are loaded by `detector.weights`)."""
+    """An untrained Faster R-CNN ``name`` with ``num_classes`` outputs (weights are loaded by `detector.weights`).
+
+    The bundled model with ``min_size`` 0 resizes by the input-size policy (`detector.input_size`); an explicit
+    ``min_size`` (and torchvision's models always) use torchvision's fixed short/long-side range.
+    """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model '{name}'; valid models: {', '.join(MODEL_NAMES)}")
     default_min, default_max = DEFAULT_SIZES[name]
     kwargs = detection_kwargs(top_n, min_size or default_min, max_size or default_max, score_thresh)
     kwargs.update(train_kwargs)
-    if name == BUNDLED_MODEL:
-        return build_driving_mobilenet_v2_fpn(num_classes, **kwargs)
-    return TORCHVISION_BUILDERS[name](weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+    if name != BUNDLED_MODEL:
+        return TORCHVISION_BUILDERS[name](weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+    model = build_driving_mobilenet_v2_fpn(num_classes, **kwargs)
+    if uses_size_policy(name, min_size):
+        t = model.transform
+        model.transform = PolicyTransform(t.min_size, t.max_size, t.image_mean, t.image_std, t.size_divisible)
+    return model
+
+
+def uses_size_policy(name: str, min_size: int | tuple[int, ...]) -> bool:
+    """Whether ``name`` built with ``min_size`` resizes by the input-size policy (the bundled model, no size set)."""
+    return name == BUNDLED_MODEL and not min_size
 
 
 def set_top_n(model: FasterRCNN, top_n: int) -> None:

@@ -1,0 +1,58 @@
+"""The input-size policy of the bundled model: the short side grows with the square root of the frame's.
+
+A fixed 320 x 640 range shrinks a 3.3:1 frame to 640 x 193 (cars half the size the model learned) and a
+1360 x 800 dashcam frame by 0.4 (signs of 6-50 px). Scaling the short side as ``320 * sqrt(short / 360)`` keeps
+640 x 360 footage exactly as before (the speed of the default is unchanged there) while HD frames keep more of
+their detail: objects in higher-resolution footage are larger in pixels, so they are shrunk less than the
+frame, not as much. No frame goes below a 320 short side; the long side is capped at ``MAX_LONG``.
+
+    640 x 360 -> 568 x 320    1242 x 375 -> 1081 x 326    1360 x 800 -> 810 x 477
+    500 x 375 -> 435 x 326    1920 x 1080 -> 985 x 554    300 x 400 (portrait) -> 320 x 426
+
+`PolicyTransform` does this inside the model (traced into the ONNX graph as tensor arithmetic, so every
+backend resizes alike); training keeps torchvision's random short sides (``train_min_sizes``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torchvision
+from torch import Tensor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, _fake_cast_onnx, _get_shape_onnx
+
+BASE_SHORT = 320.0
+REFERENCE_SHORT = 360.0
+MAX_LONG = 1600.0
+
+
+def policy_scale(height: float, width: float) -> float:
+    """The resize factor the policy gives an image of ``height`` x ``width`` pixels."""
+    short, long = min(height, width), max(height, width)
+    target = max(BASE_SHORT, BASE_SHORT * math.sqrt(short / REFERENCE_SHORT))
+    return min(target / short, MAX_LONG / long)
+
+
+def policy_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) the model sees for a frame of ``width`` x ``height`` (as torch's interpolate rounds)."""
+    scale = policy_scale(height, width)
+    return math.floor(width * scale), math.floor(height * scale)
+
+
+class PolicyTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform with the policy's resize at test time (normalisation and batching
+    unchanged)."""
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None) -> tuple[Tensor, dict | None]:
+        if self.training:
+            return super().resize(image, target)
+        if torchvision._is_tracing():
+            shape = _get_shape_onnx(image).to(torch.float32)
+            short, long = torch.min(shape), torch.max(shape)
+            target_short = torch.clamp(BASE_SHORT * torch.sqrt(short / REFERENCE_SHORT), min=BASE_SHORT)
+            scale = _fake_cast_onnx(torch.min(target_short / short, MAX_LONG / long))
+        else:
+            scale = policy_scale(*image.shape[-2:])
+        resized = torch.nn.functional.interpolate(image[None], scale_factor=scale, mode="bilinear",
+                                                  recompute_scale_factor=True, align_corners=False)[0]
+        return resized, target
