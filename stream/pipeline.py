@@ -72,6 +72,9 @@ class Pipeline:
         self.schedule = DetectorSchedule(cfg.model.interval, cfg.model.max_interval, cfg.model.interval_phase,
                                          info.fps, cfg.model.workers, info.live)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
+        if self.tracker is not None and not info.fps_known:
+            log.warning("the source reports no FPS: track buffers and timestamps assume source.fallback_fps = %g",
+                        info.fps)
         self.detector_frames = 0
         self.stop = threading.Event()
         self.source_done = threading.Event()

@@ -37,13 +37,15 @@ class VideoInfo:
     """What a source knows before its first frame.
 
     size: (width, height) in pixels; fps: the source's rate (the fallback when it reports none);
-    frame_count: None when unknown or endless; live: frames arrive in real time whether or not we keep up.
+    frame_count: None when unknown or endless; live: frames arrive in real time whether or not we keep up;
+    fps_known: False when ``fps`` is ``source.fallback_fps`` because the source reports none.
     """
 
     size: tuple[int, int]
     fps: float
     frame_count: int | None
     live: bool
+    fps_known: bool = True
 
 
 class Source(Protocol):
@@ -77,9 +79,10 @@ def source_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem if path.suffix else path.name) or "images"
 
 
-def _read_fps(capture: cv2.VideoCapture, fallback: float) -> float:
+def _read_fps(capture: cv2.VideoCapture, fallback: float) -> tuple[float, bool]:
+    """The capture's FPS and True, or ``fallback`` and False when it reports none (or an absurd one)."""
     fps = capture.get(cv2.CAP_PROP_FPS)
-    return fps if fps and 1.0 <= fps <= 240.0 else fallback
+    return (fps, True) if fps and 1.0 <= fps <= 240.0 else (fallback, False)
 
 
 class VideoFileSource:
@@ -92,14 +95,14 @@ class VideoFileSource:
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise SourceError(f"'{path}' is not a readable video")
-        fps = _read_fps(self.capture, cfg.fallback_fps)
+        fps, known = _read_fps(self.capture, cfg.fallback_fps)
         frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         ok, first = self.capture.read()
         if not ok or first is None:
             self.capture.release()
             raise SourceError(f"video '{path}' has no frames")
         self._first = first
-        self.info = VideoInfo((first.shape[1], first.shape[0]), fps, frame_count, live=False)
+        self.info = VideoInfo((first.shape[1], first.shape[0]), fps, frame_count, live=False, fps_known=known)
         self.skipped = 0
         self._stopping = threading.Event()
 
@@ -146,7 +149,8 @@ class ImageFolderSource:
         first = next((im for im in map(read_bgr, self.files[:MAX_CONSECUTIVE_BAD]) if im is not None), None)
         if first is None:
             raise SourceError(f"none of the first images at '{spec}' is readable")
-        self.info = VideoInfo((first.shape[1], first.shape[0]), cfg.fallback_fps, len(self.files), live=False)
+        self.info = VideoInfo((first.shape[1], first.shape[0]), cfg.fallback_fps, len(self.files), live=False,
+                              fps_known=False)
         self.skipped = 0
         self._stopping = threading.Event()
 
@@ -191,8 +195,8 @@ class LiveSource:
         if not ok or first is None:
             raise SourceError(f"{self.what} opened but delivered no frame")
         self._first = first
-        self.info = VideoInfo((first.shape[1], first.shape[0]), _read_fps(self.capture, cfg.fallback_fps), None,
-                              live=True)
+        fps, known = _read_fps(self.capture, cfg.fallback_fps)
+        self.info = VideoInfo((first.shape[1], first.shape[0]), fps, None, live=True, fps_known=known)
         self.skipped = 0
         self.reconnects = 0
 

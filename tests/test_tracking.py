@@ -2,6 +2,7 @@
 the interval schedule, and MOTA/IDF1 floors on the project's own synthetic clip."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import ModuleType
@@ -146,3 +147,14 @@ def test_interval_3_on_the_sample_clip_keeps_boxes_ids_and_tracking_quality(tmp_
     # far traffic light are rarely detected, which caps MOTA); a tracker that loses or swaps ids falls below
     for interval, s in scores.items():
         assert s["mota"] >= 0.2 and s["idf1"] >= 0.5 and s["switches"] <= 1, (interval, s)
+
+
+def test_a_source_without_fps_warns_that_tracking_assumes_the_fallback(tmp_path: Path, caplog):
+    import logging
+
+    cfg = PipelineConfig()
+    source = FakeLiveSource(3, fps=30.0)
+    source.info = dataclasses.replace(source.info, fps_known=False)
+    Pipeline(cfg, source, "0", SlowBackend(0.0), outputs(tmp_path), progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("assume source.fallback_fps = 30" in w for w in warnings)
