@@ -39,7 +39,8 @@ class Tracker:
     """One stream's tracks. Call `update` on detector frames and `predict` on the others, in frame order.
 
     A track keeps the class and score of the detection that last updated it; `predict` draws each track that the
-    last detector frame saw at its Kalman position for the new timestamp, without changing the tracker's state.
+    last detector frame saw at its Kalman position for the new timestamp, without changing the tracker's state,
+    and holds the boxes that had no confirmed track yet where they were (so early frames are not empty).
     """
 
     def __init__(self, cfg: TrackConfig, fps: float):
@@ -48,6 +49,7 @@ class Tracker:
         self.last: dict[int, tuple[int, float]] = {}  # track id -> (label, score) of its latest detection
         self.seen: set[int] = set()
         self.last_timestamp: float | None = None
+        self.unconfirmed = Detections(track_ids=np.zeros(0, np.int64))
 
     def update(self, detections: Detections, timestamp: float) -> Detections:
         """``detections`` with ``track_ids`` (-1 where no confirmed track matched), in their own order."""
@@ -67,7 +69,9 @@ class Tracker:
         self.seen.update(int(i) for i in ids[ids >= 0])
         alive = {t.tracker_id for t in self.tracker.tracks}
         self.last = {k: v for k, v in self.last.items() if k in alive}
-        return Detections(detections.boxes, detections.scores, detections.labels, ids)
+        tracked = Detections(detections.boxes, detections.scores, detections.labels, ids)
+        self.unconfirmed = tracked[ids < 0]
+        return tracked
 
     def predict(self, timestamp: float) -> Detections:
         """Boxes of the tracks the last update matched, moved to ``timestamp`` by their motion model."""
@@ -87,7 +91,8 @@ class Tracker:
             scores.append(score)
             labels.append(label)
             ids.append(track.tracker_id)
-        return Detections(np.reshape(boxes, (-1, 4)), scores, labels, ids)
+        moved = Detections(np.reshape(boxes, (-1, 4)), scores, labels, ids)
+        return Detections.merge([moved, self.unconfirmed])
 
     @property
     def tracks_seen(self) -> int:
