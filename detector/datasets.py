@@ -190,8 +190,20 @@ def read_kitti(root: Path, split: Path | None, mapping: dict, skip_bad: bool = F
     return _read_text_labels(root / "label_2", root / "image_2", split, mapping, skip_bad, parse)
 
 
-def read_coco(path: Path, split: Path | None, mapping: dict, skip_bad: bool = False) -> Dataset:
-    """COCO JSON; images are found beside it in ``images/`` (or beside the JSON itself). iscrowd -> ignore."""
+def is_teacher_box(ann: dict) -> bool:
+    """A machine label: ``source`` is ``teacher``, or there is no ``source`` but a ``score`` (``pseudo/*.json``)."""
+    source = ann.get("source")
+    return source == "teacher" if source is not None else "score" in ann
+
+
+def read_coco(
+    path: Path, split: Path | None, mapping: dict, skip_bad: bool = False, min_teacher_score: float = 0.0,
+) -> Dataset:
+    """COCO JSON; images are found beside it in ``images/`` (or beside the JSON itself). iscrowd -> ignore.
+
+    ``min_teacher_score`` drops teacher boxes (`is_teacher_box`) scoring below it; human boxes always stay.
+    Meant for training only: evaluation should read every label.
+    """
     try:
         coco = json.loads(path.read_text())
         categories = {c["id"]: c["name"] for c in coco["categories"]}
@@ -200,8 +212,14 @@ def read_coco(path: Path, split: Path | None, mapping: dict, skip_bad: bool = Fa
         raise DatasetError(f"{path}: not a readable COCO JSON ({exc})") from None
     img_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
     by_image: dict[int, list[dict]] = {}
+    dropped = 0
     for ann in coco.get("annotations", []):
+        if min_teacher_score > 0 and is_teacher_box(ann) and float(ann.get("score", 0.0)) < min_teacher_score:
+            dropped += 1
+            continue
         by_image.setdefault(ann.get("image_id"), []).append(ann)
+    if min_teacher_score > 0:
+        log.info("%s: %d teacher boxes below score %.2f dropped", path, dropped, min_teacher_score)
     keep = _read_split(split)
     if keep is not None:
         wanted = set(keep)
@@ -248,9 +266,13 @@ READERS = {"voc": read_voc, "kitti": read_kitti, "coco": read_coco, "yolo": read
 
 
 def load_dataset(
-    spec: str, split: str | Path | None = None, mapping: dict | None = None, skip_bad: bool = False
+    spec: str, split: str | Path | None = None, mapping: dict | None = None, skip_bad: bool = False,
+    min_teacher_score: float = 0.0,
 ) -> Dataset:
-    """Read ``FORMAT:PATH`` (e.g. ``voc:../shared/data/roadsigns``) with an optional split file of stems."""
+    """Read ``FORMAT:PATH`` (e.g. ``voc:../shared/data/roadsigns``) with an optional split file of stems.
+
+    ``min_teacher_score`` (COCO only; the other formats carry no teacher scores) drops low-score teacher boxes.
+    """
     fmt, sep, path = spec.partition(":")
     if not sep or fmt not in READERS:
         raise DatasetError(f"dataset '{spec}' must be FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}")
@@ -259,7 +281,8 @@ def load_dataset(
         raise DatasetError(f"{root}: dataset path does not exist")
     full_mapping = default_mapping()
     full_mapping.update(mapping or {})
-    dataset = READERS[fmt](root, Path(split) if split else None, full_mapping, skip_bad)
+    extra = {"min_teacher_score": min_teacher_score} if fmt == "coco" and min_teacher_score > 0 else {}
+    dataset = READERS[fmt](root, Path(split) if split else None, full_mapping, skip_bad, **extra)
     log.info("%s: %d images, %d boxes, %d skipped", spec, len(dataset.images),
              sum(len(i.boxes) for i in dataset.images), dataset.skipped)
     return dataset

@@ -115,6 +115,32 @@ def test_coco_converts_xywh_and_crowd_to_ignore(tmp_path: Path) -> None:
     assert empty.boxes.shape == (0, 4) and empty.labels.shape == (0,)
 
 
+def test_coco_min_teacher_score_drops_only_low_teacher_boxes(tmp_path: Path) -> None:
+    """Teacher boxes (``source: teacher``, or a ``score`` without ``source``) below the floor go; human ones stay."""
+    root = tmp_path / "coco"
+    write_image(root / "images" / "f.jpg")
+    boxes = [
+        ({"source": "human"}, [1, 1, 4, 4]),
+        ({"source": "teacher", "score": 0.35}, [2, 2, 4, 4]),        # dropped at 0.5
+        ({"source": "teacher", "score": 0.8}, [3, 3, 4, 4]),
+        ({"score": 0.31}, [4, 4, 4, 4]),                             # pseudo/*.json style teacher box: dropped
+        ({"score": 0.9}, [5, 5, 4, 4]),
+        ({"source": "human", "score": 0.1}, [6, 6, 4, 4]),           # human: a score does not make it teacher
+        ({}, [7, 7, 4, 4]),                                          # no source, no score: kept
+    ]
+    annotations = [{"id": i, "image_id": 1, "category_id": 3, "bbox": bbox, "iscrowd": 0, **extra}
+                   for i, (extra, bbox) in enumerate(boxes, 1)]
+    path = root / "ann.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "f.jpg", "width": W, "height": H}],
+                                "annotations": annotations, "categories": [{"id": 3, "name": "car"}]}))
+    (every,) = load_dataset(f"coco:{path}").images
+    assert every.boxes[:, 0].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    (kept,) = load_dataset(f"coco:{path}", min_teacher_score=0.5).images
+    assert kept.boxes[:, 0].tolist() == [1, 3, 5, 6, 7] and kept.labels.tolist() == ids("car") * 5
+    (none_left,) = load_dataset(f"coco:{path}", min_teacher_score=1.0).images
+    assert none_left.boxes[:, 0].tolist() == [1, 6, 7]
+
+
 def test_yolo_denormalises_boxes(tmp_path: Path) -> None:
     root = tmp_path / "yolo"
     write_image(root / "images" / "x.jpg")

@@ -11,7 +11,7 @@ import torch
 
 from commands.train import main
 from detector.datasets import AnnotatedImage
-from training.train import TrainImages
+from training.train import DataSource, TrainImages, load_images
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "iteration", "history", "config"}
 
@@ -137,7 +137,26 @@ def test_crops_keep_boxes_inside_and_labels_with_their_boxes(tmp_path: Path) -> 
     assert image.shape[-2:] == (240, 320) and torch.equal(target["boxes"], torch.from_numpy(boxes))
 
 
-@pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]", "crop=1.5"])
+def test_min_teacher_score_applies_to_the_training_sets_only(tmp_path: Path) -> None:
+    """A teacher box below min_teacher_score leaves training (its image too, when nothing is left); val keeps it."""
+    data = write_coco(tmp_path / "data")
+    coco = json.loads(data.read_text())
+    coco["annotations"][0].update(source="teacher", score=0.4)   # the car in f0
+    coco["annotations"][1].update(source="human")                 # the person in f1
+    data.write_text(json.dumps(coco))
+    sources = [DataSource(f"coco:{data}", repeat=2)]
+    assert [len(im.boxes) for im in load_images(sources, 0.5)] == [0, 1, 0, 1]
+    assert [len(im.boxes) for im in load_images(sources)] == [1, 1, 1, 1]
+    config = write_config(tmp_path, data)
+    assert main(["--config", str(config), "min_teacher_score=0.5"]) == 0
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["iteration"] == 1, "f0 has no box left, so one image, batch 1"
+    (record,) = json.loads(state["history"])
+    assert "car" in record["val_ap50"], "val still reads the car"
+
+
+@pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]", "crop=1.5",
+                                      "min_teacher_score=1.5"])
 def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
     assert main(["--config", str(config), override]) == 2
     err = capsys.readouterr().err
@@ -156,3 +175,21 @@ def test_the_bundled_training_configs_load():
     assert stage2.init_weights == "runs/driving/stage1.pt" and stage2.crop > 0
     assert [s.spec for s in stage2.train] == [s.spec for s in cfg.train]
 
+
+def test_the_v2_config_and_its_gtsdb_splits():
+    """Stage 3 fine-tunes the shipped weights; the GTSDB train and hold-out stems are disjoint contiguous ranges."""
+    from core.config import load_config
+    from stream.config import CONFIG_DIR
+    from training.train import TrainConfig
+
+    cfg = load_config(TrainConfig, CONFIG_DIR / "train-driving-v2.yaml")
+    assert cfg.init_weights == "detector/weights/driving_mobilenet_v2_fpn.pt" and len(cfg.train) == 4
+    assert min(cfg.train_min_sizes) <= 288 and max(cfg.train_min_sizes) >= 544 and cfg.max_size >= 1200
+    assert cfg.epochs == cfg.eval_every == 1, "one validation, at the end"
+    splits = {kind: [int(s) for s in (CONFIG_DIR / "splits" / f"gtsdb-{kind}.txt").read_text().split()]
+              for kind in ("train", "val")}
+    assert not set(splits["train"]) & set(splits["val"])
+    assert splits["val"] == list(range(190, 240)) + list(range(500, 600))
+    assert splits["train"] == list(range(0, 185)) + list(range(245, 495))   # 5-image guard bands left out
+    assert {s.split for s in cfg.train + cfg.val if "gtsdb" in s.spec} == {
+        "configs/splits/gtsdb-train.txt", "configs/splits/gtsdb-val.txt"}

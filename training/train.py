@@ -79,6 +79,7 @@ class TrainConfig:
     color_jitter: float = 0.2
     crop: float = 0.0
     crop_min_scale: float = 0.3
+    min_teacher_score: float = 0.0  # training sets only: drop teacher boxes scoring below this (0 keeps all)
     rpn_pre_nms_top_n_train: int = 1000
     rpn_post_nms_top_n_train: int = 600
     box_batch_size_per_image: int = 128
@@ -93,6 +94,8 @@ class TrainConfig:
         if not 0.0 <= self.crop <= 1.0 or not 0.0 < self.crop_min_scale <= 1.0:
             raise ValueError(f"crop must be in [0, 1] and crop_min_scale in (0, 1], got {self.crop} and "
                              f"{self.crop_min_scale}")
+        if not 0.0 <= self.min_teacher_score <= 1.0:
+            raise ValueError(f"min_teacher_score must be in [0, 1], got {self.min_teacher_score}")
         if self.schedule not in ("cosine", "step"):
             raise ValueError(f"schedule '{self.schedule}' is not valid; valid values: cosine, step")
         if not self.train:
@@ -198,8 +201,10 @@ def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
     return build_detector(cfg.model, NUM_CLASSES, cfg.eval_top_n, sizes, cfg.max_size, DEFAULT_SCORE_THRESH, **extra)
 
 
-def load_images(sources: list[DataSource]) -> list[AnnotatedImage]:
-    return [im for s in sources for im in load_dataset(s.spec, s.split).images * s.repeat]
+def load_images(sources: list[DataSource], min_teacher_score: float = 0.0) -> list[AnnotatedImage]:
+    """Every source's images, ``repeat`` times each; teacher boxes below ``min_teacher_score`` dropped."""
+    return [im for s in sources
+            for im in load_dataset(s.spec, s.split, min_teacher_score=min_teacher_score).images * s.repeat]
 
 
 def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
@@ -211,7 +216,8 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_images = [im for im in load_images(cfg.train) if len(im.boxes)]  # empty frames are not true negatives
+    # empty frames are not true negatives; the teacher-score floor applies to the training sets only
+    train_images = [im for im in load_images(cfg.train, cfg.min_teacher_score) if len(im.boxes)]
     val_images = load_images(cfg.val)
     model = build_training_model(cfg)
     if cfg.init_weights and resume is None:
