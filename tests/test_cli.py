@@ -45,7 +45,8 @@ def test_a_subcommand_names_itself_in_its_help_and_errors_in_one_line(capsys):
 
 def test_stream_subcommand_and_run_stream_py_write_identical_jsonl(tmp_path):
     clip = write_video(tmp_path / "clip.avi", frames=8, size=(192, 144))
-    common = ["--source", str(clip), "--no-video", "--quiet", "model.min_size=144", "model.device=cpu"]
+    common = ["--source", str(clip), "--no-video", "--quiet", "model.min_size=144", "model.device=cpu",
+              "model.backend=torch"]  # the bundled weights, no export: a quick run either way
     paths = {}
     for name, command in (("cli", [str(SCRIPT), "stream"]), ("script", [sys.executable, str(REPO / "run_stream.py")])):
         paths[name] = tmp_path / name / "d.jsonl"
