@@ -19,6 +19,7 @@ from stream.queues import END, BoundedQueue, Stopped
 from stream.timing import StageTimer
 
 log = logging.getLogger(__name__)
+REORDER_WINDOW = 4  # items per worker a stage may finish ahead of the oldest one still in flight
 
 
 class StageFailed(RuntimeError):
@@ -86,6 +87,7 @@ class StageRunner:
         self._take = threading.Lock()
         self._turn = threading.Condition()
         self._taken = self._emitted = 0
+        self._pending: dict[int, Any] = {}
         self._running = workers
 
     @property
@@ -124,18 +126,24 @@ class StageRunner:
             return self._taken - 1, item
 
     def _emit(self, seq: int, result: Any) -> None:
-        """Pass ``result`` on once every earlier item of this stage has been passed on (input order)."""
+        """Hold ``result`` until every earlier item of this stage has been passed on, then pass on all that are
+        ready, in input order. A worker does not wait for its turn, only when it runs ``REORDER_WINDOW`` items
+        per worker ahead: with the detector on every k-th frame, the workers holding quick frames take the next
+        slow one instead of idling behind the slow one in flight."""
         with self._turn:
-            while self._emitted != seq:
+            while seq - self._emitted >= REORDER_WINDOW * len(self.threads):
                 if self.stop.is_set():
                     raise Stopped
                 self._turn.wait(0.05)
-            try:
-                if result is not None and self.outbox is not None:
-                    self.outbox.put(result)
-            finally:
-                self._emitted += 1
-                self._turn.notify_all()
+            self._pending[seq] = result
+            while self._emitted in self._pending:
+                ready = self._pending.pop(self._emitted)
+                try:
+                    if ready is not None and self.outbox is not None:
+                        self.outbox.put(ready)
+                finally:
+                    self._emitted += 1
+                    self._turn.notify_all()
 
     def _worker(self) -> None:
         iterator = None if isinstance(self.inbox, BoundedQueue) else iter(self.inbox)

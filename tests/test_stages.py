@@ -138,3 +138,22 @@ def test_stage_timer_keeps_a_bounded_recent_window():
     ms = timer.snapshot()
     assert len(ms) == 100 and ms[0] == pytest.approx(900.0) and ms[-1] == pytest.approx(999.0)
     assert timer.recent_ms(10) == pytest.approx(994.5)
+
+
+def test_workers_holding_quick_items_take_the_next_slow_one_instead_of_waiting_their_turn():
+    """Detect-every-k: one slow item in three. Two slow items must be in flight at once, order still kept."""
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def work(x):
+        if x % 3 == 0:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.03)
+            with lock:
+                running[0] -= 1
+        return x
+
+    stages, stop, errors, out, _ = chain(range(30), work, workers=2)
+    run_stages(stages, stop, errors)
+    assert out == list(range(30)) and most[0] == 2
