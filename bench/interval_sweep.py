@@ -26,7 +26,7 @@ from detector.datasets import AnnotatedImage, DatasetError, load_dataset
 from evaluation.metrics import GroundTruth, evaluate
 from stream.config import PipelineConfig
 from stream.pipeline import Outputs, Pipeline
-from stream.record import write_record
+from stream.record import write_record, write_table
 from stream.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,7 @@ def write_results(points: list[IntervalPoint], choice: IntervalPoint, out: Path,
     rows = [dataclasses.asdict(p) for p in points]
     (out / "interval.json").write_text(json.dumps({"settings": settings, "points": rows,
                                                    "recommended": choice.interval}, indent=1))
-    header = list(rows[0])
-    (out / "interval.csv").write_text("\n".join([",".join(header)]
-                                                + [",".join(str(r[h]) for h in header) for r in rows]) + "\n")
+    write_table(out / "interval.csv", rows)
 
 
 def table(points: list[IntervalPoint], choice: IntervalPoint) -> str:

@@ -9,7 +9,6 @@ shared benchmark log as kind ``tune``. The command is ``driving-detect tune`` (`
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -35,7 +34,7 @@ from detector.models import set_top_n
 from detector.nms import ClasswiseNms
 from evaluation.evaluate import dataset_name, evaluate_backend, evaluation_nms
 from stream.config import PipelineConfig, load_pipeline_config
-from stream.record import BenchmarkRecord, write_record
+from stream.record import BenchmarkRecord, write_record, write_table
 from stream.sources import source_name
 
 log = logging.getLogger(__name__)
@@ -223,15 +222,6 @@ def sweep(req: TuneRequest, base: PipelineConfig, images: list[np.ndarray], data
     return points
 
 
-def write_csv(points: list[Measurement], path: Path) -> None:
-    rows = [p.row() for p in points]
-    header = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, header)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def write_json(req: TuneRequest, points: list[Measurement], front: list[Measurement],
                rec: Recommendation, path: Path) -> None:
     settings = {"config": req.config, "overrides": req.overrides, "clip": mask_url(req.clip), "data": req.data,
@@ -327,7 +317,7 @@ def run(req: TuneRequest) -> tuple[list[Measurement], list[Measurement], Recomme
     points = sweep(req, base, images, dataset, nms)
     front = pareto_front(points)
     rec = recommend(points, req.target_fps, req.max_map_drop)
-    write_csv(points, out / "tune.csv")
+    write_table(out / "tune.csv", [p.row() for p in points])
     write_json(req, points, front, rec, out / "tune.json")
     plot(points, front, rec, req.target_fps, out / "tune.png", f"top-N tuning on {source_name(req.clip)}",
          accuracy_label(req.data, req.split, base.nms.classes))

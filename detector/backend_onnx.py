@@ -118,7 +118,8 @@ class OnnxMetadata:
             "size_policy": (self.size_policy, "sqrt" if uses_size_policy(cfg.name, cfg.min_size) else "fixed"),
         }
         differ = [
-            f"{key} {exported} vs model.{key}={configured}"
+            f"size_policy {exported} vs {configured} (set by model.min_size={cfg.min_size})" if key == "size_policy"
+            else f"{key} {exported} vs model.{key}={configured}"
             for key, (exported, configured) in wanted.items()
             if exported != configured and not (key == "score_thresh" and math.isclose(exported, configured))
         ]

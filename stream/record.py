@@ -76,6 +76,15 @@ def append_csv(path: Path, row: dict[str, object]) -> None:
         writer.writerow(row)
 
 
+def write_table(path: Path, rows: list[dict[str, object]]) -> None:
+    """``rows`` as a new CSV file whose header is every key in first-seen order (a result table, not the log)."""
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def read_records(path: Path) -> list[dict[str, str]]:
     """Rows of a benchmark CSV log, as written by `write_record`."""
     with path.open(newline="") as f:
