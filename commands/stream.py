@@ -6,23 +6,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from commands.common import SUBCOMMANDS, CommandParser, bad_input
 from core.config import ConfigError
 from core.log import mask_url, setup_logging
-from detector.backend import build_backend, check_class_filter
 from detector.datasets import DatasetError
 from detector.weights import WeightsError
 from stream.config import load_pipeline_config
 from stream.pipeline import Outputs, Pipeline
-from stream.record import BenchmarkRecord, write_record
-from stream.sinks import SinkError, prepare_output
-from stream.sources import SourceError, open_source, source_name
-from stream.stages import StageFailed
+from stream.record import BenchmarkRecord
+from stream.run import build_pipeline, default_outputs, run_pipeline
+from stream.sinks import SinkError
+from stream.sources import SourceError
 
 SUMMARY = SUBCOMMANDS["stream"]
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "driving_sample.mp4"
@@ -53,17 +54,21 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"model.device={args.device}"] if args.device else [])
     cfg = load_pipeline_config(args.config, overrides)
-    out_dir = Path(cfg.output.dir) / source_name(args.source)
-    outputs = Outputs(
-        video=None if args.no_video or not cfg.output.video else Path(args.output or out_dir / "annotated.mp4"),
-        detections=prepare_output(Path(args.detections or out_dir / "detections.jsonl")),
-        record_json=prepare_output(out_dir / "benchmark.json"),
-        record_csv=prepare_output(Path(args.benchmark_log or cfg.output.benchmark_csv)),
-    )
-    source = open_source(args.source, cfg.source)
-    backend = build_backend(cfg.model)
-    check_class_filter(backend.class_map, cfg.nms, cfg.model.name)
-    pipeline = Pipeline(cfg, source, args.source, backend, outputs, args.max_frames, args.display, not args.quiet)
+    outputs = default_outputs(cfg, args.source, args.output, args.detections, args.benchmark_log, args.no_video)
+    pipeline = build_pipeline(cfg, args.source, outputs, max_frames=args.max_frames, display=args.display,
+                              progress=not args.quiet)
+    with stop_on_signals(pipeline):
+        record, failure = run_pipeline(pipeline)
+    if failure is not None:
+        print(f"error: {mask_url(str(failure))}", file=sys.stderr)
+        return 1
+    summary(record, outputs)
+    return 0
+
+
+@contextlib.contextmanager
+def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+    """SIGINT/SIGTERM: the first stops at the source and lets frames in flight drain, a second stops now."""
 
     def on_signal(signum: int, _frame) -> None:
         if pipeline.source_done.is_set():
@@ -73,20 +78,11 @@ def run(args: argparse.Namespace) -> int:
             pipeline.request_stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    failure = None
     try:
-        record = pipeline.run()
-    except StageFailed as exc:
-        failure, record = exc, pipeline.record()  # what was written before the failure
+        yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    write_record(record, outputs.record_json, outputs.record_csv)
-    if failure is not None:
-        print(f"error: {mask_url(str(failure))}", file=sys.stderr)
-        return 1
-    summary(record, outputs)
-    return 0
 
 
 def summary(record: BenchmarkRecord, outputs: Outputs) -> None:
