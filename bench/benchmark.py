@@ -26,6 +26,7 @@ from stream.config import PipelineConfig
 from stream.pipeline import Outputs, Pipeline
 from stream.record import BenchmarkRecord, write_record
 from stream.render import Overlay
+from stream.sinks import VideoSink
 from stream.sources import SourceError, open_source
 from stream.timing import latency_stats
 
@@ -72,24 +73,20 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
     nms, overlay = ClasswiseNms(cfg.nms), Overlay(cfg.render)
     capture = cv2.VideoCapture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or cfg.source.fallback_fps
-    writer, ms, count = None, [], 0
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    ms, count = [], 0
     started = time.perf_counter()
-    while count < frames:
-        t = time.perf_counter()
-        ok, image = capture.read()
-        if not ok:
-            break
-        annotated = overlay(image, nms(backend(image)), None)
-        if writer is None:
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*cfg.output.codecs[0]), fps,
-                                     (image.shape[1], image.shape[0]))
-        writer.write(annotated)
-        ms.append((time.perf_counter() - t) * 1000)
-        count += 1
+    with VideoSink(out, fps, size, cfg.output) as writer:
+        while count < frames:
+            t = time.perf_counter()
+            ok, image = capture.read()
+            if not ok:
+                break
+            writer.write(overlay(image, nms(backend(image)), None))
+            ms.append((time.perf_counter() - t) * 1000)
+            count += 1
     seconds = time.perf_counter() - started
     capture.release()
-    if writer is not None:
-        writer.release()
     return count / seconds, np.asarray(ms)
 
 

@@ -15,29 +15,49 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 @dataclass
 class SourceConfig:
-    """Capture: lossless for files, drop-oldest (``latest``) for live sources unless overridden."""
+    """Capture: lossless for files, drop-oldest (``latest``) for live sources unless overridden.
+
+    Stream URLs are read through FFmpeg (PyAV): ``rtsp_transport`` ``auto`` tries TCP, then UDP (cameras and
+    servers differ in which they serve); ``ffmpeg_options`` go to FFmpeg's demuxer as they are (e.g.
+    ``rtsp_flags: prefer_tcp``, ``fflags: nobuffer``). ``read_timeout`` bounds how long a silent live source goes
+    unnoticed; reconnects back off from ``reconnect_backoff`` doubling up to ``reconnect_backoff_max`` seconds.
+    """
 
     policy: Literal["auto", "lossless", "latest"] = "auto"
     queue_size: int = 4
-    reconnect_attempts: int = 5
+    rtsp_transport: Literal["auto", "tcp", "udp"] = "auto"
+    ffmpeg_options: dict[str, str] = field(default_factory=dict)
+    read_timeout: float = 3.0
+    reconnect_attempts: int = 30
     reconnect_backoff: float = 0.5
+    reconnect_backoff_max: float = 1.0
     open_timeout: float = 5.0
     fallback_fps: float = 30.0
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
             raise ConfigError(f"'source.queue_size' must be >= 1, got {self.queue_size}")
-        if self.open_timeout <= 0 or self.reconnect_backoff < 0 or self.reconnect_attempts < 0:
-            raise ConfigError("'source.open_timeout' must be > 0; reconnect settings must be >= 0")
+        if self.open_timeout <= 0 or self.read_timeout <= 0:
+            raise ConfigError("'source.open_timeout' and 'source.read_timeout' must be > 0")
+        if self.reconnect_backoff < 0 or self.reconnect_backoff_max < 0 or self.reconnect_attempts < 0:
+            raise ConfigError("reconnect settings ('source.reconnect_*') must be >= 0")
+
+
+VideoCodec = Literal["auto", "h264", "mp4v", "mjpg"]
 
 
 @dataclass
 class OutputConfig:
-    """Where results go: annotated video, detections JSONL, benchmark record and the shared CSV log."""
+    """Where results go: annotated video, detections JSONL, benchmark record and the shared CSV log.
+
+    ``codec`` ``auto`` is H.264 through PyAV (browser-playable MP4; NVENC when a CUDA GPU is present, else x264
+    with ``h264_options``), falling back to OpenCV's MPEG-4 Part 2 writer when PyAV cannot encode.
+    """
 
     dir: str = "outputs"
     video: bool = True
-    codecs: list[str] = field(default_factory=lambda: ["mp4v", "avc1", "MJPG"])
+    codec: VideoCodec = "auto"
+    h264_options: dict[str, str] = field(default_factory=lambda: {"preset": "veryfast", "crf": "23"})
     benchmark_csv: str = "outputs/benchmarks.csv"
     log_every: float = 5.0
 

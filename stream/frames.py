@@ -14,7 +14,8 @@ class Frame:
 
     index: decoded frame number (gaps mean dropped or skipped frames); timestamp: seconds in source time;
     captured_at: ``time.perf_counter()`` at capture, for end-to-end latency; image: (H, W, 3) uint8 BGR;
-    detect: whether the detector runs on it (else the tracker predicts its boxes, see `stream.interval`).
+    detect: whether the detector runs on it (else the tracker predicts its boxes, see `stream.interval`);
+    source_time: the source's own timestamp in seconds (a stream's presentation time) where it gives one.
     """
 
     index: int
@@ -24,6 +25,7 @@ class Frame:
     detect: bool = True
     detections: Detections | None = None
     annotated: np.ndarray | None = None
+    source_time: float | None = None
 
     @property
     def boxes_from(self) -> str:

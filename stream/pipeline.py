@@ -149,7 +149,7 @@ class Pipeline:
 
     def _write(self, frame: Frame) -> Frame:
         if self._video is not None:
-            self._video.write(frame.annotated)
+            self._video.write(frame.annotated, frame.timestamp)
         self._jsonl.write(frame)
         if self._window is not None:
             self._window.write(frame.annotated)
@@ -183,7 +183,7 @@ class Pipeline:
         with ExitStack() as stack:
             if self.outputs.video is not None:
                 self._video = stack.enter_context(VideoSink(self.outputs.video, info.fps, info.size,
-                                                            self.cfg.output.codecs))
+                                                            self.cfg.output, info.live))
             self._jsonl = stack.enter_context(JsonlSink(self.outputs.detections))
             if self.display:
                 self._window = stack.enter_context(DisplaySink(mask_url(self.source_spec)))
@@ -218,6 +218,7 @@ class Pipeline:
             fps=round(self.written / seconds, 2) if seconds > 0 else 0.0,
             stages={r.name: latency_stats(r.timer.snapshot()) for r in self.runners},
             latency=latency_stats(self.latency.snapshot()), dropped=self.dropped, skipped=self.source.skipped,
+            reconnects=self.source.reconnects, gap_seconds=round(self.source.gap_seconds, 3),
             tracks=self.tracker.tracks_seen if self.tracker is not None else 0,
             detector_frames=self.detector_frames if self.tracker is not None else self.written,
             queues={n: {"max_depth": q.max_depth, "mean_depth": round(q.mean_depth(), 2), "dropped": q.dropped}

@@ -30,6 +30,8 @@ class BenchmarkRecord:
     latency: dict[str, float] = field(default_factory=dict)
     dropped: int = 0
     skipped: int = 0
+    reconnects: int = 0
+    gap_seconds: float = 0.0
     tracks: int = 0
     detector_frames: int = 0
     queues: dict[str, dict[str, float]] = field(default_factory=dict)

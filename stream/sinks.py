@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
+from stream.config import OutputConfig
 from stream.frames import Frame
 
 log = logging.getLogger(__name__)
@@ -30,36 +33,115 @@ def prepare_output(path: Path) -> Path:
 
 
 class VideoSink:
-    """Annotated video at the source's size and FPS; tries each FOURCC until one opens."""
+    """The annotated video, timed like the source.
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], codecs: list[str]):
-        self.path, self.fps, self.size, self.codecs = path, fps, size, codecs
-        self.writer: cv2.VideoWriter | None = None
+    File sources keep their FPS and frame count (frame n at n / fps). Live sources place each frame at its capture
+    time (a variable-rate MP4 at millisecond resolution; a dropped frame's slot shows the previous frame), so the
+    video lasts as long as the run did and speeds and event times read from it are real. ``codec`` ``auto`` and
+    ``h264`` write H.264 through PyAV, ``+faststart`` so browsers play it while it downloads (OpenCV's pip wheel
+    cannot write H.264); ``mp4v`` and ``mjpg`` use OpenCV's writer at a constant rate, as does ``auto`` when
+    PyAV cannot encode.
+    """
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], cfg: OutputConfig, live: bool = False):
+        self.path, self.fps, self.size, self.cfg, self.live = path, fps, size, cfg, live
+        self.writer: _AvWriter | cv2.VideoWriter | None = None
         self.codec = ""
         self.frames = 0
 
     def __enter__(self) -> VideoSink:
         prepare_output(self.path)
-        for codec in self.codecs:
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps, self.size)
-            if writer.isOpened():
-                self.writer, self.codec = writer, codec
-                log.info("video %s: codec %s, %dx%d at %.2f fps", self.path, codec, *self.size, self.fps)
-                return self
-            writer.release()
-            log.warning("codec %s is not available for %s; trying the next", codec, self.path.suffix)
-        raise SinkError(f"no video codec of {self.codecs} can write '{self.path}'")
+        if self.cfg.codec in ("auto", "h264"):
+            errors = []
+            for encoder in h264_encoders():
+                try:
+                    self.writer, self.codec = _AvWriter(self.path, encoder, self.fps, self.size, self.live,
+                                                        self.cfg.h264_options), encoder
+                    break
+                except (av.FFmpegError, ValueError) as exc:
+                    errors.append(f"{encoder}: {exc}")
+            if self.writer is None and self.cfg.codec == "h264":
+                raise SinkError(f"cannot write H.264 to '{self.path}': {'; '.join(errors)}")
+            if self.writer is None:
+                log.warning("H.264 is not available (%s); writing MPEG-4 Part 2", "; ".join(errors))
+        if self.writer is None:
+            self._open_opencv("MJPG" if self.cfg.codec == "mjpg" else "mp4v")
+        log.info("video %s: %s, %dx%d, %s", self.path, self.codec, *self.size,
+                 "frames at their capture times" if self.live and isinstance(self.writer, _AvWriter)
+                 else f"{self.fps:.2f} fps")
+        return self
 
-    def write(self, image: np.ndarray) -> None:
+    def _open_opencv(self, fourcc: str) -> None:
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
+        if not writer.isOpened():
+            writer.release()
+            raise SinkError(f"OpenCV cannot write {fourcc} video to '{self.path}'")
+        self.writer, self.codec = writer, fourcc
+
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
+        """``timestamp``: seconds since the run started (used for live sources only)."""
         if (image.shape[1], image.shape[0]) != self.size:
             raise SinkError(f"frame size {image.shape[1]}x{image.shape[0]} differs from the video's {self.size}")
-        self.writer.write(image)
+        if isinstance(self.writer, _AvWriter):
+            self.writer.write(image, timestamp if self.live and timestamp is not None else None)
+        else:
+            self.writer.write(image)
         self.frames += 1
 
     def __exit__(self, *exc) -> None:
         if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            if isinstance(writer, _AvWriter):
+                writer.close()
+            else:
+                writer.release()
+
+
+def h264_encoders() -> list[str]:
+    """NVENC first when a CUDA GPU is present (encoding then costs the CPU nothing), else x264."""
+    import torch  # the pipeline has loaded it already; imported here so the sinks don't need it otherwise
+
+    return ["h264_nvenc", "libx264"] if torch.cuda.is_available() else ["libx264"]
+
+
+class _AvWriter:
+    """An H.264 MP4 through PyAV. Time base: 1/fps for constant-rate files, 1 ms for live sources (``pts`` from
+    capture times, each strictly after the last). yuv420p, the pixel format every browser decodes, needs even
+    sizes: an odd width or height is scaled down by one pixel."""
+
+    def __init__(self, path: Path, encoder: str, fps: float, size: tuple[int, int], live: bool,
+                 options: dict[str, str]):
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            rate = Fraction(fps).limit_denominator(1001)
+            self.stream = self.container.add_stream(encoder, rate=rate)
+            self.stream.width, self.stream.height = size[0] // 2 * 2, size[1] // 2 * 2
+            self.stream.pix_fmt = "yuv420p"
+            self.time_base = Fraction(1, 1000) if live else 1 / rate
+            self.stream.codec_context.time_base = self.stream.time_base = self.time_base
+            if encoder == "libx264":
+                self.stream.options = dict(options)
+            self.stream.codec_context.open()
+        except BaseException:
+            self.container.close()
+            raise
+        self.even = (self.stream.width, self.stream.height) != size
+        self.next_pts = 0
+
+    def write(self, image: np.ndarray, timestamp: float | None) -> None:
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        if self.even:
+            frame = frame.reformat(width=self.stream.width, height=self.stream.height)
+        pts = self.next_pts if timestamp is None else max(self.next_pts, round(timestamp * 1000))
+        frame.pts, frame.time_base = pts, self.time_base
+        self.next_pts = pts + 1
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> None:
+        try:
+            self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()
 
 
 class JsonlSink:
@@ -77,6 +159,8 @@ class JsonlSink:
 
     def write(self, frame: Frame) -> None:
         record = {"frame": frame.index, "timestamp": round(frame.timestamp, 4), **frame.detections.to_json()}
+        if frame.source_time is not None:
+            record["source_timestamp"] = round(frame.source_time, 4)
         if frame.detections.track_ids is not None:
             record["source"] = frame.boxes_from
         self.file.write(json.dumps(record) + "\n")

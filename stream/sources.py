@@ -1,7 +1,9 @@
 """Frame sources: video files and image folders (lossless), cameras and URLs (live, reconnecting).
 
-Every source is a `Source`: an iterator of `Frame`s with a `VideoInfo` (size, FPS, frame count, live), a count
-of ``skipped`` (corrupt) frames and ``stop()``. Open failures raise `SourceError` before the pipeline starts.
+Every source is a `Source`: an iterator of `Frame`s with a `VideoInfo` (size, FPS, frame count, live), counts
+of ``skipped`` (corrupt) frames, ``reconnects`` and ``gap_seconds`` (time without frames between a stall and
+its reconnect), and ``stop()``. Open failures raise `SourceError` before the pipeline starts. Files are read
+with OpenCV; cameras with OpenCV, stream URLs with FFmpeg through PyAV (`PyAvFeed`).
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import av
 import cv2
+import numpy as np
 
 from core.images import is_image, read_bgr
 from core.log import mask_url
@@ -53,6 +57,8 @@ class Source(Protocol):
 
     info: VideoInfo
     skipped: int
+    reconnects: int
+    gap_seconds: float
 
     def __iter__(self) -> Iterator[Frame]: ...
 
@@ -104,6 +110,7 @@ class VideoFileSource:
         self._first = first
         self.info = VideoInfo((first.shape[1], first.shape[0]), fps, frame_count, live=False, fps_known=known)
         self.skipped = 0
+        self.reconnects, self.gap_seconds = 0, 0.0  # files and folders never reconnect
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -152,6 +159,7 @@ class ImageFolderSource:
         self.info = VideoInfo((first.shape[1], first.shape[0]), cfg.fallback_fps, len(self.files), live=False,
                               fps_known=False)
         self.skipped = 0
+        self.reconnects, self.gap_seconds = 0, 0.0  # files and folders never reconnect
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -171,82 +179,205 @@ class ImageFolderSource:
             yield Frame(index, index / self.info.fps, time.perf_counter(), image)
 
 
-def _open_with_timeout(opener: Callable[[], cv2.VideoCapture], timeout: float, what: str) -> cv2.VideoCapture:
+class Feed(Protocol):
+    """An opened live capture. ``read`` gives the next image and the source's own timestamp in seconds (None when
+    it has none), or None when the source ended or sent nothing for ``source.read_timeout``."""
+
+    fps: float
+
+    def read(self) -> tuple[np.ndarray, float | None] | None: ...
+
+    def close(self) -> None: ...
+
+
+class OpenCvFeed:
+    """A camera through OpenCV (V4L2, DirectShow, AVFoundation): what OpenCV does best."""
+
+    def __init__(self, capture: cv2.VideoCapture, what: str):
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"could not open {what}")
+        self.capture, self.fps = capture, capture.get(cv2.CAP_PROP_FPS)
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        ok, image = self.capture.read()
+        return (image, None) if ok and image is not None else None
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+class PyAvFeed:
+    """A stream URL through FFmpeg (PyAV), which OpenCV's capture cannot give: a per-read timeout (a silent
+    camera is noticed in ``read_timeout``, not FFmpeg's default of tens of seconds), the RTSP transport and other
+    demuxer options without environment variables, and the stream's own timestamps."""
+
+    def __init__(self, url: str, options: dict[str, str], open_timeout: float, read_timeout: float):
+        try:
+            self.container = av.open(url, options=options, timeout=(open_timeout, read_timeout))
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(mask_url(str(exc.strerror or exc))) from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise SourceError("it has no video stream")
+        stream = self.container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 0.0
+        self._frames = self.container.decode(stream)
+
+    def read(self) -> tuple[np.ndarray, float | None] | None:
+        for _ in range(MAX_CONSECUTIVE_BAD):
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                return None
+            except av.InvalidDataError:  # a corrupt packet: the next one may decode
+                continue
+            except (av.FFmpegError, OSError) as exc:  # a read timeout, a closed connection
+                log.debug("stream read ended: %s", mask_url(str(exc)))
+                return None
+            return frame.to_ndarray(format="bgr24"), frame.time
+        return None
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def stream_options(spec: str, cfg: SourceConfig) -> list[dict[str, str]]:
+    """FFmpeg options for each way to open ``spec``, in the order to try: ``rtsp_transport`` ``auto`` tries TCP
+    (passes firewalls and loses nothing), then UDP (what some cameras and servers only serve)."""
+    if not spec.startswith(("rtsp://", "rtsps://")):
+        return [dict(cfg.ffmpeg_options)]
+    transports = ["tcp", "udp"] if cfg.rtsp_transport == "auto" else [cfg.rtsp_transport]
+    return [{"rtsp_transport": t, **cfg.ffmpeg_options} for t in transports]
+
+
+def _open_with_timeout(opener: Callable[[], Feed], timeout: float, what: str) -> Feed:
     """Open in a helper thread so a URL that never answers can't hang the caller."""
-    result: list[cv2.VideoCapture] = []
-    thread = threading.Thread(target=lambda: result.append(opener()), daemon=True)
+    result: list[Feed | BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(opener())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
     thread.start()
     thread.join(timeout)
-    if thread.is_alive() or not result or not result[0].isOpened():
+    if thread.is_alive() or not result:
         raise SourceError(f"could not open {what} within {timeout:g} s")
+    if isinstance(result[0], SourceError):
+        raise result[0]
+    if isinstance(result[0], BaseException):
+        raise SourceError(f"could not open {what}: {mask_url(str(result[0]))}")
     return result[0]
 
 
 class LiveSource:
-    """A camera index or stream URL. A read failure reopens with exponential backoff; the gap is logged."""
+    """A camera index or stream URL, reconnecting when it stalls.
 
-    def __init__(self, spec: str, cfg: SourceConfig, opener: Callable[[str], cv2.VideoCapture] | None = None):
+    A read that returns nothing for ``source.read_timeout`` counts as a stall: the source is reopened with
+    backoff and the gap is logged and counted from the last good frame to the first new one. Frames are stamped
+    with their capture time from the start of the run (and the stream's own time where it has one); a source
+    that comes back at another resolution is resized to the first one, with one warning.
+    """
+
+    def __init__(self, spec: str, cfg: SourceConfig, opener: Callable[[str], Feed] | None = None):
         self.spec, self.cfg = spec, cfg
         self.what = f"camera {spec}" if spec.isdigit() else f"stream {mask_url(spec)}"
         self._opener = opener or self._default_opener
+        self._attempts = stream_options(spec, cfg)
         self._stopping = threading.Event()
-        self.capture = self._open()
-        ok, first = self.capture.read()
-        if not ok or first is None:
-            raise SourceError(f"{self.what} opened but delivered no frame")
+        self.feed = self._open()
+        first = self.feed.read()
+        if first is None:
+            self.feed.close()
+            raise SourceError(f"{self.what} opened but delivered no frame within {cfg.read_timeout:g} s")
         self._first = first
-        fps, known = _read_fps(self.capture, cfg.fallback_fps)
-        self.info = VideoInfo((first.shape[1], first.shape[0]), fps, None, live=True, fps_known=known)
+        image = first[0]
+        fps, known = (self.feed.fps, True) if 1.0 <= (self.feed.fps or 0) <= 240.0 else (cfg.fallback_fps, False)
+        self.info = VideoInfo((image.shape[1], image.shape[0]), fps, None, live=True, fps_known=known)
         self.skipped = 0
         self.reconnects = 0
+        self.gap_seconds = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
 
-    def _default_opener(self, spec: str) -> cv2.VideoCapture:
+    def _default_opener(self, spec: str) -> Feed:
         if spec.isdigit():
-            return cv2.VideoCapture(int(spec))
-        timeout_ms = int(self.cfg.open_timeout * 1000)
-        return cv2.VideoCapture(spec, cv2.CAP_FFMPEG,
-                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
-
-    def _open(self) -> cv2.VideoCapture:
-        return _open_with_timeout(lambda: self._opener(self.spec), self.cfg.open_timeout, self.what)
-
-    def _reconnect(self) -> bool:
-        self.capture.release()
-        lost = time.perf_counter()
-        for attempt in range(1, self.cfg.reconnect_attempts + 1):
-            if self._stopping.wait(self.cfg.reconnect_backoff * 2 ** (attempt - 1)):
-                return False
+            capture = cv2.VideoCapture(int(spec))
+            capture.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.cfg.read_timeout * 1000)
+            return OpenCvFeed(capture, self.what)
+        errors = []
+        for options in self._attempts:
             try:
-                self.capture = self._open()
+                feed = PyAvFeed(spec, options, self.cfg.open_timeout, self.cfg.read_timeout)
+            except SourceError as exc:
+                errors.append(f"{options['rtsp_transport']}: {exc}" if "rtsp_transport" in options else str(exc))
+                continue
+            if len(self._attempts) > 1:
+                log.info("%s: RTSP over %s", self.what, options["rtsp_transport"])
+                self._attempts = [options]  # reconnects use the transport that worked
+            return feed
+        raise SourceError(f"could not open {self.what} ({'; '.join(errors)})")
+
+    def _open(self) -> Feed:
+        """``open_timeout`` for each transport tried (FFmpeg's own timeout; the thread is the backstop)."""
+        timeout = self.cfg.open_timeout * len(self._attempts)
+        return _open_with_timeout(lambda: self._opener(self.spec), timeout, self.what)
+
+    def _reopen(self) -> bool:
+        """Reopen with backoff until it works, ``reconnect_attempts`` fail, or the source is stopped."""
+        self.feed.close()
+        delay = self.cfg.reconnect_backoff
+        for attempt in range(1, self.cfg.reconnect_attempts + 1):
+            if self._stopping.wait(delay):
+                return False
+            delay = min(delay * 2, self.cfg.reconnect_backoff_max)
+            try:
+                self.feed = self._open()
             except SourceError as exc:
                 log.warning("reconnect %d/%d failed: %s", attempt, self.cfg.reconnect_attempts, exc)
                 continue
-            self.reconnects += 1
-            log.warning("%s reconnected after a %.1f s gap (attempt %d)", self.what, time.perf_counter() - lost, attempt)
             return True
         log.error("%s lost: gave up after %d reconnect attempts", self.what, self.cfg.reconnect_attempts)
         return False
 
     def __iter__(self) -> Iterator[Frame]:
-        started = time.perf_counter()
-        index, image = 0, self._first
+        started = last_frame_at = time.perf_counter()
+        index, item, lost, size = 0, self._first, False, self.info.size
+        warned: set[tuple[int, int]] = set()
         try:
             while not self._stopping.is_set():
-                if image is not None:
+                if item is not None:
+                    image, source_time = item
                     now = time.perf_counter()
-                    yield Frame(index, now - started, now, image)
+                    if lost:
+                        gap = now - last_frame_at
+                        self.reconnects += 1
+                        self.gap_seconds += gap
+                        log.warning("%s reconnected after a %.1f s gap", self.what, gap)
+                        lost = False
+                    if (image.shape[1], image.shape[0]) != size:
+                        if image.shape[1::-1] not in warned:
+                            warned.add(image.shape[1::-1])
+                            log.warning("%s now delivers %dx%d frames; resizing them to %dx%d", self.what,
+                                        *image.shape[1::-1], *size)
+                        image = cv2.resize(image, size)
+                    last_frame_at = now
+                    yield Frame(index, now - started, now, image, source_time=source_time)
                     index += 1
-                ok, image = self.capture.read()
-                if not ok:
-                    log.warning("%s stopped delivering frames", self.what)
-                    if not self._reconnect():
+                item = self.feed.read()
+                if item is None:
+                    log.warning("%s stopped delivering frames (last frame %.1f s ago); reconnecting", self.what,
+                                time.perf_counter() - last_frame_at)
+                    lost = True
+                    if not self._reopen():
                         return
-                    image = None
         finally:
-            self.capture.release()
+            self.feed.close()
 
 
 def open_source(spec: str, cfg: SourceConfig) -> Source:

@@ -11,7 +11,7 @@ def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
     clip = write_video(tmp_path / "clip.avi", frames=4)
     log = tmp_path / "log.csv"
     code = main(["--source", str(clip), "--frames", "3", "--repeats", "2", "--benchmark-log", str(log),
-                           *RANDOM_MODEL, "output.codecs=[MJPG]"])
+                           *RANDOM_MODEL, "output.codec=mjpg"])
     assert code == 0
     rows = read_records(log)
     assert sorted(r["variant"] for r in rows) == sorted(list(benchmark.VARIANTS) * 2)

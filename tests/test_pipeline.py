@@ -20,7 +20,8 @@ from stream.stages import Stage, StageFailed
 class FakeLiveSource:
     """A camera at ``fps`` that never waits for the pipeline."""
 
-    skipped = 0
+    skipped = reconnects = 0
+    gap_seconds = 0.0
 
     def __init__(self, frames: int, fps: float = 200.0, size=(64, 48), live: bool = True):
         self.frames = frames
@@ -67,7 +68,7 @@ def outputs(tmp_path) -> Outputs:
 
 def config(queue_size: int = 3, policy: str = "auto") -> PipelineConfig:
     cfg = PipelineConfig(source=SourceConfig(queue_size=queue_size, policy=policy))
-    cfg.output.codecs = ["MJPG"]
+    cfg.output.codec = "mjpg"
     return cfg
 
 

@@ -31,7 +31,7 @@ def jsonl(path: Path) -> list[dict]:
 def cli(tmp_path: Path, *extra: str) -> list[str]:
     return ["--output", str(tmp_path / "out" / "v.avi"), "--detections", str(tmp_path / "out" / "d.jsonl"),
             "--benchmark-log", str(tmp_path / "log.csv"), "--quiet", *extra, *RANDOM_MODEL,
-            f"output.dir={tmp_path / 'outputs'}", "output.codecs=[MJPG]"]
+            f"output.dir={tmp_path / 'outputs'}", "output.codec=mjpg"]
 
 
 def test_file_run_is_lossless_and_writes_video_jsonl_and_record(tmp_path, capsys):

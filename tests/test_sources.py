@@ -13,6 +13,7 @@ from stream.config import SourceConfig
 from stream.sources import (
     ImageFolderSource,
     LiveSource,
+    OpenCvFeed,
     SourceError,
     VideoFileSource,
     open_source,
@@ -88,7 +89,7 @@ def test_live_source_reconnects_after_a_gap_and_falls_back_to_a_sane_fps():
         return FlakyCapture(good=5 if len(opened) == 1 else 3, opened=len(opened) <= 2)
 
     cfg = SourceConfig(reconnect_attempts=2, reconnect_backoff=0.01, open_timeout=1.0, fallback_fps=25.0)
-    source = LiveSource("rtsp://user:secret@cam.local/stream", cfg, opener=opener)
+    source = LiveSource("rtsp://user:secret@cam.local/stream", cfg, opener=lambda spec: OpenCvFeed(opener(spec), spec))
     assert source.info.fps == 25.0 and source.info.size == (32, 24)
     started = time.perf_counter()
     frames = list(source)
@@ -106,7 +107,7 @@ def test_live_source_that_never_comes_back_ends_without_hanging():
         return FlakyCapture(good=2, opened=len(calls) == 1)
 
     cfg = SourceConfig(reconnect_attempts=3, reconnect_backoff=0.01, open_timeout=0.5)
-    source = LiveSource("0", cfg, opener=opener)
+    source = LiveSource("0", cfg, opener=lambda spec: OpenCvFeed(opener(spec), spec))
     started = time.perf_counter()
     assert len(list(source)) == 2
     assert len(calls) == 1 + 3
@@ -119,8 +120,8 @@ def test_live_source_open_timeout_is_a_source_error():
         return FlakyCapture(1)
 
     started = time.perf_counter()
-    with pytest.raises(SourceError, match=r"could not open stream rtsp://\*\*\*@host/x within 0.3 s"):
-        LiveSource("rtsp://admin:pw@host/x", SourceConfig(open_timeout=0.3), opener=slow_opener)
+    with pytest.raises(SourceError, match=r"could not open stream rtsp://\*\*\*@host/x within 0.6 s"):
+        LiveSource("rtsp://admin:pw@host/x", SourceConfig(open_timeout=0.3), opener=lambda spec: OpenCvFeed(slow_opener(spec), spec))
     assert time.perf_counter() - started < 1.5
 
 

@@ -79,7 +79,7 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
 
 def argv(inputs: dict[str, Path], *extra: str) -> list[str]:
     return ["--clip", str(inputs["clip"]), "--data", f"voc:{inputs['voc']}", "--out", str(inputs["out"]),
-            "--benchmark-log", str(inputs["log"]), *extra, *RANDOM_MODEL, "output.codecs=[MJPG]"]
+            "--benchmark-log", str(inputs["log"]), *extra, *RANDOM_MODEL, "output.codec=mjpg"]
 
 
 def test_two_point_sweep_writes_results_config_and_log(inputs: dict[str, Path], capsys) -> None:
