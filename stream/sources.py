@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,29 +216,44 @@ class PyAvFeed:
     def __init__(self, url: str, options: dict[str, str], open_timeout: float, read_timeout: float):
         try:
             self.container = av.open(url, options=options, timeout=(open_timeout, read_timeout))
+            self.read_timeout = read_timeout
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(mask_url(str(exc.strerror or exc))) from None
         if not self.container.streams.video:
             self.container.close()
             raise SourceError("it has no video stream")
         stream = self.container.streams.video[0]
+        stream.thread_type = "SLICE"  # frame threading holds frames back: latency, and a flush on a stall
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 0.0
-        self._frames = self.container.decode(stream)
+        self._packets = self.container.demux(stream)
+        self._decoded: deque[av.VideoFrame] = deque()
 
     def read(self) -> tuple[np.ndarray, float | None] | None:
-        for _ in range(MAX_CONSECUTIVE_BAD):
+        """The next frame. Packets are demuxed and decoded here, not by PyAV's ``decode`` iterator, which on a
+        read timeout flushes the decoder's held frames first: they would arrive as fresh ones after the stall."""
+        bad = 0
+        while not self._decoded:
+            started = time.monotonic()
             try:
-                frame = next(self._frames)
+                packet = next(self._packets)
+                if time.monotonic() - started >= 0.9 * self.read_timeout:
+                    # RTP over UDP: the demuxer hands over the packet it held back only when its read times out
+                    log.debug("a packet arrived after %.1f s of silence: counted as a stall", self.read_timeout)
+                    return None
             except StopIteration:
                 return None
-            except av.InvalidDataError:  # a corrupt packet: the next one may decode
-                continue
             except (av.FFmpegError, OSError) as exc:  # a read timeout, a closed connection
                 log.debug("stream read ended: %s", mask_url(str(exc)))
                 return None
-            return frame.to_ndarray(format="bgr24"), frame.time
-        return None
+            try:
+                self._decoded.extend(packet.decode())
+            except av.InvalidDataError:  # a corrupt packet: the next one may decode
+                bad += 1
+                if bad >= MAX_CONSECUTIVE_BAD:
+                    return None
+        frame = self._decoded.popleft()
+        return frame.to_ndarray(format="bgr24"), frame.time
 
     def close(self) -> None:
         self.container.close()
