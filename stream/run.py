@@ -12,7 +12,7 @@ from stream.config import PipelineConfig
 from stream.pipeline import Outputs, Pipeline
 from stream.record import BenchmarkRecord, write_record
 from stream.sinks import prepare_output
-from stream.sources import open_source, source_name
+from stream.sources import is_live, open_source, source_name
 from stream.stages import StageFailed
 
 
@@ -34,10 +34,17 @@ def default_outputs(cfg: PipelineConfig, source_spec: str, video: str | Path | N
 def build_pipeline(cfg: PipelineConfig, source_spec: str, outputs: Outputs, backend: Backend | None = None,
                    max_frames: int | None = None, display: bool = False, progress: bool = True) -> Pipeline:
     """Open the source and (unless one is given, e.g. reused across files) build the backend. Raises the
-    bad-input errors (`SourceError`, `ConfigError`, ...) before any frame is processed."""
-    source = open_source(source_spec, cfg.source)
+    bad-input errors (`SourceError`, `ConfigError`, ...) before any frame is processed.
+
+    A file is opened first, so a wrong path fails before the model loads; a live source last, so its frames
+    don't pile up in FFmpeg's buffers while the model loads (the run would start seconds behind the camera).
+    """
+    live = is_live(source_spec)
+    source = None if live else open_source(source_spec, cfg.source)
     if backend is None:
         backend = build_backend(cfg.model)
+    if live:
+        source = open_source(source_spec, cfg.source)
     check_class_filter(backend.class_map, cfg.nms, cfg.model.name)
     return Pipeline(cfg, source, source_spec, backend, outputs, max_frames, display, progress)
 

@@ -396,10 +396,15 @@ class LiveSource:
             self.feed.close()
 
 
+def is_live(spec: str) -> bool:
+    """A camera index or a stream URL: frames arrive in real time whether or not we read them."""
+    return spec.isdigit() or spec.startswith(URL_SCHEMES)
+
+
 def open_source(spec: str, cfg: SourceConfig) -> Source:
     """Pick the source kind from ``spec``: camera index, URL, folder or glob of images, or a video file."""
     quiet_opencv()
-    if spec.isdigit() or spec.startswith(URL_SCHEMES):
+    if is_live(spec):
         return LiveSource(spec, cfg)
     path = Path(spec)
     if path.is_dir() or any(c in spec for c in "*?["):
