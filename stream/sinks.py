@@ -106,7 +106,7 @@ def h264_encoders() -> list[str]:
 
 class _AvWriter:
     """An H.264 MP4 through PyAV. Time base: 1/fps for constant-rate files, 1 ms for live sources (``pts`` from
-    capture times, each strictly after the last). yuv420p, the pixel format every browser decodes, needs even
+    capture times, each strictly after the last; no B-frames). yuv420p, the pixel format every browser decodes, needs even
     sizes: an odd width or height is scaled down by one pixel."""
 
     def __init__(self, path: Path, encoder: str, fps: float, size: tuple[int, int], live: bool,
@@ -121,6 +121,8 @@ class _AvWriter:
             self.stream.codec_context.time_base = self.stream.time_base = self.time_base
             if encoder == "libx264":
                 self.stream.options = dict(options)
+            if live:  # B-frames reorder, and with jumps in pts the track's sample durations then come out short
+                self.stream.codec_context.max_b_frames = 0
             self.stream.codec_context.open()
         except BaseException:
             self.container.close()
