@@ -57,14 +57,15 @@ def sample(pipeline: Pipeline, seconds: float, rows: list[dict[str, float]]) -> 
 
 
 def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
-    minutes = [row["t"] / 60 for row in rows]
+    minutes = [float(row["t"]) / 60 for row in rows]
     fig = Figure(figsize=(9, 6.5), layout="constrained")
     panels = fig.subplots(3, 1, sharex=True)
     for ax, key, label in zip(panels, ("rss_mb", "latency_p95_ms", "fps"),
                               ("resident memory (MB)", "end-to-end latency p95 (ms)", "frames written per s")):
-        ax.plot(minutes, [row[key] for row in rows], lw=1)
+        values = [float(row[key]) for row in rows]
+        ax.plot(minutes, values, lw=1)
         ax.set_ylabel(label)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.15 * np.nanmax(values))
         ax.grid(alpha=0.3)
     panels[-1].set_xlabel("minutes")
     panels[0].set_title(title)
