@@ -1,9 +1,10 @@
-"""A real RTSP server on loopback and an FFmpeg publisher feeding it: for the live-source tests, the
-reconnect scenario and the soak benchmark.
+"""Real RTSP servers on loopback and an FFmpeg publisher feeding one: for the live-source tests, the reconnect
+scenario and the soak benchmark.
 
-The server is Debian's ``rtsp-server-perl`` (clients on one port, publishers on another; it serves RTP over UDP
-only, as many cameras do). The publisher is ``ffmpeg -re`` pushing H.264, from a clip or a generated test
-pattern. Both bind 127.0.0.1 only and are stopped by their context managers.
+`RtspServer` is Debian's ``rtsp-server-perl`` (clients on one port, publishers on another; it serves RTP over
+UDP only, as many cameras do). The publisher is ``ffmpeg -re`` pushing H.264, from a clip or a generated test
+pattern. `GstRtspServer` is GStreamer's RTSP server with its own test pattern, serving TCP and UDP. All bind
+127.0.0.1 only and are stopped by their context managers.
 """
 from __future__ import annotations
 
@@ -15,11 +16,25 @@ import time
 from pathlib import Path
 
 SERVER = "rtsp-server-perl"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has the GObject bindings GStreamer's server needs
+GST_SCRIPT = Path(__file__).with_name("gst_rtsp_server.py")
 
 
 def missing_tools() -> list[str]:
     """The programs these helpers need that this machine lacks (``.ci/run`` installs them from Debian)."""
     return [tool for tool in (SERVER, "ffmpeg") if shutil.which(tool) is None]
+
+
+def gst_missing() -> str | None:
+    """Why GStreamer's RTSP server can't run here (None when it can)."""
+    probe = ("import gi; gi.require_version('GstRtspServer', '1.0'); gi.require_version('Gst', '1.0'); "
+             "from gi.repository import Gst; Gst.init(None); "
+             "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')")
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"{SYSTEM_PYTHON} not found"
+    result = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True)
+    return None if result.returncode == 0 else ("GStreamer's RTSP server is not installed (Debian: python3-gi, "
+                                                "gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-ugly)")
 
 
 def free_port() -> int:
@@ -70,6 +85,31 @@ class RtspServer:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+            self.process = None
+
+
+class GstRtspServer:
+    """GStreamer's RTSP server on a free loopback port, streaming a 320x240 25 FPS pattern at ``/PATH``."""
+
+    def __init__(self, path: str = "pattern") -> None:
+        self.port, self.path = free_port(), path
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> GstRtspServer:
+        self.process = subprocess.Popen([SYSTEM_PYTHON, str(GST_SCRIPT), str(self.port), self.path],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not _wait_for_port(self.port, 15):
+            self.__exit__()
+            raise RuntimeError(f"GStreamer's RTSP server did not start listening on port {self.port}")
+        return self
+
+    def url(self, credentials: str = "") -> str:
+        return f"rtsp://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}/{self.path}"
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
             self.process = None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
-from bench.rtsp_server import Publisher, RtspServer, missing_tools
+from bench.rtsp_server import GstRtspServer, Publisher, RtspServer, gst_missing, missing_tools
 from stream.config import PipelineConfig, SourceConfig
 from stream.pipeline import Outputs, Pipeline
 from stream.sources import LiveSource, SourceError
@@ -52,6 +52,21 @@ def test_auto_transport_tries_tcp_then_udp_and_each_transport_can_be_forced(serv
     assert all(f.source_time is not None for f in frames)
     assert frames[-1].source_time > frames[0].source_time
     assert "hunter2" not in str(refused.value) + caplog.text
+
+
+@pytest.mark.skipif(bool(gst_missing()), reason=str(gst_missing()))
+def test_each_transport_opens_on_a_server_that_serves_both(caplog):
+    with GstRtspServer() as gst:
+        for transport in ("auto", "tcp", "udp"):
+            source = LiveSource(gst.url(SECRET), SourceConfig(rtsp_transport=transport))
+            got = []
+            for frame in source:
+                got.append(frame)
+                if len(got) == 5:
+                    source.stop()
+            assert len(got) == 5 and source.info.size == (320, 240), transport
+    assert "RTSP over tcp" in caplog.text  # auto: TCP first, and this server takes it
+    assert "hunter2" not in caplog.text
 
 
 def test_drop_oldest_with_a_slow_detector_counts_drops_and_bounds_latency(server, tmp_path):
