@@ -30,6 +30,7 @@ from stream.stages import Stage
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 GENERATE = "auto"  # --serve-token auto / serve.token: auto
+BACKLOG = 64
 SHUTDOWN_GRACE = 1.0  # seconds open streams get to end before uvicorn cancels them
 
 
@@ -77,7 +78,7 @@ def plan_serving(address: str, token: str | None) -> ServePlan:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port), port 0 picking a free one; a taken port or unknown host is bad input."""
+    """A listening socket on (host, port), port 0 picking a free one; a taken port or unknown host is bad input."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
@@ -87,6 +88,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(BACKLOG)  # now, so a client that reads the logged URL is queued, not refused, while uvicorn starts
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
