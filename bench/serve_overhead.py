@@ -5,6 +5,8 @@ The conditions alternate within each repeat (so drifting load on a shared machin
 medians and spreads are printed with the CPU model, its flags and the load average before and after. The
 pipeline runs in this process on the main thread, as ``driving-detect stream`` runs it; the reading viewers are
 ``curl`` processes, the stalled client a socket here that never reads, so no viewer competes for this GIL.
+Besides FPS it reports this process's CPU time per frame (all its threads: pipeline, web stage, encoder,
+server), which other programs on a shared machine disturb far less than they disturb FPS.
 
     python -m bench.serve_overhead [--source CLIP] [--max-frames N] [--repeats R] [--json OUT] [key=value ...]
 """
@@ -29,7 +31,8 @@ from stream.pipeline import Outputs
 from stream.run import build_pipeline
 
 CONDITIONS = ("off", "0 viewers", "stalled client", "2 viewers")
-SEATTLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "tmo324_lane_detecting" / "seattlestreet1.mp4"
+SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+SEATTLE = SHARED_VIDEOS / "tmo324_lane_detecting" / "seattlestreet1.mp4"
 
 
 def stalled_client(url: str) -> socket.socket:
@@ -52,11 +55,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def run_once(cfg: PipelineConfig, source: str, backend: Backend, condition: str, max_frames: int | None,
              folder: Path) -> dict[str, float]:
-    """One pipeline run under ``condition``; its FPS and the JPEGs the hub encoded."""
+    """One pipeline run under ``condition``: its FPS, CPU ms per frame and the JPEGs the hub encoded."""
     outputs = Outputs(video=None, detections=folder / "detections.jsonl")
     pipeline = build_pipeline(cfg, source, outputs, backend=backend, max_frames=max_frames, progress=False)
     if condition == "off":
-        return {"fps": pipeline.run().fps, "jpegs": 0}
+        cpu = time.process_time()
+        record = pipeline.run()
+        return {"fps": record.fps, "cpu_ms": (time.process_time() - cpu) * 1000 / record.frames, "jpegs": 0}
     with ExitStack() as stack:
         view = stack.enter_context(WebView(pipeline, ServePlan("127.0.0.1", 0, None)))
         if condition == "stalled client":
@@ -68,9 +73,11 @@ def run_once(cfg: PipelineConfig, source: str, backend: Backend, condition: str,
                 stack.callback(curl.terminate)
         expected = {"0 viewers": 0, "stalled client": 1, "2 viewers": 2}[condition]
         wait_for(lambda: view.hub.viewers == expected)
-        fps = pipeline.run().fps
+        cpu = time.process_time()
+        record = pipeline.run()
+        cpu_ms = (time.process_time() - cpu) * 1000 / record.frames
         jpegs = view.hub.encoded
-    return {"fps": fps, "jpegs": jpegs}
+    return {"fps": record.fps, "cpu_ms": cpu_ms, "jpegs": jpegs}
 
 
 def cpu_description() -> dict[str, str]:
@@ -99,8 +106,9 @@ def measure(cfg: PipelineConfig, source: str, repeats: int, max_frames: int | No
         fps = [r["fps"] for r in results]
         summary[condition] = {"median_fps": round(statistics.median(fps), 2), "min_fps": min(fps),
                               "max_fps": max(fps), "vs_0_viewers": round(statistics.median(fps) / base, 3),
+                              "median_cpu_ms_per_frame": round(statistics.median(r["cpu_ms"] for r in results), 2),
                               "jpegs_per_run": round(statistics.median(r["jpegs"] for r in results)),
-                              "fps_runs": fps}
+                              "fps_runs": fps, "cpu_ms_runs": [round(r["cpu_ms"], 2) for r in results]}
     return {"source": source, "frames": max_frames, "repeats": repeats, "model": cfg.model.name,
             "backend": backend.name, "serve_fps_cap": cfg.serve.fps, "cpu": cpu_description(),
             "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
@@ -132,7 +140,8 @@ def main() -> None:
           f"{result['load_before']}, after {result['load_after']}")
     for condition, row in result["conditions"].items():
         print(f"  {condition:15s} median {row['median_fps']:6.2f} fps (range {row['min_fps']:.2f}-{row['max_fps']:.2f})"
-              f"  {row['vs_0_viewers']:.3f}x of 0 viewers  {row['jpegs_per_run']} JPEGs/run")
+              f"  {row['vs_0_viewers']:.3f}x of 0 viewers  CPU {row['median_cpu_ms_per_frame']:.1f} ms/frame"
+              f"  {row['jpegs_per_run']} JPEGs/run")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
