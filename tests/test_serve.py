@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -329,3 +330,34 @@ def test_histogram_takes_each_duration_once_in_prometheus_buckets():
     histogram.absorb(timer)
     assert dict(histogram.buckets())["0.001"] == 2 and histogram.count == 5
     assert histogram.sum == pytest.approx(20.0075)
+
+
+
+def test_a_failed_run_is_served_as_failed_for_the_linger_then_the_server_closes(tmp_path):
+    from serve.server import ServePlan, WebView
+    from stream.pipeline import Outputs
+    from stream.run import build_pipeline, run_pipeline
+
+    cfg = load_pipeline_config(None, [*RANDOM_MODEL, "serve.linger=2"])
+    pipeline = build_pipeline(cfg, str(write_video(tmp_path / "clip.avi", frames=20)),
+                              Outputs(video=None, detections=tmp_path / "d.jsonl"), progress=False)
+    next(stage for stage in pipeline.stages if stage.name == "render").work = lambda frame: 1 / 0
+    states: list[str] = []
+
+    def watch(url: str) -> None:  # reads the status while the main thread lingers in the view's exit
+        deadline = time.time() + 10
+        while time.time() < deadline and "failed" not in states:
+            with urllib.request.urlopen(url + "api/status", timeout=5) as response:
+                states.append(json.loads(response.read())["state"])
+            time.sleep(0.1)
+
+    started = time.perf_counter()
+    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+        _, failure = run_pipeline(pipeline)
+        watcher = threading.Thread(target=watch, args=(view.url,))
+        watcher.start()
+    watcher.join()
+    assert failure is not None and failure.stage == "render"
+    assert states[-1] == "failed" and time.perf_counter() - started < 20
+    with pytest.raises(OSError):
+        urllib.request.urlopen(view.url + "api/status", timeout=5)
