@@ -1,7 +1,8 @@
 """``driving-detect stream`` (also ``python run_stream.py``): the pipeline on a file, camera, URL or image folder.
 
     driving-detect stream [--source SRC] [--config FILE] [--output VIDEO] [--detections JSONL]
-                          [--benchmark-log FILE] [--max-frames N] [--device auto|cpu|cuda] [--display] [key=value ...]
+                          [--benchmark-log FILE] [--max-frames N] [--device auto|cpu|cuda] [--display]
+                          [--serve [HOST:]PORT [--serve-token TOKEN|auto]] [key=value ...]
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from core.config import ConfigError
 from core.log import mask_url, setup_logging
 from detector.datasets import DatasetError
 from detector.weights import WeightsError
+from serve.server import WebView, plan_serving
 from stream.config import load_pipeline_config
 from stream.pipeline import Outputs, Pipeline
 from stream.record import BenchmarkRecord
@@ -43,6 +45,12 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (overrides model.device)")
     parser.add_argument("--display", action="store_true", help="show the annotated stream in a window")
     parser.add_argument("--no-video", action="store_true", help="write no annotated video")
+    parser.add_argument("--serve", metavar="[HOST:]PORT",
+                        help="live web view while it runs: dashboard, /stream.mjpg, /api/status, /metrics "
+                             "(host default 127.0.0.1; port 0 picks a free one)")
+    parser.add_argument("--serve-token", metavar="TOKEN",
+                        help="token every web request must carry; needed for a non-loopback --serve "
+                             "('auto' generates one; default: serve.token)")
     parser.add_argument("--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.top_n=50")
     args = parser.parse_intermixed_args(argv)
@@ -54,10 +62,11 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"model.device={args.device}"] if args.device else [])
     cfg = load_pipeline_config(args.config, overrides)
+    plan = plan_serving(args.serve, args.serve_token or cfg.serve.token) if args.serve else None
     outputs = default_outputs(cfg, args.source, args.output, args.detections, args.benchmark_log, args.no_video)
     pipeline = build_pipeline(cfg, args.source, outputs, max_frames=args.max_frames, display=args.display,
                               progress=not args.quiet)
-    with stop_on_signals(pipeline):
+    with stop_on_signals(pipeline), WebView(pipeline, plan) if plan else contextlib.nullcontext():
         record, failure = run_pipeline(pipeline)
     if failure is not None:
         print(f"error: {mask_url(str(failure))}", file=sys.stderr)

@@ -128,5 +128,17 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass config as plain data, for benchmark records and written configs."""
-    return dataclasses.asdict(obj)
+    """A dataclass config as plain data, for benchmark records and written configs; a set field marked
+    ``metadata={"secret": True}`` (a token) reads ``***``, so no record or written config holds it."""
+    data = dataclasses.asdict(obj)
+    _mask_secrets(obj, data)
+    return data
+
+
+def _mask_secrets(obj: Any, data: dict[str, Any]) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("secret") and value is not None:
+            data[f.name] = "***"
+        elif dataclasses.is_dataclass(value):
+            _mask_secrets(value, data[f.name])

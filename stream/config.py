@@ -71,6 +71,32 @@ class RenderConfig:
 
 
 @dataclass
+class ServeConfig:
+    """The live web view (``--serve``): who may watch, how many at once, and what the MJPEG stream may cost.
+
+    token: required on every request when set ("auto": generate one and log it once); needed for a non-loopback
+    bind; written to records as ``***``. fps / quality: the MJPEG stream's rate cap and JPEG quality (frames are
+    encoded only while a viewer is connected). history: seconds of FPS / latency kept for the dashboard charts.
+    linger: seconds the final numbers stay served after a run that ended by itself (Ctrl-C ends the wait).
+    """
+
+    token: str | None = field(default=None, metadata={"secret": True})
+    max_clients: int = 4
+    fps: float = 10.0
+    quality: int = 80
+    history: float = 300.0
+    linger: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_clients < 1 or self.fps <= 0 or not 1 <= self.quality <= 100:
+            raise ConfigError("'serve.max_clients' must be >= 1, 'serve.fps' > 0 and 'serve.quality' in 1..100")
+        if self.history < 1 or self.linger < 0:
+            raise ConfigError("'serve.history' must be >= 1 and 'serve.linger' >= 0")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("'serve.token' must not be empty")
+
+
+@dataclass
 class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     nms: NmsConfig = field(default_factory=NmsConfig)
@@ -78,6 +104,7 @@ class PipelineConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def __post_init__(self) -> None:
         if self.model.interval != 1 and not self.track.enabled:

@@ -21,10 +21,19 @@ class StageTimer:
         self.name = name
         self._ms: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
+        self.count = 0  # durations ever added, also those the window has let go
 
     def add(self, seconds: float) -> None:
         with self._lock:
             self._ms.append(seconds * 1000.0)
+            self.count += 1
+
+    def since(self, count: int) -> tuple[int, np.ndarray]:
+        """The durations (ms) added after the first ``count``, oldest first, and the new count: a reader that
+        passes back what it got consumes every duration once (a metrics histogram), within the window."""
+        with self._lock:
+            new = min(self.count - count, len(self._ms))
+            return self.count, np.asarray(list(islice(reversed(self._ms), new))[::-1], np.float64)
 
     def snapshot(self) -> np.ndarray:
         with self._lock:

@@ -1,0 +1,101 @@
+"""The web view's ASGI app: ``/`` dashboard, ``/stream.mjpg``, ``/api/status``, ``/metrics``; every route reads,
+none can change the pipeline (GET and HEAD only). With a token, `TokenGate` checks it on every request first.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serve.hub import FrameHub
+from serve.live import LiveRun
+from serve.metrics import CONTENT_TYPE, metrics_text, run_registry
+
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+
+
+class TokenGate:
+    """401 unless the request carries the token (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``), compared
+    in constant time; the 401 says nothing about the run or the routes."""
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app, self.token = app, token.encode()
+
+    def allowed(self, scope: Scope) -> bool:
+        offered = []
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                offered.append(value[7:].strip())
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        offered += [v.encode() for v in query.get("token", [])]
+        return any(hmac.compare_digest(candidate, self.token) for candidate in offered)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.allowed(scope):
+            response = PlainTextResponse("unauthorized\n", 401, headers={"WWW-Authenticate": "Bearer", **NO_STORE})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class MjpegStream:
+    """``multipart/x-mixed-replace`` of the hub's newest JPEG. A viewer that reads slowly or not at all only
+    waits in its own ``send`` (uvicorn's flow control) and misses frames; it never holds the pipeline."""
+
+    def __init__(self, hub: FrameHub, max_clients: int):
+        self.hub, self.max_clients = hub, max_clients
+        self.poll = min(0.05, hub.interval / 2)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = PlainTextResponse("method not allowed\n", 405, headers={"Allow": "GET, HEAD"})
+        elif self.hub.viewers >= self.max_clients:
+            response = PlainTextResponse("too many viewers\n", 503, headers={"Retry-After": "10"})
+        else:
+            response = StreamingResponse(self._parts(), media_type="multipart/x-mixed-replace; boundary=frame",
+                                         headers=NO_STORE)
+            self.hub.add_viewer()
+            try:
+                await response(scope, receive, send)
+            finally:
+                self.hub.remove_viewer()
+            return
+        await response(scope, receive, send)
+
+    async def _parts(self):
+        shown = 0
+        while not self.hub.closed:
+            seq, jpeg = self.hub.jpeg()
+            if seq == shown:
+                await asyncio.sleep(self.poll)
+                continue
+            shown = seq
+            yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n" % (len(jpeg), jpeg)
+
+
+def build_app(live: LiveRun, token: str | None) -> Starlette:
+    """The app over ``live`` (and its hub); ``token`` None: open (the loopback default)."""
+    page = DASHBOARD.read_text()
+    registry = run_registry(live)
+
+    async def dashboard(_: Request) -> Response:
+        return HTMLResponse(page, headers=NO_STORE)
+
+    async def status(_: Request) -> Response:
+        return JSONResponse(live.status(), headers=NO_STORE)
+
+    async def metrics(_: Request) -> Response:
+        return Response(metrics_text(registry), media_type=CONTENT_TYPE, headers=NO_STORE)
+
+    routes = [Route("/", dashboard), Route("/api/status", status), Route("/metrics", metrics),
+              Route("/stream.mjpg", MjpegStream(live.hub, live.cfg.max_clients))]
+    return Starlette(routes=routes, middleware=[Middleware(TokenGate, token=token)] if token else [])

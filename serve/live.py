@@ -1,0 +1,158 @@
+"""What the web view knows of one running pipeline: per-class detection counts, latency histograms, a short history
+for the charts, and the status (the benchmark record's fields, live).
+
+The pipeline is read, never changed: `LiveRun.on_frame` is the work of a stage appended after the sink (it sees
+exactly the written frames and does O(1) work: count, hand the frame to the hub), and a 1 s ticker reads the
+counters and timers the pipeline keeps anyway. The status, which computes the record's percentiles, is built only
+when asked and at most once a tick, so a run nobody watches pays nothing for it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from core.labels import LABELS, NUM_CLASSES
+from serve.hub import FrameHub
+from stream.config import ServeConfig
+from stream.frames import Frame
+from stream.pipeline import Pipeline
+from stream.timing import StageTimer
+
+TICK = 1.0            # seconds between history points (and status refreshes)
+RATE_WINDOW = 5.0     # seconds the recent FPS is measured over
+SOURCE_STALE = 5.0    # seconds without a written frame after which the source counts as down
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
+
+
+class Histogram:
+    """Cumulative latency buckets of one `StageTimer`, fed each duration once (Prometheus semantics: le)."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(len(BUCKETS) + 1, np.int64)  # the last one is +Inf
+        self.sum = 0.0
+        self.seen = 0
+
+    def absorb(self, timer: StageTimer) -> None:
+        """Take the durations added since the last call."""
+        self.seen, ms = timer.since(self.seen)
+        seconds = ms / 1000.0
+        self.counts += np.bincount(np.searchsorted(BUCKETS, seconds, side="left"), minlength=len(BUCKETS) + 1)
+        self.sum += float(seconds.sum())
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
+
+    def buckets(self) -> list[tuple[str, int]]:
+        cumulative = np.cumsum(self.counts)
+        return [(str(le), int(n)) for le, n in zip(BUCKETS, cumulative)] + [("+Inf", int(cumulative[-1]))]
+
+
+class LiveRun:
+    """Live numbers of ``pipeline`` for the dashboard, ``/api/status`` and ``/metrics``."""
+
+    def __init__(self, pipeline: Pipeline, cfg: ServeConfig, hub: FrameHub):
+        self.pipeline, self.cfg, self.hub = pipeline, cfg, hub
+        self.detections = np.zeros(NUM_CLASSES, np.int64)
+        self.stage_latency: dict[str, Histogram] = {}
+        self.end_to_end = Histogram()
+        self.history: deque[tuple[float, float, float | None]] = deque(maxlen=max(1, int(cfg.history / TICK)))
+        self.ticks = 0
+        self.state = "starting"
+        self.fps_recent = 0.0
+        self._rates: deque[tuple[float, int]] = deque()
+        self._last_end_to_end = (0.0, 0)  # (sum, count) at the last tick
+        self._lock = threading.Lock()
+        self._status: tuple[int, dict[str, Any]] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick_loop, name="web-ticker", daemon=True)
+        self.started = time.perf_counter()
+
+    def on_frame(self, frame: Frame) -> Frame:
+        """The web stage: count the frame's detections by class, offer the frame to the hub."""
+        if frame.detections is not None and len(frame.detections.labels):
+            self.detections += np.bincount(frame.detections.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+        self.hub.publish(frame.annotated if frame.annotated is not None else frame.image)
+        return frame
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self, state: str) -> None:
+        """Stop ticking after one last tick, so the final numbers stay fixed while they are served."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.tick()
+        with self._lock:
+            self.state = state
+            self._status = None
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(TICK):
+            self.tick()
+
+    def absorb(self) -> None:
+        """Feed the histograms every duration the pipeline's timers took since the last call (each tick and each
+        scrape, so slow scrapes lose nothing to the timers' bounded windows)."""
+        with self._lock:
+            for runner in self.pipeline.runners:
+                self.stage_latency.setdefault(runner.name, Histogram()).absorb(runner.timer)
+            self.end_to_end.absorb(self.pipeline.latency)
+
+    def tick(self) -> None:
+        """Absorb new durations, measure the recent FPS, add a history point (FPS, mean latency of the tick)."""
+        self.absorb()
+        pipeline = self.pipeline
+        with self._lock:
+            total = (self.end_to_end.sum, self.end_to_end.count)
+            (sum_before, count_before), self._last_end_to_end = self._last_end_to_end, total
+            latency = round((total[0] - sum_before) / (total[1] - count_before) * 1000, 1) \
+                if total[1] > count_before else None
+            now, written = time.perf_counter(), pipeline.written
+            self._rates.append((now, written))
+            while now - self._rates[0][0] > RATE_WINDOW + TICK / 2:
+                self._rates.popleft()
+            then, before = self._rates[0]
+            self.fps_recent = round((written - before) / (now - then), 2) if now > then else 0.0
+            self.history.append((round(now - self.started, 1), self.fps_recent, latency))
+            if self.state == "starting" and pipeline.runners:
+                self.state = "running"
+            self.ticks += 1
+
+    @property
+    def source_up(self) -> bool:
+        """Frames are arriving: the run is on and a frame was written within the last SOURCE_STALE seconds."""
+        times = self.pipeline.sink_times
+        return self.state == "running" and bool(times) and time.perf_counter() - times[-1] < SOURCE_STALE
+
+    @property
+    def reconnects(self) -> int:
+        return getattr(self.pipeline.source, "reconnects", 0)  # only live sources reconnect
+
+    def detections_by_class(self) -> dict[str, int]:
+        return {LABELS[i]: int(n) for i, n in enumerate(self.detections) if i > 0}
+
+    def status(self) -> dict[str, Any]:
+        """The benchmark record's fields, live, plus what only a live run has; the same object within a tick."""
+        with self._lock:
+            if self._status is not None and self._status[0] == self.ticks:
+                return self._status[1]
+            pipeline = self.pipeline
+            hud = pipeline.hud_stats()
+            t, fps, latency = zip(*self.history) if self.history else ((), (), ())
+            status = asdict(pipeline.record()) | {
+                "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
+                "source_up": self.source_up, "reconnects": self.reconnects,
+                "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
+                "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
+                "detections_by_class": self.detections_by_class(),
+                "viewers": self.hub.viewers, "max_viewers": self.cfg.max_clients,
+                "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},
+            }
+            self._status = (self.ticks, status)
+            return status

@@ -1,0 +1,62 @@
+"""``/metrics``: the run in Prometheus text format (prometheus-client), from a registry of this run alone.
+
+Counters, not rates (frames, dropped, skipped, reconnects, detections per class), so a stalled camera is a flat
+line to any alert; gauges for FPS, queue depths, viewers and whether the source is up; histograms of per-stage
+and end-to-end latency. Values are read from `LiveRun` when scraped.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from serve.live import LiveRun
+
+PREFIX = "driving_detect"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class RunCollector(Collector):
+    def __init__(self, live: LiveRun):
+        self.live = live
+
+    def collect(self) -> Iterator[Metric]:
+        live, pipeline = self.live, self.live.pipeline
+        live.absorb()
+        for name, value, doc in (("frames", pipeline.written, "frames written (video and detections)"),
+                                 ("dropped", pipeline.dropped, "frames dropped by drop-oldest queues"),
+                                 ("skipped", pipeline.source.skipped, "corrupt source frames skipped"),
+                                 ("reconnects", live.reconnects, "reconnects of a live source")):
+            yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+        detections = CounterMetricFamily(f"{PREFIX}_detections", "boxes in written frames, by class", labels=["class"])
+        for label, count in live.detections_by_class().items():
+            detections.add_metric([label], count)
+        yield detections
+        yield GaugeMetricFamily(f"{PREFIX}_fps", "frames written per second, recent", value=live.fps_recent)
+        yield GaugeMetricFamily(f"{PREFIX}_source_up", "1 while the source delivers frames", value=int(live.source_up))
+        yield GaugeMetricFamily(f"{PREFIX}_viewers", "MJPEG viewers connected", value=live.hub.viewers)
+        depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "items waiting in the queue after a stage", labels=["queue"])
+        for name, queue in pipeline.queues.items():
+            depth.add_metric([name], queue.depth())
+        yield depth
+        stages = HistogramMetricFamily(f"{PREFIX}_stage_latency_seconds", "time per item in each stage",
+                                       labels=["stage"])
+        for name, histogram in live.stage_latency.items():
+            stages.add_metric([name], histogram.buckets(), histogram.sum)
+        yield stages
+        end_to_end = HistogramMetricFamily(f"{PREFIX}_end_to_end_latency_seconds", "capture to written")
+        end_to_end.add_metric([], live.end_to_end.buckets(), live.end_to_end.sum)
+        yield end_to_end
+
+
+def run_registry(live: LiveRun) -> CollectorRegistry:
+    """A registry holding only this run's metrics (no process collectors: the run's numbers, nothing else)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(live))
+    return registry
+
+
+def metrics_text(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,363 @@
+"""The live web view (``--serve``): a real run served to a real headless Chromium, its metrics at the end of the
+file, the token rules, the viewer cap, a stalled client, and the pieces (hub, histograms, address rules)."""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import run_stream
+from core.config import ConfigError, to_dict
+from serve.hub import FrameHub
+from serve.live import BUCKETS, Histogram
+from serve.server import is_loopback, parse_address, plan_serving
+from stream.config import load_pipeline_config
+from stream.timing import StageTimer
+from tests.conftest import RANDOM_MODEL, REPO, write_video
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+TOKEN = "s3cret-token-for-tests"
+FRAMES = 450  # the served clip: long enough for Chromium to see it running on a loaded 2-core machine
+
+
+@dataclass
+class ServedRun:
+    process: subprocess.Popen
+    url: str
+    detections: Path
+    record: Path
+    stderr: Path
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path.lstrip("/"), headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def status(self, query: str = "") -> dict:
+        code, body = self.get("api/status" + query)
+        assert code == 200, body
+        return json.loads(body)
+
+    def wait_for_state(self, state: str, timeout: float = 90, query: str = "") -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = self.status(query)
+            if status["state"] == state:
+                return status
+            time.sleep(0.2)
+        raise AssertionError(f"the run did not reach state {state!r} within {timeout} s")
+
+    def stop(self) -> tuple[int, str]:
+        """Ctrl-C; the exit code and stdout."""
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=30)
+        return self.process.returncode, out
+
+
+def start_run(tmp_path: Path, frames: int, *extra: str) -> ServedRun:
+    """``run_stream.py`` on a generated clip with ``extra`` flags, once its log names the URL it serves."""
+    source = write_video(tmp_path / "clip.avi", frames=frames)
+    out = tmp_path / "out"
+    stderr = tmp_path / "stderr.log"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "run_stream.py"), "--source", str(source), "--no-video",
+         "--detections", str(out / "d.jsonl"), "--benchmark-log", str(tmp_path / "log.csv"), *extra, *RANDOM_MODEL,
+         f"output.dir={tmp_path / 'outputs'}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=stderr.open("w"), text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and process.poll() is None:
+        found = re.search(r"serving (http://\S+?/)", stderr.read_text())
+        if found:
+            return ServedRun(process, found.group(1), out / "d.jsonl", tmp_path / "outputs" / "clip" / "benchmark.json",
+                             stderr)
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"no serving line: {stderr.read_text()[-2000:]}")
+
+
+def stalled_client(url: str, path: str) -> socket.socket:
+    """A client that asks for ``path`` and never reads a byte of the answer."""
+    host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect((host, int(port)))
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    return client
+
+
+def first_mjpeg_part(url: str, path: str) -> tuple[int, str, bytes]:
+    """Status, content type and the first JPEG of an MJPEG response (or the error body)."""
+    host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+    connection = http.client.HTTPConnection(host, int(port), timeout=20)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    if response.status != 200:
+        return response.status, response.getheader("Content-Type"), response.read()
+    data = b""
+    while b"\xff\xd9" not in data:
+        data += response.read1(65536)
+    connection.close()
+    start = data.index(b"\xff\xd8")
+    return response.status, response.getheader("Content-Type"), data[start:data.index(b"\xff\xd9") + 2]
+
+
+def wait_until(condition, timeout: float = 10) -> bool:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def viewers(run: ServedRun) -> float:
+    """The viewers gauge of ``/metrics`` (live; the status is fixed once the run is over)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code, body = run.get(f"/metrics?token={TOKEN}")
+    assert code == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    return families["driving_detect_viewers"].samples[0].value
+
+
+# ---------------------------------------------------------------- a served run in a real headless Chromium
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}); .ci/run installs them")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)  # with the driver given too, Selenium Manager downloads nothing
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def served(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServedRun, socket.socket]]:
+    """A FRAMES-frame file run served on a free loopback port, with a client that connected to the stream and stopped
+    reading from the start; it stays served after the file until Ctrl-C (the last test sends it)."""
+    run = start_run(tmp_path_factory.mktemp("served"), FRAMES, "--serve", "127.0.0.1:0", "serve.linger=120")
+    stalled = stalled_client(run.url, "/stream.mjpg")
+    yield run, stalled
+    stalled.close()
+    if run.process.poll() is None:
+        run.process.kill()
+        run.process.communicate()
+
+
+def test_dashboard_in_chromium_shows_the_live_stream_and_the_fps_of_api_status(browser, served):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run, _ = served
+    browser.get(run.url)
+    image = browser.find_element(By.ID, "stream")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
+    first = image.screenshot_as_png
+    time.sleep(0.8)
+    second = image.screenshot_as_png
+    assert run.status()["state"] == "running", "the clip ended before the second screenshot; lengthen it"
+    assert first != second, "the stream image did not change between two screenshots"
+
+    def page_tick(driver) -> int:
+        return int(driver.find_element(By.ID, "tick").text)
+
+    for _ in range(20):  # the page shows the status of one tick; compare it with /api/status of the same tick
+        status = run.status()
+        WebDriverWait(browser, 10).until(lambda d: page_tick(d) >= status["tick"])
+        if page_tick(browser) == status["tick"]:
+            assert float(browser.find_element(By.ID, "fps").text) == status["fps"] > 0
+            assert int(browser.find_element(By.ID, "frames").text) == status["frames"]
+            break
+    else:
+        pytest.fail("the page never showed the tick /api/status was at")
+    final = run.wait_for_state("finished")
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "state").text == "finished")
+    record = json.loads(run.record.read_text())
+    assert float(browser.find_element(By.ID, "fps").text) == final["fps"] == record["fps"]
+    assert browser.find_element(By.ID, "frames").text == str(FRAMES)
+    browser.save_screenshot(str(run.record.parent / "dashboard.png"))
+
+
+def test_metrics_at_the_end_of_a_file_run_count_every_jsonl_line(served):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    run, _ = served
+    final = run.wait_for_state("finished")
+    code, body = run.get("metrics")
+    assert code == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    lines = len(run.detections.read_text().splitlines())
+    frames = families["driving_detect_frames"]
+    assert frames.type == "counter" and frames.samples[0].value == lines == final["frames"] == FRAMES
+    assert families["driving_detect_source_up"].samples[0].value == 0  # the file is over
+    end_to_end = {s.labels.get("le"): s.value for s in families["driving_detect_end_to_end_latency_seconds"].samples
+                  if s.name.endswith("_bucket")}
+    assert end_to_end["+Inf"] == FRAMES
+    stages = {s.labels["stage"] for s in families["driving_detect_stage_latency_seconds"].samples}
+    assert {"capture", "inference", "nms", "render", "sink", "web"} <= stages
+    assert {"capture", "sink"} <= {s.labels["queue"] for s in families["driving_detect_queue_depth"].samples}
+    assert families["driving_detect_dropped"].samples[0].value == 0  # the web stage never drops a frame
+
+
+def test_ctrl_c_while_the_final_numbers_are_served_closes_the_server_with_a_stalled_client_attached(served):
+    run, stalled = served
+    started = time.perf_counter()
+    code, out = run.stop()
+    assert code == 0 and f"{FRAMES} frames" in out
+    assert time.perf_counter() - started < 15
+    assert "web view closed" in run.stderr.read_text()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(run.url + "api/status", timeout=5)
+    stalled.settimeout(5)
+    assert stalled.recv(1 << 20)  # the stream did start for it; the run never waited on it
+
+
+# ---------------------------------------------------------------- the token, on a non-loopback bind
+
+def test_non_loopback_bind_without_a_token_is_refused_with_one_error_line(tmp_path, capsys):
+    source = write_video(tmp_path / "clip.avi", frames=2)
+    assert run_stream.main(["--source", str(source), "--serve", "0.0.0.0:0", "--quiet", *RANDOM_MODEL,
+                            f"output.dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "token" in err[0], err
+    assert not (tmp_path / "clip").exists()  # refused before the run
+
+
+def test_with_a_token_every_request_without_it_gets_401_and_the_rest_works(tmp_path):
+    run = start_run(tmp_path, 40, "--serve", "0.0.0.0:0", f"serve.token={TOKEN}", "serve.max_clients=1",
+                    "serve.linger=60")
+    run.url = re.sub(r"//[^:/]+:", "//127.0.0.1:", run.url)
+    try:
+        for path in ("/", "/stream.mjpg", "/api/status", "/metrics", "/nowhere"):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+                code, body = run.get(path, headers)
+                assert (code, body) == (401, b"unauthorized\n"), (path, headers)
+            assert run.get(path + "?token=wrong")[0] == 401
+        assert run.get("/", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        assert run.get(f"/metrics?token={TOKEN}")[0] == 200
+        status = run.wait_for_state("finished", query=f"?token={TOKEN}")
+        assert status["config"]["serve"]["token"] == "***"
+        assert TOKEN not in run.record.read_text() and TOKEN not in run.stderr.read_text()
+        assert "?token=***" in run.stderr.read_text()
+        watcher = stalled_client(run.url, f"/stream.mjpg?token={TOKEN}")
+        assert wait_until(lambda: viewers(run) == 1)
+        assert first_mjpeg_part(run.url, f"/stream.mjpg?token={TOKEN}")[0] == 503  # serve.max_clients=1
+        watcher.close()
+        assert wait_until(lambda: viewers(run) == 0)  # a vanished client frees its place
+        code, kind, jpeg = first_mjpeg_part(run.url, f"/stream.mjpg?token={TOKEN}")
+        assert code == 200 and kind.startswith("multipart/x-mixed-replace") and jpeg[:2] == b"\xff\xd8"
+        assert run.get(f"/api/status?token={TOKEN}")[0] == 200
+    finally:
+        assert run.stop()[0] == 0
+
+
+# ---------------------------------------------------------------- the pieces
+
+def test_address_rules_and_generated_tokens():
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address("0.0.0.0:0") == ("0.0.0.0", 0)
+    assert parse_address("[::1]:9000") == ("::1", 9000)
+    for bad in ("x", "host:", "1:70000", "-1"):
+        with pytest.raises(ConfigError):
+            parse_address(bad)
+    assert is_loopback("localhost") and is_loopback("127.0.0.2") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+    assert plan_serving("8080", None).token is None
+    with pytest.raises(ConfigError, match="token"):
+        plan_serving("0.0.0.0:8080", None)
+    generated = plan_serving("0.0.0.0:8080", "auto")
+    assert generated.generated and len(generated.token) >= 32 and generated.token != plan_serving("1", "auto").token
+
+
+def test_a_token_in_the_config_is_written_as_stars():
+    cfg = load_pipeline_config(None, [f"serve.token={TOKEN}"])
+    assert cfg.serve.token == TOKEN and to_dict(cfg)["serve"]["token"] == "***"
+    assert to_dict(load_pipeline_config())["serve"]["token"] is None
+
+
+def test_hub_encodes_only_while_someone_watches_and_at_most_at_its_rate():
+    hub = FrameHub(fps=5, quality=80)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    for i in range(20):
+        hub.publish(frame + i)
+    time.sleep(0.2)
+    assert hub.encoded == 0 and hub.jpeg() == (0, b"")
+    hub.add_viewer()
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        hub.publish(frame + 1)
+        time.sleep(0.01)
+    hub.remove_viewer()
+    hub.close()
+    assert 3 <= hub.encoded <= 7  # 5 per second, not one per frame (about 100 were published)
+    seq, jpeg = hub.jpeg()
+    assert seq > 20 and jpeg[:2] == b"\xff\xd8"
+
+
+def test_histogram_takes_each_duration_once_in_prometheus_buckets():
+    timer, histogram = StageTimer("x", window=4), Histogram()
+    for seconds in (0.0005, 0.003, 0.003, 20.0):
+        timer.add(seconds)
+    histogram.absorb(timer)
+    histogram.absorb(timer)  # nothing new: nothing counted twice
+    buckets = dict(histogram.buckets())
+    assert buckets["0.001"] == 1 and buckets["0.005"] == 3 and buckets[str(BUCKETS[-1])] == 3 and buckets["+Inf"] == 4
+    timer.add(0.001)  # le is inclusive
+    histogram.absorb(timer)
+    assert dict(histogram.buckets())["0.001"] == 2 and histogram.count == 5
+    assert histogram.sum == pytest.approx(20.0075)
+
+
+
+def test_a_failed_run_is_served_as_failed_for_the_linger_then_the_server_closes(tmp_path):
+    from serve.server import ServePlan, WebView
+    from stream.pipeline import Outputs
+    from stream.run import build_pipeline, run_pipeline
+
+    cfg = load_pipeline_config(None, [*RANDOM_MODEL, "serve.linger=2"])
+    pipeline = build_pipeline(cfg, str(write_video(tmp_path / "clip.avi", frames=20)),
+                              Outputs(video=None, detections=tmp_path / "d.jsonl"), progress=False)
+    next(stage for stage in pipeline.stages if stage.name == "render").work = lambda frame: 1 / 0
+    states: list[str] = []
+
+    def watch(url: str) -> None:  # reads the status while the main thread lingers in the view's exit
+        deadline = time.time() + 10
+        while time.time() < deadline and "failed" not in states:
+            with urllib.request.urlopen(url + "api/status", timeout=5) as response:
+                states.append(json.loads(response.read())["state"])
+            time.sleep(0.1)
+
+    started = time.perf_counter()
+    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+        _, failure = run_pipeline(pipeline)
+        watcher = threading.Thread(target=watch, args=(view.url,))
+        watcher.start()
+    watcher.join()
+    assert failure is not None and failure.stage == "render"
+    assert states[-1] == "failed" and time.perf_counter() - started < 20
+    with pytest.raises(OSError):
+        urllib.request.urlopen(view.url + "api/status", timeout=5)
