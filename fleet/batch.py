@@ -71,17 +71,21 @@ def check_reachable(address: str, timeout: float) -> None:
 
 @contextlib.contextmanager
 def ray_session(ray: ModuleType, address: str | None, cfg: BatchConfig) -> Iterator[None]:
-    """An already initialised Ray (a notebook, a test) as it is; else the cluster at ``address``, else an embedded
-    local Ray on this machine's cores; what this opened, it shuts down."""
+    """The cluster at ``address`` (checked reachable first), else an embedded local Ray on this machine's cores; an
+    already initialised Ray (a notebook, a test) is used as it is. What this opened, it shuts down."""
+    if address:
+        check_reachable(address, cfg.connect_timeout)
     if ray.is_initialized():
         yield
         return
-    if address:
-        check_reachable(address, cfg.connect_timeout)
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        ray.init(include_dashboard=False, object_store_memory=cfg.object_store_mb * 10**6,
-                 logging_level=logging.WARNING)
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(include_dashboard=False, object_store_memory=cfg.object_store_mb * 10**6,
+                     logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise BatchError(f"cannot start Ray{f' at {mask_url(address)!r}' if address else ''}: {error_line(exc)}") from None
     try:
         yield
     finally:
@@ -116,7 +120,9 @@ def start_workers(ray: ModuleType, cfg: FleetConfig, wanted: int, files: int) ->
     try:
         info = ray.get([w.ready.remote() for w in workers])
     except ray.exceptions.RayError as exc:
-        raise BatchError(f"the workers could not load the model: {error_line(exc)}") from None
+        raise BatchError(f"the workers could not start: {error_line(exc)}") from None
+    if errors := [i["error"] for i in info if "error" in i]:
+        raise BatchError(f"the workers could not load the model: {errors[0]}")
     log.info("%d workers x %d threads: %s", count, threads, ", ".join(i["worker"] for i in info))
     return workers, threads
 

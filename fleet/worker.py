@@ -51,12 +51,17 @@ class FileWorker:
 
     def __init__(self, cfg: PipelineConfig):
         setup_logging(quiet=True)  # warnings only: Ray forwards every worker line to the driver's terminal
-        self.cfg = cfg
-        self.backend = build_backend(cfg.model)
+        self.cfg, self.backend, self.error = cfg, None, ""
         self.name = f"{socket.gethostname()}-{os.getpid()}"
+        try:
+            self.backend = build_backend(cfg.model)
+        except FILE_ERRORS as exc:  # kept for `ready`: raised here, Ray would print the traceback and restart us
+            self.error = mask_url(str(exc).strip().splitlines()[0])
 
     def ready(self) -> dict[str, str]:
-        """Who this worker is and what it runs (the driver calls it once to surface model-loading errors)."""
+        """Who this worker is and what it runs, or why its model did not load (the driver asks once, first)."""
+        if self.backend is None:
+            return {"worker": self.name, "error": self.error}
         return {"worker": self.name, "backend": self.backend.name, "device": str(self.backend.device)}
 
     def process(self, source: str, folder: str, no_video: bool = False, max_frames: int | None = None) -> dict:
