@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     setup_logging(args.quiet)
+    # SIGTERM as an exit, so the embedded Ray is shut down (its workers run in sessions of their own and would
+    # outlive a plain kill); the manifest says which files were running, and a rerun does them again.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         return run(args)
     except (BatchError, *BAD_INPUT) as exc:
