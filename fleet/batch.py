@@ -101,14 +101,14 @@ def error_line(exc: BaseException) -> str:
     return mask_url(f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": "))
 
 
-def start_workers(ray: ModuleType, cfg: FleetConfig, wanted: int, files: int) -> tuple[list, int]:
-    """``wanted`` actors (0: as many as the cluster's CPUs hold at `worker_threads` each), no more than files.
+def start_workers(ray: ModuleType, cfg: FleetConfig, files: int) -> tuple[list, int]:
+    """``batch.workers`` actors (0: as many as the cluster's CPUs hold at `worker_threads` each), at most ``files``.
 
     Ray restarts a dead actor (``max_restarts``) and reruns the file it had (``max_task_retries``); a model that
     does not load is bad input for the whole batch."""
     threads = worker_threads(cfg)
     cpus = ray.cluster_resources().get("CPU", 1.0)
-    count = min(wanted or max(1, int(cpus // threads)), files)
+    count = min(cfg.batch.workers or max(1, int(cpus // threads)), files)
     per_worker = float(threads)
     if count * threads > cpus:
         per_worker = cpus / count
@@ -227,7 +227,7 @@ def run_batch(cfg: FleetConfig, specs: list[str], out_dir: str | Path, address: 
     if todo:
         ray = import_ray()
         with ray_session(ray, address, cfg.batch):
-            actors, threads = start_workers(ray, cfg, cfg.batch.workers, len(todo))
+            actors, threads = start_workers(ray, cfg, len(todo))
             workers, started = len(actors), time.perf_counter()
             results = run_files(ray, actors, todo, out_dir, manifest, fp, no_video, max_frames, progress)
             seconds = time.perf_counter() - started
