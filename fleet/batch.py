@@ -127,7 +127,6 @@ def start_workers(ray: ModuleType, cfg: FleetConfig, files: int) -> tuple[list, 
     return workers, threads
 
 
-
 def run_files(ray: ModuleType, workers: list, todo: list[Item], out_dir: Path, manifest: Manifest, fp: str,
               no_video: bool, max_frames: int | None, progress: bool) -> dict[str, dict]:
     """One file per task, each worker given its next file when it returns one (hand-written rather than Ray's
