@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "benchmark": "model-only vs threaded pipeline vs naive serial loop, per backend and model, in one run",
     "tune": "sweep the RPN top-N for pipeline FPS and mAP@0.5, plot the Pareto front, recommend and write a config",
     "interval": "sweep model.interval (detect every k-th frame, track between) for pipeline FPS and car AP@0.5",
+    "batch": "many videos and image folders on Ray workers (local or a cluster): resumable, with a fleet summary",
     "plot": "draw any set of benchmark records: FPS, per-stage ms, latency, FPS vs mAP@0.5",
 }
 

@@ -21,6 +21,7 @@ from detector.config import ModelConfig
 
 log = logging.getLogger(__name__)
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+WARMUP_FRAME = (240, 320, 3)
 
 
 class OpenVinoBackend:
@@ -52,7 +53,12 @@ class OpenVinoBackend:
         except RuntimeError as exc:
             raise OnnxModelError(f"OpenVINO cannot compile '{path}': {str(exc).strip().splitlines()[0]}") from None
         log.info("OpenVINO runs '%s' on the CPU in %s, %s hint", path, cfg.precision, cfg.openvino.hint)
-        return cls(compiled, meta, cfg.precision)
+        backend = cls(compiled, meta, cfg.precision)
+        # One frame on this thread before pipeline workers run: two threads making the binding's first input copy
+        # at once can deadlock (seen with model.workers=2 under load: one holds a C++ static initialiser of
+        # _pyopenvino and waits for the GIL, the other holds the GIL and waits for the initialiser).
+        backend(np.zeros(WARMUP_FRAME, np.uint8))
+        return backend
 
     def worker_threads(self) -> contextlib.AbstractContextManager[None]:
         """Nothing per thread: each thread's infer request is made on its first frame."""

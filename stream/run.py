@@ -18,16 +18,17 @@ from stream.stages import StageFailed
 
 def default_outputs(cfg: PipelineConfig, source_spec: str, video: str | Path | None = None,
                     detections: str | Path | None = None, benchmark_log: str | Path | None = None,
-                    no_video: bool = False, out_dir: str | Path | None = None) -> Outputs:
+                    no_video: bool = False, out_dir: str | Path | None = None, log_row: bool = True) -> Outputs:
     """Output paths, each checked writable now: ``<out_dir>/annotated.mp4``, ``detections.jsonl`` and
     ``benchmark.json`` (``out_dir`` defaults to ``output.dir/<source name>``), the record row in
-    ``output.benchmark_csv``; explicit paths win."""
+    ``output.benchmark_csv`` unless ``log_row`` is False (a fleet worker: its driver keeps the log); explicit
+    paths win."""
     folder = Path(out_dir) if out_dir is not None else Path(cfg.output.dir) / source_name(source_spec)
     return Outputs(
         video=None if no_video or not cfg.output.video else Path(video or folder / "annotated.mp4"),
         detections=prepare_output(Path(detections or folder / "detections.jsonl")),
         record_json=prepare_output(folder / "benchmark.json"),
-        record_csv=prepare_output(Path(benchmark_log or cfg.output.benchmark_csv)),
+        record_csv=prepare_output(Path(benchmark_log or cfg.output.benchmark_csv)) if log_row else None,
     )
 
 

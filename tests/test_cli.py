@@ -14,14 +14,15 @@ from tests.conftest import REPO, write_video
 
 SCRIPT = Path(sys.executable).parent / "driving-detect"  # installed by pip install -e . ([project.scripts])
 SHIMS = {"detector.evaluate": "--data", "detector.train": "--config", "detector.tune": "--clip",
-         "detector.export": "--precision", "stream.benchmark": "--backends", "stream.plot": "--kind"}
+         "detector.export": "--precision", "stream.benchmark": "--backends", "stream.plot": "--kind",
+         "fleet": "--ray-address"}
 
 
 def test_help_lists_every_subcommand_without_loading_torch():
     out = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, check=True).stdout
     listed = [line.split()[0] for line in out.split("subcommands:\n")[1].splitlines() if line.strip()]
     assert listed == list(SUBCOMMANDS) == ["stream", "evaluate", "train", "export", "benchmark", "tune",
-                                                 "interval", "plot"]
+                                                 "interval", "batch", "plot"]
     code = "import sys; from commands.main import main; main(['--help']); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           check=True).stdout.strip().endswith("False")

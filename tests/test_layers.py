@@ -1,6 +1,6 @@
 """The architecture, checked: every package is a layer, and no module imports a layer above its own.
 
-Layers, lowest first (README "Layout"): core -> detector -> evaluation -> training -> tracking -> stream -> serve
+Layers, lowest first (README "Layout"): core -> detector -> evaluation -> training -> tracking -> stream -> serve -> fleet
 -> bench -> commands.
 Imports inside a module's ``if __name__ == "__main__":`` block don't count: they run only when the module is a
 script (the ``python -m detector.tune`` shims), never when another module imports it.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-LAYERS = ("core", "detector", "evaluation", "training", "tracking", "stream", "serve", "bench", "commands")
+LAYERS = ("core", "detector", "evaluation", "training", "tracking", "stream", "serve", "fleet", "bench", "commands")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 
 

@@ -1,0 +1,78 @@
+"""The batch config: every pipeline section (the same file and overrides as ``driving-detect stream``) plus a
+``batch:`` section for the fleet."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import ConfigError, load_config, to_dict
+from stream.config import DEFAULT_CONFIG, PipelineConfig
+
+
+class BatchError(RuntimeError):
+    """Bad input for the whole batch (no sources, Ray missing or unreachable): one line, exit 2."""
+
+
+@dataclass
+class BatchConfig:
+    """The fleet: ``workers`` actors, each loading the model once and running one file at a time.
+
+    ``workers`` 0: as many as the cluster's CPUs hold at ``threads`` each (at least one).
+    ``threads``: CPU cores per worker, reserved in Ray and split over the worker's pipeline (``model.workers``
+    inference workers of ``model.threads`` each); 0: what the pipeline config already uses
+    (``model.workers`` x ``model.threads``, a thread counting 1 when ``model.threads`` is 0).
+    ``max_retries``: how often a file is retried after its worker died (killed process, lost node).
+    ``connect_timeout``: seconds to reach a ``--ray-address`` before giving up.
+    ``object_store_mb``: the embedded Ray's object store (only per-file results pass through it).
+    """
+
+    workers: int = 0
+    threads: int = 0
+    max_retries: int = 2
+    connect_timeout: float = 15.0
+    object_store_mb: int = 100
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.threads < 0 or self.max_retries < 0:
+            raise ConfigError("'batch.workers', 'batch.threads' and 'batch.max_retries' must be >= 0")
+        if self.connect_timeout <= 0:
+            raise ConfigError(f"'batch.connect_timeout' must be > 0, got {self.connect_timeout}")
+        if self.object_store_mb < 80:
+            raise ConfigError(f"'batch.object_store_mb' must be >= 80 (Ray's minimum), got {self.object_store_mb}")
+
+
+@dataclass
+class FleetConfig(PipelineConfig):
+    batch: BatchConfig = field(default_factory=BatchConfig)
+
+
+def load_fleet_config(path: str | Path | None = None, overrides: list[str] | None = None) -> FleetConfig:
+    """``configs/default.yaml`` unless another file is given, with ``key=value`` overrides (``batch.*`` too)."""
+    return load_config(FleetConfig, path or DEFAULT_CONFIG, overrides)
+
+
+def worker_threads(cfg: FleetConfig) -> int:
+    """CPU cores one fleet worker uses (``batch.threads``, else what its pipeline config uses)."""
+    return cfg.batch.threads or cfg.model.workers * max(cfg.model.threads, 1)
+
+
+def pipeline_config(cfg: FleetConfig) -> PipelineConfig:
+    """The pipeline config a worker runs: ``cfg`` without ``batch``, ``batch.threads`` split over its inference
+    workers (at most one inference worker per thread). Frame order and per-frame results do not depend on the
+    split, so outputs stay identical to a ``driving-detect stream`` run of the same config."""
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PipelineConfig)}
+    if cfg.batch.threads:
+        workers = min(cfg.model.workers, cfg.batch.threads)
+        sections["model"] = dataclasses.replace(cfg.model, workers=workers, threads=cfg.batch.threads // workers)
+    return PipelineConfig(**sections)
+
+
+def fingerprint(cfg: PipelineConfig, no_video: bool, max_frames: int | None) -> str:
+    """What makes a finished file's outputs valid for a rerun: the pipeline config, video on/off, frame limit."""
+    data = {"config": to_dict(cfg), "video": not no_video and cfg.output.video, "max_frames": max_frames}
+    data["config"]["model"].pop("threads")  # how the cores are split does not change the outputs
+    data["config"]["model"].pop("workers")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
