@@ -132,7 +132,7 @@ class LiveRun:
 
     @property
     def reconnects(self) -> int:
-        return getattr(self.pipeline.source, "reconnects", 0)  # only live sources reconnect
+        return self.pipeline.source.reconnects
 
     def detections_by_class(self) -> dict[str, int]:
         return {LABELS[i]: int(n) for i, n in enumerate(self.detections) if i > 0}
