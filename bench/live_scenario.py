@@ -47,26 +47,26 @@ def run(clip: Path | None, max_frames: int, kill_after: float, outage: float, ov
                    "--detections", str(out / "det.jsonl"), "--benchmark-log", str(out / "log.csv"),
                    f"output.dir={out}", *overrides]
         started = time.time()
-        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             while _lines(out / "det.jsonl") < 10 or time.time() - started < kill_after:
                 time.sleep(0.1)  # until frames flow (the model loads first)
             killed = publisher.stop()
             time.sleep(outage)
             restarted = publisher.start()
-            stdout, stderr = run.communicate(timeout=600)
+            stdout, stderr = proc.communicate(timeout=600)
             ended = time.time()
         finally:
             publisher.stop()
-            if run.poll() is None:
-                run.send_signal(signal.SIGINT)
-                run.wait(30)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(30)
         lines = stderr.splitlines()
         stall = next((line for line in lines if "stopped delivering frames" in line), None)
         reconnect = next((line for line in lines if "reconnected after a" in line), None)
         rows = [json.loads(line) for line in (out / "det.jsonl").read_text().splitlines()]
         if len(rows) < 2:
-            raise SystemExit(f"the run wrote {len(rows)} frames (exit {run.returncode}):\n{stderr[-2000:]}")
+            raise SystemExit(f"the run wrote {len(rows)} frames (exit {proc.returncode}):\n{stderr[-2000:]}")
         stamps = [row["timestamp"] for row in rows]
         gap_at = max(range(1, len(stamps)), key=lambda i: stamps[i] - stamps[i - 1])
         # capture time minus the stream's own time: growing means frames reach us ever later than sent
@@ -77,7 +77,7 @@ def run(clip: Path | None, max_frames: int, kill_after: float, outage: float, ov
             duration = float(video.duration / av.time_base)
         texts = [stdout, stderr, *(p.read_text() for p in out.rglob("*") if p.suffix in (".jsonl", ".json", ".csv"))]
         return {
-            "exit_code": run.returncode, "wall_seconds": round(ended - started, 2),
+            "exit_code": proc.returncode, "wall_seconds": round(ended - started, 2),
             "stall_noticed_after_kill_s": round(_log_time(stall) - killed, 2) if stall else None,
             "publisher_down_s": round(restarted - killed, 2),
             "reported_gap_s": float(re.search(r"after a ([\d.]+) s gap", reconnect).group(1)) if reconnect else None,
