@@ -14,26 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import cpu_description, load_average
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
 FLEETS = {"fleet 1 worker x 2 threads": ["--workers", "1", "batch.threads=2"],
           "fleet 2 workers x 1 thread": ["--workers", "2", "batch.threads=1"]}
-
-
-def lscpu() -> dict[str, str]:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines()) if v}
-
-
-def load_average() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def timed(command: list[str]) -> float:
@@ -68,7 +60,7 @@ def main() -> None:
                 "--detections", str(out / "single" / path.name / "detections.jsonl"),
                 f"output.dir={out / 'single'}"]
 
-    cpu = lscpu()
+    cpu = cpu_description()
     before = load_average()
     timed(single(files[0], out / "warmup.csv"))  # export cache and page cache warm; not counted
     results = {"single run_stream.py runs (sum)": {
@@ -82,7 +74,7 @@ def main() -> None:
     for row in results.values():
         row["throughput_fps"] = round(frames / row["seconds"], 2)
     summary = {"files": [f.name for f in files], "frames": frames, "results": results,
-               "cpu": cpu.get("Model name", "?"), "cores": cpu.get("CPU(s)", "?"), "flags": cpu.get("Flags", ""),
+               "cpu": cpu["model"], "cores": cpu["cpus"], "flags": cpu["flags"],
                "load_before": before, "load_after": load_average(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                            time.gmtime())}
     (out / "results.json").write_text(json.dumps(summary, indent=2))

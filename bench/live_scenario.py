@@ -18,19 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import av
 
+from bench.machine import cpu_description
 from bench.rtsp_server import Publisher, RtspServer
+from core.log import log_line_time
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-never-shown"
-
-
-def _log_time(line: str) -> float:
-    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def _lines(path: Path) -> int:
@@ -78,7 +75,7 @@ def run(clip: Path | None, max_frames: int, kill_after: float, outage: float, ov
         texts = [stdout, stderr, *(p.read_text() for p in out.rglob("*") if p.suffix in (".jsonl", ".json", ".csv"))]
         return {
             "exit_code": proc.returncode, "wall_seconds": round(ended - started, 2),
-            "stall_noticed_after_kill_s": round(_log_time(stall) - killed, 2) if stall else None,
+            "stall_noticed_after_kill_s": round(log_line_time(stall) - killed, 2) if stall else None,
             "publisher_down_s": round(restarted - killed, 2),
             "reported_gap_s": float(re.search(r"after a ([\d.]+) s gap", reconnect).group(1)) if reconnect else None,
             "gap_in_capture_times_s": round(max(b - a for a, b in zip(stamps, stamps[1:])), 2),
@@ -100,7 +97,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args()
     result = run(args.clip, args.max_frames, args.kill_after, args.outage, args.overrides)
-    subprocess.run(["sh", "-c", "lscpu | grep -E 'Model name|Flags' | cut -c1-400"], check=False)
+    cpu = cpu_description()
+    print(f"{cpu['model']} ({cpu['cpus']} CPUs; {cpu['simd_flags']})")
     print(json.dumps(result, indent=2))
 
 

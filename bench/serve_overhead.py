@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.machine import cpu_description
 from detector.backend import Backend, build_backend
 from serve.server import ServePlan, WebView
 from stream.config import PipelineConfig
@@ -78,15 +78,6 @@ def run_once(cfg: PipelineConfig, source: str, backend: Backend, condition: str,
         cpu_ms = (time.process_time() - cpu) * 1000 / record.frames
         jpegs = view.hub.encoded
     return {"fps": record.fps, "cpu_ms": cpu_ms, "jpegs": jpegs}
-
-
-def cpu_description() -> dict[str, str]:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    simd = [f for f in flags if f.startswith(("avx", "amx", "sse4", "fma", "vnni")) or "vnni" in f]
-    return {"model": fields.get("Model name", platform.processor()).strip(), "cpus": fields.get("CPU(s)", "").strip(),
-            "simd_flags": " ".join(simd)}
 
 
 def measure(cfg: PipelineConfig, source: str, repeats: int, max_frames: int | None) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from bench.machine import cpu_description
 from bench.rtsp_server import Publisher, RtspServer
 from core.log import setup_logging
 from stream.config import load_pipeline_config
@@ -98,8 +98,9 @@ def main() -> None:
     if failure is not None:
         raise SystemExit(f"error: {failure}")
     write_table(args.out / "soak.csv", rows)
-    cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True)
-    plot(rows, args.out / "soak.png", f"{args.minutes:g} min live RTSP soak, {record.backend}, {cpu.stdout.strip()}")
+    cpu = cpu_description()
+    plot(rows, args.out / "soak.png", f"{args.minutes:g} min live RTSP soak, {record.backend}, {cpu['model']}")
+    print(f"{cpu['model']} ({cpu['cpus']} CPUs; {cpu['simd_flags']})")
     print(f"{record.frames} frames in {record.seconds:.0f} s ({record.fps:.2f} FPS), dropped {record.dropped}, "
           f"reconnects {record.reconnects}; latency p50 {record.latency['p50']:.0f} ms, p95 {record.latency['p95']:.0f} ms")
     for key in ("rss_mb", "latency_p95_ms", "fps"):

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from commands.common import SUBCOMMANDS, CommandParser, bad_input
-from commands.stream import BAD_INPUT
 from core.log import setup_logging
 from fleet.batch import BatchResult, run_batch
 from fleet.config import BatchError, load_fleet_config
+from stream.run import RUN_INPUT_ERRORS
 
 SUMMARY = SUBCOMMANDS["batch"]
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         return run(args)
-    except (BatchError, *BAD_INPUT) as exc:
+    except (BatchError, *RUN_INPUT_ERRORS) as exc:
         return bad_input(exc)
 
 

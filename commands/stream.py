@@ -15,21 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from commands.common import SUBCOMMANDS, CommandParser, bad_input
-from core.config import ConfigError
 from core.log import mask_url, setup_logging
-from detector.datasets import DatasetError
-from detector.weights import WeightsError
 from serve.server import WebView, plan_serving
 from stream.config import load_pipeline_config
 from stream.pipeline import Outputs, Pipeline
 from stream.record import BenchmarkRecord
-from stream.run import build_pipeline, default_outputs, run_pipeline
-from stream.sinks import SinkError
-from stream.sources import SourceError
+from stream.run import RUN_INPUT_ERRORS, build_pipeline, default_outputs, run_pipeline
 
 SUMMARY = SUBCOMMANDS["stream"]
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "driving_sample.mp4"
-BAD_INPUT = (ConfigError, SourceError, SinkError, WeightsError, DatasetError, ValueError, OSError)
 log = logging.getLogger(__name__)
 
 
@@ -111,7 +105,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     setup_logging(args.quiet)
     try:
         return run(args)
-    except BAD_INPUT as exc:
+    except RUN_INPUT_ERRORS as exc:
         return bad_input(exc)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 
 
 def mask_url(text: str) -> str:
@@ -13,3 +14,9 @@ def mask_url(text: str) -> str:
 def setup_logging(quiet: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def log_line_time(line: str) -> float:
+    """The wall-clock time (``time.time()`` scale) a line of this format was logged at: its leading asctime,
+    ``2026-12-02 01:02:03,456``. For measuring from outside a run when something was noticed."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()

@@ -16,19 +16,12 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from core.config import ConfigError
 from core.log import mask_url, setup_logging
 from detector.backend import build_backend
-from detector.datasets import DatasetError
-from detector.weights import WeightsError
 from stream.config import PipelineConfig
-from stream.run import build_pipeline, default_outputs, run_pipeline
-from stream.sinks import SinkError
-from stream.sources import SourceError
+from stream.run import RUN_INPUT_ERRORS, build_pipeline, default_outputs, run_pipeline
 
 log = logging.getLogger(__name__)
-# A file that cannot be processed as given: reported as failed, not retried (it would fail the same way again).
-FILE_ERRORS = (ConfigError, SourceError, SinkError, WeightsError, DatasetError, ValueError, OSError)
 PARTIAL_PREFIX = ".partial-"
 
 
@@ -55,7 +48,7 @@ class FileWorker:
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         try:
             self.backend = build_backend(cfg.model)
-        except FILE_ERRORS as exc:  # kept for `ready`: raised here, Ray would print the traceback and restart us
+        except RUN_INPUT_ERRORS as exc:  # kept for `ready`: raised here, Ray would print the traceback and restart us
             self.error = mask_url(str(exc).strip().splitlines()[0])
 
     def ready(self) -> dict[str, str]:
@@ -80,7 +73,7 @@ class FileWorker:
             pipeline = build_pipeline(self.cfg, source, outputs, backend=self.backend, max_frames=max_frames,
                                       progress=False)
             record, failure = run_pipeline(pipeline)
-        except FILE_ERRORS as exc:
+        except RUN_INPUT_ERRORS as exc:  # reported as failed, not retried: it would fail the same way again
             shutil.rmtree(partial, ignore_errors=True)
             return {**result, "state": "failed", "error": mask_url(str(exc).strip().splitlines()[0])}
         if failure is not None:

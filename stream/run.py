@@ -7,13 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.config import ConfigError
 from detector.backend import Backend, build_backend, check_class_filter
+from detector.datasets import DatasetError
+from detector.weights import WeightsError
 from stream.config import PipelineConfig
 from stream.pipeline import Outputs, Pipeline
 from stream.record import BenchmarkRecord, write_record
-from stream.sinks import prepare_output
-from stream.sources import is_live, open_source, source_name
+from stream.sinks import SinkError, prepare_output
+from stream.sources import SourceError, is_live, open_source, source_name
 from stream.stages import StageFailed
+
+# What `build_pipeline` and `default_outputs` raise for input that cannot run as given (a config, source, output,
+# weights or data problem): the stream command's one-line bad input, a fleet worker's failed file.
+RUN_INPUT_ERRORS = (ConfigError, SourceError, SinkError, WeightsError, DatasetError, ValueError, OSError)
 
 
 def default_outputs(cfg: PipelineConfig, source_spec: str, video: str | Path | None = None,

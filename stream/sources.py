@@ -86,9 +86,8 @@ def source_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem if path.suffix else path.name) or "images"
 
 
-def _read_fps(capture: cv2.VideoCapture, fallback: float) -> tuple[float, bool]:
-    """The capture's FPS and True, or ``fallback`` and False when it reports none (or an absurd one)."""
-    fps = capture.get(cv2.CAP_PROP_FPS)
+def _sane_fps(fps: float | None, fallback: float) -> tuple[float, bool]:
+    """A source's reported FPS and True, or ``fallback`` and False when it reports none (or an absurd one)."""
     return (fps, True) if fps and 1.0 <= fps <= 240.0 else (fallback, False)
 
 
@@ -102,7 +101,7 @@ class VideoFileSource:
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise SourceError(f"'{path}' is not a readable video")
-        fps, known = _read_fps(self.capture, cfg.fallback_fps)
+        fps, known = _sane_fps(self.capture.get(cv2.CAP_PROP_FPS), cfg.fallback_fps)
         frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         ok, first = self.capture.read()
         if not ok or first is None:
@@ -312,7 +311,7 @@ class LiveSource:
             raise SourceError(f"{self.what} opened but delivered no frame within {cfg.read_timeout:g} s")
         self._first = first
         image = first[0]
-        fps, known = (self.feed.fps, True) if 1.0 <= (self.feed.fps or 0) <= 240.0 else (cfg.fallback_fps, False)
+        fps, known = _sane_fps(self.feed.fps, cfg.fallback_fps)
         self.info = VideoInfo((image.shape[1], image.shape[0]), fps, None, live=True, fps_known=known)
         self.skipped = 0
         self.reconnects = 0

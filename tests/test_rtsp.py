@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import av
 import pytest
 
 from bench.rtsp_server import GstRtspServer, Publisher, RtspServer, gst_missing, missing_tools
+from core.log import log_line_time
 from stream.config import PipelineConfig, SourceConfig
 from stream.pipeline import Outputs, Pipeline
 from stream.sources import LiveSource, SourceError
@@ -82,12 +82,6 @@ def test_drop_oldest_with_a_slow_detector_counts_drops_and_bounds_latency(server
     assert record.latency["p95"] < 1500  # a 2-deep queue at ~8 FPS: under a second, however long the run
 
 
-def _log_time(line: str) -> float:
-    """The wall-clock time of one of our log lines (``2026-12-02 01:02:03,456 ...``)."""
-    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-    return stamp.timestamp()
-
-
 def _wait_for_lines(path: Path, count: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,7 +117,7 @@ def test_a_publisher_that_goes_away_is_noticed_reconnected_and_timed_truly(serve
     assert run.returncode == 0, stderr
 
     stall = next(line for line in stderr.splitlines() if "stopped delivering frames" in line)
-    assert _log_time(stall) - killed <= read_timeout + 1.0, stall
+    assert log_line_time(stall) - killed <= read_timeout + 1.0, stall
     reconnect = next(line for line in stderr.splitlines() if "reconnected after a" in line)
     reported_gap = float(re.search(r"after a ([\d.]+) s gap", reconnect).group(1))
     stamps = [json.loads(line)["timestamp"] for line in (out / "det.jsonl").read_text().splitlines()]
