@@ -32,8 +32,8 @@ from stream.timing import latency_stats
 
 log = logging.getLogger(__name__)
 VARIANTS = ("model-only", "pipeline", "serial")
-# name[-precision]: onnx-int8 is the ONNX export with its box head quantized; auto is the default choice
-BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16")
+# name[-precision]: -int8 is the statically quantized export (`detector.export.quantize_int8`); auto is the default
+BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 WARMUP = 3
 
 

@@ -1,7 +1,7 @@
 """``driving-detect benchmark``: model-only vs threaded pipeline vs a serial loop (`bench.benchmark` does the work).
 
     driving-detect benchmark --source CLIP [--config FILE] [--frames N] [--repeats R]
-        [--backends torch,onnx,onnx-int8] [--models NAME[:WEIGHTS],...] [--benchmark-log CSV] [key=value ...]
+        [--backends torch,onnx,openvino-int8] [--models NAME[:WEIGHTS],...] [--benchmark-log CSV] [key=value ...]
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
     driving-detect export --model NAME --weights W --top-n N --out model.onnx
         [--min-size S --max-size S --score-thresh F --opset K --precision fp32|int8]
+        [--calibration SPEC ... --calibration-frames N]   (int8: the frames it is calibrated on)
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 
 from commands.common import SUBCOMMANDS, CommandParser, bad_input
 from core.log import setup_logging
+from detector.calibration import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError,
+                                  calibration_paths, read_frames)
+from detector.datasets import DataSource
 from detector.export import DEFAULT_OPSET, OPSETS, PRECISIONS, export
 from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
 from detector.weights import WeightsError
@@ -32,20 +36,29 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="K",
                         help=f"ONNX opset, {OPSETS[0]}..{OPSETS[-1]} (default {DEFAULT_OPSET})")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32 (default; same results as torch) or int8 (box head quantized: faster on CPU)")
+                        help="fp32 (default; same results as torch) or int8 (static quantization, calibrated)")
+    parser.add_argument("--calibration", action="append", metavar="SPEC",
+                        help="int8: a dataset (FORMAT:PATH) whose images calibrate it; repeatable (default: the "
+                             "training splits of " + ", ".join(s.spec for s in DEFAULT_CALIBRATION) + ")")
+    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+                        help=f"int8: how many calibration frames (default {DEFAULT_CALIBRATION_FRAMES})")
     args = parser.parse_args(argv)
     if args.top_n < 1 or args.min_size < 0 or args.max_size < 0 or not 0.0 <= args.score_thresh < 1.0:
         parser.error("--top-n must be >= 1, sizes >= 0 and --score-thresh in [0, 1)")
+    if args.calibration_frames < 1:
+        parser.error("--calibration-frames must be >= 1")
     return args
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     setup_logging()
+    sources = [DataSource(spec) for spec in args.calibration] if args.calibration else list(DEFAULT_CALIBRATION)
     try:
+        frames = read_frames(calibration_paths(sources, args.calibration_frames)) if args.precision == "int8" else None
         proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,
-                       args.score_thresh, args.opset, args.precision)
-    except (WeightsError, OSError) as exc:
+                       args.score_thresh, args.opset, args.precision, frames)
+    except (WeightsError, CalibrationError, OSError) as exc:
         return bad_input(exc)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {opset}, {args.precision}, checked)")

@@ -2,7 +2,7 @@
 
     driving-detect tune --config FILE --clip VIDEO --data FORMAT:PATH [--split FILE] [--target-fps F]
         [--max-map-drop P] [--top-n 10,25,50,100,150,300,1000] [--min-sizes S1,S2]
-        [--backends torch,onnx,onnx-int8]
+        [--backends torch,onnx,openvino-int8]
         [--frames N] [--repeats R] [--out DIR] [--benchmark-log CSV] [--write-config OUT.yaml] [key=value ...]
 """
 from __future__ import annotations

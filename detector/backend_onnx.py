@@ -57,7 +57,8 @@ class OnnxMetadata:
     """What `detector.export` bakes into the graph, stored as JSON values in the file's ``metadata_props``.
 
     labels[i] is the driving name of model class i (None: not a driving class); class_map[i] its driving id (-1).
-    ``precision``: ``fp32``, or ``int8`` when the box head's matrix products were quantized (optional key);
+    ``precision``: ``fp32``, or ``int8`` for a statically quantized graph (`detector.export.quantize_int8`)
+    (optional key);
     ``size_policy``: ``sqrt`` when the graph resizes by `detector.input_size`, else ``fixed`` (optional key).
     """
 

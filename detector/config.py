@@ -9,6 +9,8 @@ from typing import Literal
 
 from core.config import ConfigError
 from core.labels import DRIVING_CLASSES, LABELS
+from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES
+from detector.datasets import DataSource
 from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
 
 
@@ -50,6 +52,8 @@ class ModelConfig:
     ``threads``: intra-op threads per worker (0: the runtime's default, one per core).
     ``interval``: the detector runs on every k-th frame from ``interval_phase`` on and the tracker fills the
     others; ``auto`` (live sources) raises k up to ``max_interval`` when inference cannot keep up.
+    ``calibration``: the datasets whose frames (``calibration_frames`` of them) set an int8 graph's activation
+    ranges (`detector.calibration`); when they are missing, int8 is not offered.
     """
 
     name: str = "driving_mobilenet_v2_fpn"
@@ -68,6 +72,8 @@ class ModelConfig:
     interval: int | Literal["auto"] = 1
     max_interval: int = 6
     interval_phase: int = 0
+    calibration: list[DataSource] = dataclasses.field(default_factory=lambda: list(DEFAULT_CALIBRATION))
+    calibration_frames: int = DEFAULT_CALIBRATION_FRAMES
     onnx: OnnxConfig = dataclasses.field(default_factory=OnnxConfig)
     openvino: OpenVinoConfig = dataclasses.field(default_factory=OpenVinoConfig)
 
@@ -82,6 +88,8 @@ class ModelConfig:
             raise ConfigError(f"'model.interval' must be >= 1 or auto, 'model.max_interval' >= 1 and "
                               f"'model.interval_phase' >= 0, got {self.interval}, {self.max_interval}, "
                               f"{self.interval_phase}")
+        if self.calibration_frames < 1:
+            raise ConfigError(f"'model.calibration_frames' must be >= 1, got {self.calibration_frames}")
         if self.workers < 1 or self.threads < 0:
             raise ConfigError(f"'model.workers' must be >= 1 and 'model.threads' >= 0, got {self.workers}, {self.threads}")
 

@@ -39,6 +39,19 @@ class AnnotatedImage:
 
 
 @dataclass
+class DataSource:
+    """A dataset as ``FORMAT:PATH``, an optional split file of stems, and how many times an epoch shows it."""
+
+    spec: str
+    split: str | None = None
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise ValueError(f"repeat for '{self.spec}' must be >= 1, got {self.repeat}")
+
+
+@dataclass
 class Dataset:
     """The images a reader produced and how many bad annotations it skipped."""
 

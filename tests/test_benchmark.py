@@ -34,5 +34,5 @@ def test_backend_names_set_backend_and_precision(tmp_path):
     assert {n: (m.backend, m.precision) for n, m in got.items()} == {
         "auto": ("auto", "auto"), "torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"),
         "onnx": ("onnx", "fp32"), "onnx-int8": ("onnx", "int8"), "openvino": ("openvino", "fp32"),
-        "openvino-bf16": ("openvino", "bf16")}
+        "openvino-bf16": ("openvino", "bf16"), "openvino-int8": ("openvino", "int8")}
     assert all(m.cache_dir == str(tmp_path) and m.onnx_path == "" for m in got.values())

@@ -11,9 +11,11 @@ import pytest
 from commands.stream import main as stream_main
 from detector import export_cache
 from detector.backend_onnx import read_metadata
+from detector.calibration import CalibrationError
 from detector.config import ModelConfig
+from detector.datasets import DataSource
 from detector.export_cache import ExportCacheError, cached_graph
-from tests.conftest import RANDOM_MODEL, write_video
+from tests.conftest import RANDOM_MODEL, write_tiny_voc, write_video
 
 
 def tiny(tmp_path: Path, **overrides) -> ModelConfig:
@@ -41,12 +43,24 @@ def test_a_second_use_reuses_the_file_and_any_baked_in_setting_makes_another(tmp
     assert cached_graph(tiny(tmp_path)) == first and len(exports) == 1
     assert read_metadata(first).top_n == 20
     other_top_n = cached_graph(tiny(tmp_path, top_n=30))
-    int8 = cached_graph(tiny(tmp_path), "int8")
+    int8 = cached_graph(tiny(tmp_path, calibration=[DataSource(f"voc:{write_tiny_voc(tmp_path / 'voc')}")]), "int8")
     assert len({first, other_top_n, int8}) == 3 and read_metadata(int8).precision == "int8"
     monkeypatch.setattr(export_cache, "EXPORTER_VERSION", export_cache.EXPORTER_VERSION + 1)
     assert cached_graph(tiny(tmp_path)) not in (first, other_top_n, int8)
     assert len(exports) == 4
     assert not [p for p in first.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def test_int8_is_keyed_by_its_calibration_frames_and_missing_ones_are_an_error(tmp_path, exports):
+    voc = write_tiny_voc(tmp_path / "voc")
+    cfg = tiny(tmp_path, calibration=[DataSource(f"voc:{voc}")], precision="int8")
+    first = cached_graph(cfg, "int8")
+    assert cached_graph(cfg, "int8") == first and len(exports) == 1
+    assert cached_graph(tiny(tmp_path, calibration=[DataSource(f"voc:{voc}")], calibration_frames=2), "int8") != first
+    (voc / "images" / "c.jpg").write_bytes((voc / "images" / "c.jpg").read_bytes() + b"\0")  # the set changed
+    assert cached_graph(cfg, "int8") != first and len(exports) == 3
+    with pytest.raises(CalibrationError, match="does not exist"):
+        cached_graph(tiny(tmp_path, calibration=[DataSource(f"voc:{tmp_path / 'nowhere'}")]), "int8")
 
 
 def test_other_weights_make_another_file(tmp_path, exports):

@@ -1,4 +1,5 @@
-"""backend=auto and precision=auto: the choice on fake machines (CUDA or not, packages missing, CPU without bf16)."""
+"""backend=auto and precision=auto: the choice on fake machines (CUDA or not, packages missing, CPU without bf16,
+no int8 calibration frames)."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +14,8 @@ XEON = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_b
 EPYC = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=False)
 BARE = Machine(cuda=False, openvino=False, onnxruntime=False, ort_gpu=False, cpu_bf16=False)
 GPU = Machine(cuda=True, openvino=True, onnxruntime=True, ort_gpu=True, cpu_bf16=True)
+NO_DATA = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=True,
+                  no_calibration="calibration data '../shared/data/pseudo/train.json' does not exist")
 
 
 def chosen(machine: Machine, **cfg) -> tuple[str, str, str]:
@@ -21,9 +24,9 @@ def chosen(machine: Machine, **cfg) -> tuple[str, str, str]:
     return resolved.backend, resolved.precision, resolved.device
 
 
-def test_auto_on_cpus_picks_openvino_then_onnx_then_torch():
-    assert chosen(XEON) == ("openvino", "fp32", "cpu")  # bf16 is faster but was measured 1.4 points short
-    assert chosen(EPYC) == ("openvino", "fp32", "cpu")
+def test_auto_on_cpus_picks_openvino_int8_then_onnx_then_torch():
+    assert chosen(XEON) == ("openvino", "int8", "cpu")  # bf16 is slower and was measured 1.4 points short
+    assert chosen(EPYC) == ("openvino", "int8", "cpu")
     assert chosen(Machine(False, False, True, False, True)) == ("onnx", "fp32", "cpu")
     assert chosen(BARE) == ("torch", "fp32", "cpu")
 
@@ -33,7 +36,7 @@ def test_auto_on_cuda_picks_tensorrt_fp16_else_torch_fp16():
     assert (resolved.backend, resolved.precision, resolved.device) == ("onnx", "fp16", "cuda")
     assert resolved.onnx.providers == GPU_PROVIDERS
     assert chosen(Machine(True, False, True, False, False)) == ("torch", "fp16", "cuda")
-    assert chosen(GPU, device="cpu") == ("openvino", "fp32", "cpu")
+    assert chosen(GPU, device="cpu") == ("openvino", "int8", "cpu")
 
 
 def test_explicit_backends_are_kept_and_a_missing_one_is_an_error():
@@ -48,7 +51,9 @@ def test_explicit_backends_are_kept_and_a_missing_one_is_an_error():
 
 @pytest.mark.parametrize(("machine", "cfg", "expected"), [
     (EPYC, {"precision": "bf16"}, ("openvino", "fp32", "cpu")),          # CPU without bf16
-    (XEON, {"precision": "int8"}, ("openvino", "fp32", "cpu")),          # OpenVINO int8 is not built here
+    (NO_DATA, {"precision": "int8"}, ("openvino", "fp32", "cpu")),       # nothing to calibrate int8 on
+    (NO_DATA, {"backend": "onnx", "precision": "int8"}, ("onnx", "fp32", "cpu")),
+    (XEON, {"backend": "torch", "precision": "int8"}, ("torch", "fp32", "cpu")),
     (XEON, {"backend": "onnx", "precision": "fp16"}, ("onnx", "fp32", "cpu")),
 ])
 def test_an_unavailable_precision_falls_back_with_one_warning(machine, cfg, expected, caplog):
@@ -57,7 +62,16 @@ def test_an_unavailable_precision_falls_back_with_one_warning(machine, cfg, expe
     assert len(warnings) == 1 and "is not available" in warnings[0].getMessage()
 
 
+def test_auto_without_calibration_frames_warns_once_and_takes_fp32(caplog):
+    assert chosen(NO_DATA) == ("openvino", "fp32", "cpu")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["int8 is not offered: calibration data '../shared/data/pseudo/train.json' does not exist; "
+                        "using fp32"]
+
+
 def test_available_precisions_are_kept():
     assert chosen(XEON, precision="bf16") == ("openvino", "bf16", "cpu")
     assert chosen(XEON, backend="onnx", precision="int8") == ("onnx", "int8", "cpu")
+    assert chosen(EPYC, precision="int8") == ("openvino", "int8", "cpu")
+    assert chosen(XEON, precision="fp32") == ("openvino", "fp32", "cpu")
     assert chosen(XEON, backend="torch", precision="bf16") == ("torch", "bf16", "cpu")
