@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from commands.train import main
-from detector.datasets import AnnotatedImage
-from training.train import DataSource, TrainImages, load_images
+from detector.datasets import AnnotatedImage, DataSource
+from training.train import TrainImages, load_images
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "iteration", "history", "config"}
 
@@ -193,3 +193,20 @@ def test_the_v2_config_and_its_gtsdb_splits():
     assert splits["train"] == list(range(0, 185)) + list(range(245, 495))   # 5-image guard bands left out
     assert {s.split for s in cfg.train + cfg.val if "gtsdb" in s.spec} == {
         "configs/splits/gtsdb-train.txt", "configs/splits/gtsdb-val.txt"}
+
+
+def test_the_v3_config_weights_the_sign_photos_and_calibration_uses_its_training_data():
+    """Stage 4 (the bundled weights) continues stage 3 on the same data with the road-sign photos shown 3x; the
+    int8 calibration set is drawn from those training sources, never from a val split."""
+    from core.config import load_config
+    from detector.calibration import DEFAULT_CALIBRATION
+    from stream.config import CONFIG_DIR
+    from training.train import TrainConfig
+
+    v2 = load_config(TrainConfig, CONFIG_DIR / "train-driving-v2.yaml")
+    v3 = load_config(TrainConfig, CONFIG_DIR / "train-driving-v3.yaml")
+    assert v3.init_weights == "detector/weights/driving_mobilenet_v2_fpn-v2.pt" and v3.lr < v2.lr
+    assert [(s.spec, s.split) for s in v3.train] == [(s.spec, s.split) for s in v2.train]
+    assert {s.spec: s.repeat for s in v3.train}["voc:../shared/data/roadsigns"] == 3
+    assert {(s.spec, s.split) for s in DEFAULT_CALIBRATION} <= {(s.spec, s.split) for s in v3.train}
+    assert v3.val == v2.val

