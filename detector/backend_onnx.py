@@ -24,6 +24,7 @@ from core.config import ConfigError
 from core.detections import Detections
 from core.labels import LABEL_IDS, LABELS
 from detector.config import ModelConfig, OnnxConfig
+from detector.input_size import POLICY_NAME
 from detector.models import DEFAULT_SIZES, uses_size_policy
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class OnnxMetadata:
     labels[i] is the driving name of model class i (None: not a driving class); class_map[i] its driving id (-1).
     ``precision``: ``fp32``, or ``int8`` for a statically quantized graph (`detector.export.quantize_int8`)
     (optional key);
-    ``size_policy``: ``sqrt`` when the graph resizes by `detector.input_size`, else ``fixed`` (optional key).
+    ``size_policy``: `detector.input_size.POLICY_NAME` when the graph resizes by that policy, else ``fixed``
+    (optional key).
     """
 
     model_name: str
@@ -116,7 +118,7 @@ class OnnxMetadata:
             "min_size": (self.min_size, cfg.min_size or default_min),
             "max_size": (self.max_size, cfg.max_size or default_max),
             "score_thresh": (self.score_thresh, cfg.score_thresh),
-            "size_policy": (self.size_policy, "sqrt" if uses_size_policy(cfg.name, cfg.min_size) else "fixed"),
+            "size_policy": (self.size_policy, POLICY_NAME if uses_size_policy(cfg.name, cfg.min_size) else "fixed"),
         }
         differ = [
             f"size_policy {exported} vs {configured} (set by model.min_size={cfg.min_size})" if key == "size_policy"

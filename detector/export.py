@@ -35,19 +35,19 @@ from torchvision.ops import FrozenBatchNorm2d, poolers
 
 from core.labels import LABELS
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
-from detector.input_size import PolicyTransform
+from detector.input_size import POLICY_NAME, PolicyTransform
 from detector.models import DEFAULT_SCORE_THRESH
 from detector.preprocess import to_model_input
 from detector.weights import load_model
 
 DEFAULT_OPSET = 17
 # Bump when the graph this module writes changes: cached exports (`detector.export_cache`) are keyed by it.
-EXPORTER_VERSION = 4
+EXPORTER_VERSION = 5
 PRECISIONS = ("fp32", "int8")
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 # Left fp32, as post-training quantization usually leaves a network's ends: the first convolution and inverted
-# residual (quantized, they cost 3.4 points of car AP@0.5 on pseudo/val.json: 0.563 against 0.597, fp32 0.605)
-# and the layers that output scores and box deltas (a few channels each: no measurable time; README).
+# residual (quantized, they cost the stage-2 weights 3.4 points of car AP@0.5 on pseudo/val.json: 0.563 against
+# 0.597, fp32 0.605) and the layers that output scores and box deltas (a few channels each: no measurable time).
 FP32_NODES = ("/model/backbone/body/body.0/", "/model/backbone/body/body.1/", "/model/rpn/head/cls_logits",
               "/model/rpn/head/bbox_pred", "/model/roi_heads/box_predictor/")
 OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the TorchScript exporter's last
@@ -115,7 +115,7 @@ def describe(model: nn.Module, class_map: np.ndarray, name: str, weights: str) -
         class_map=[int(i) for i in class_map],
         weights=weights,
         weights_sha256=state_sha256(model),
-        size_policy="sqrt" if isinstance(model.transform, PolicyTransform) else "fixed",
+        size_policy=POLICY_NAME if isinstance(model.transform, PolicyTransform) else "fixed",
     )
 
 
@@ -125,7 +125,7 @@ def quantize_int8(proto: onnx.ModelProto, frames: list[np.ndarray]) -> onnx.Mode
     ONNX Runtime's post-training quantizer runs the fp32 graph on the frames (uint8 BGR, as the graph takes them),
     records each tensor's min/max and puts QDQ pairs on the quantized ops' inputs: weights int8 per output channel,
     activations uint8. Outputs are not quantized: OpenVINO then fuses each pair into its int8 kernel (VNNI or AMX),
-    where quantized outputs left a quarter of the time in unfused quantize/convert ops. ONNX Runtime runs the
+    where quantized outputs left 40% of the time in unfused quantize/convert ops. ONNX Runtime runs the
     same file. Results move, so parity with torch holds for fp32 files only; measure int8 with the evaluate command.
     """
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,

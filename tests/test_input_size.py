@@ -11,7 +11,7 @@ import torch
 from detector.backend_onnx import OnnxBackend, read_metadata
 from detector.backend_torch import TorchBackend
 from detector.export import describe, export_model
-from detector.input_size import PolicyTransform, policy_size
+from detector.input_size import POLICY_NAME, PolicyTransform, policy_size
 from detector.models import BUNDLED_MODEL, build_detector
 from detector.weights import load_model
 from tests.test_onnx import assert_same, scene
@@ -19,12 +19,12 @@ from tests.test_onnx import assert_same, scene
 # (width, height) -> what the model sees; the README's input-size table says the same
 EXPECTED = {
     (640, 360): (568, 320),     # 16:9 SD dashcam: as before the policy
-    (1280, 720): (804, 452),    # 16:9 HD
-    (1920, 1080): (985, 554),   # 16:9 full HD
-    (1360, 800): (810, 477),    # 1.7:1 (GTSDB)
-    (1242, 375): (1081, 326),   # 3.3:1 (KITTI-like)
-    (640, 480): (492, 369),     # 4:3
-    (500, 375): (435, 326),     # 4:3 photo (VOC)
+    (1280, 720): (956, 538),    # 16:9 HD
+    (1920, 1080): (1296, 729),   # 16:9 full HD
+    (1360, 800): (990, 582),    # 1.7:1 (GTSDB)
+    (1242, 375): (1092, 329),   # 3.3:1 (KITTI-like)
+    (640, 480): (529, 397),     # 4:3
+    (500, 375): (439, 329),     # 4:3 photo (VOC)
     (300, 400): (320, 426),     # portrait photo: the 320 floor
     (320, 180): (568, 320),     # small footage is enlarged to the floor, as before
 }
@@ -51,7 +51,7 @@ def test_the_exported_graph_resizes_by_the_policy_as_torch_does(tmp_path: Path):
     model, class_map = load_model(BUNDLED_MODEL, "default", 50)
     path = tmp_path / "bundled.onnx"
     export_model(model, describe(model, class_map, BUNDLED_MODEL, "default"), path)
-    assert read_metadata(path).size_policy == "sqrt"
+    assert read_metadata(path).size_policy == POLICY_NAME
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     graph, eager = OnnxBackend(session, read_metadata(path)), TorchBackend(model, class_map, torch.device("cpu"))
     for width, height in [(1242, 375), (1360, 800), (640, 360)]:

@@ -149,7 +149,8 @@ def test_int8_calibration_smoke_test_on_a_tiny_generated_set(exported: tuple[Pat
     top = np.argsort(-expected.scores)[:5]  # random weights score most boxes alike; the top ones are stable
     for actual in (backend(frame), vino(frame)):
         iou = box_iou(torch.from_numpy(expected.boxes[top]), torch.from_numpy(actual.boxes)).numpy()
-        close = (expected.labels[top, None] == actual.labels) & (np.abs(expected.scores[top, None] - actual.scores) < 0.01)
+        same_label = expected.labels[top, None] == actual.labels
+        close = same_label & (np.abs(expected.scores[top, None] - actual.scores) < 0.01)
         assert (np.where(close, iou, 0).max(1) > 0.95).all()
     with pytest.raises(ValueError, match="calibration frames"):
         export_model(model, describe(model, class_map, NAME, "random"), tmp_path / "x.onnx", precision="int8")
