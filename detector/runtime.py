@@ -117,11 +117,12 @@ def pick_precision(cfg: ModelConfig, machine: Machine, backend: str, device: str
     if cfg.precision == "auto":
         candidates = AUTO_PRECISION[(backend, device)]
         chosen = next(p for p in candidates if p in supported)
+        why = {"fp16": "CUDA", "int8": "static int8 measured within 1 point of fp32",
+               "fp32": "no faster precision measured within 1 point"}[chosen]
         if "int8" in candidates[:candidates.index(chosen)]:
             log.warning("int8 is not offered: %s; using %s", machine.no_calibration, chosen)
-        why = {"fp16": "CUDA", "int8": "static int8 measured within 1 point of fp32",
-               "fp32": "no faster precision measured within 1 point"}
-        return chosen, f"auto: {why[chosen]}"
+            why = "int8 needs calibration frames"
+        return chosen, f"auto: {why}"
     precision = cfg.precision
     while precision not in supported:
         fallback = FALLBACK[precision]
