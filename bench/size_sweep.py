@@ -43,6 +43,7 @@ def sweep(sizes: list[int], overrides: list[str], val_sets: tuple = VAL_SETS) ->
     results: dict[str, dict[str, float]] = {label: {} for label, *_ in val_sets}
     datasets = {(spec, split): load_dataset(spec, split) for _, spec, split, _ in val_sets}
     for size in sizes:
+        name = str(size or "policy")
         extra = [f"model.min_size={size}", f"model.max_size={4 * size}"] if size else []
         cfg = load_pipeline_config(None, [*overrides, *extra])
         backend = build_backend(cfg.model)
@@ -50,9 +51,8 @@ def sweep(sizes: list[int], overrides: list[str], val_sets: tuple = VAL_SETS) ->
         reports = {key: evaluate_backend(backend, nms, dataset) for key, dataset in datasets.items()}
         for label, spec, split, classes in val_sets:
             aps = reports[(spec, split)].to_json()["classes"]
-            results[label][str(size or "policy")] = round(sum(aps[c]["ap50"] if c in aps else 0.0
-                                                              for c in classes) / len(classes), 4)
-        log.info("size %s: %s", size or "policy", {k: v[str(size or "policy")] for k, v in results.items()})
+            results[label][name] = round(sum(aps[c]["ap50"] if c in aps else 0.0 for c in classes) / len(classes), 4)
+        log.info("size %s: %s", name, {label: by_size[name] for label, by_size in results.items()})
     return results
 
 
