@@ -1,5 +1,5 @@
-"""backend=auto and precision=auto: the choice on fake machines (CUDA or not, packages missing, CPU without bf16,
-no int8 calibration frames)."""
+"""backend=auto and precision=auto: the choice on fake machines (CUDA or not, packages missing, CPU without bf16
+or without int8 dot products, no int8 calibration frames)."""
 from __future__ import annotations
 
 import logging
@@ -10,11 +10,12 @@ from core.config import ConfigError
 from detector.config import ModelConfig
 from detector.runtime import GPU_PROVIDERS, Machine, choose_runtime
 
-XEON = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=True)
-EPYC = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=False)
+XEON = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=True, cpu_int8=True)  # AMX
+EPYC = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=False, cpu_int8=True)  # VNNI
+AVX2 = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=False, cpu_int8=False)
 BARE = Machine(cuda=False, openvino=False, onnxruntime=False, ort_gpu=False, cpu_bf16=False)
-GPU = Machine(cuda=True, openvino=True, onnxruntime=True, ort_gpu=True, cpu_bf16=True)
-NO_DATA = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=True,
+GPU = Machine(cuda=True, openvino=True, onnxruntime=True, ort_gpu=True, cpu_bf16=True, cpu_int8=True)
+NO_DATA = Machine(cuda=False, openvino=True, onnxruntime=True, ort_gpu=False, cpu_bf16=True, cpu_int8=True,
                   no_calibration="calibration data '../shared/data/pseudo/train.json' does not exist")
 
 
@@ -27,6 +28,7 @@ def chosen(machine: Machine, **cfg) -> tuple[str, str, str]:
 def test_auto_on_cpus_picks_openvino_int8_then_onnx_then_torch():
     assert chosen(XEON) == ("openvino", "int8", "cpu")  # bf16 is slower and was measured 1.4 points short
     assert chosen(EPYC) == ("openvino", "int8", "cpu")
+    assert chosen(AVX2) == ("openvino", "fp32", "cpu")
     assert chosen(Machine(False, False, True, False, True)) == ("onnx", "fp32", "cpu")
     assert chosen(BARE) == ("torch", "fp32", "cpu")
 
@@ -68,6 +70,20 @@ def test_auto_without_calibration_frames_warns_once_and_takes_fp32(caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["int8 is not offered: calibration data '../shared/data/pseudo/train.json' does not exist; "
                         "using fp32"]
+
+
+def test_auto_keeps_fp32_without_int8_dot_products_and_says_why(caplog):
+    resolved, reason = choose_runtime(ModelConfig(), AVX2)
+    assert resolved.precision == "fp32" and "no VNNI or AMX" in reason
+    without_data = Machine(**{**AVX2.__dict__, "no_calibration": "calibration data 'x' does not exist"})
+    assert choose_runtime(ModelConfig(), without_data)[0].precision == "fp32"
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]  # fp32 either way: nothing to warn of
+
+
+def test_explicit_int8_without_int8_dot_products_runs_with_one_warning(caplog):
+    assert chosen(AVX2, precision="int8") == ("openvino", "int8", "cpu")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "without VNNI or AMX" in warnings[0]
 
 
 def test_available_precisions_are_kept():
