@@ -2,6 +2,7 @@
 or without int8 dot products, no int8 calibration frames)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -75,7 +76,7 @@ def test_auto_without_calibration_frames_warns_once_and_takes_fp32(caplog):
 def test_auto_keeps_fp32_without_int8_dot_products_and_says_why(caplog):
     resolved, reason = choose_runtime(ModelConfig(), AVX2)
     assert resolved.precision == "fp32" and "no VNNI or AMX" in reason
-    without_data = Machine(**{**AVX2.__dict__, "no_calibration": "calibration data 'x' does not exist"})
+    without_data = dataclasses.replace(AVX2, no_calibration="calibration data 'x' does not exist")
     assert choose_runtime(ModelConfig(), without_data)[0].precision == "fp32"
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]  # fp32 either way: nothing to warn of
 
