@@ -53,6 +53,22 @@ def _wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
+def _describe_status(port: int, path: str) -> int | None:
+    """The status code of an RTSP DESCRIBE for ``path`` on loopback ``port`` (None if it gave no answer).
+
+    Hand-written because a probe by FFmpeg or PyAV costs a process or a decoder per poll for one status line.
+    """
+    request = (f"DESCRIBE rtsp://127.0.0.1:{port}/{path} RTSP/1.0\r\nCSeq: 1\r\n"
+               "Accept: application/sdp\r\n\r\n").encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(request)
+            status_line = sock.recv(1024).split(b"\r\n", 1)[0].split()
+    except OSError:
+        return None
+    return int(status_line[1]) if len(status_line) >= 2 and status_line[1].isdigit() else None
+
+
 class RtspServer:
     """``rtsp-server-perl`` on free loopback ports; ``url(path, credentials)`` is what a camera client opens."""
 
@@ -127,19 +143,25 @@ class Publisher:
         self.command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", *source, "-an", "-c:v", "libx264",
                         "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(fps), "-pix_fmt", "yuv420p",
                         "-f", "rtsp", server.publish_url(path)]
+        self.server, self.path = server, path
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 15.0) -> float:
-        """Start publishing; returns the time (``time.time()``) it was accepted."""
+        """Start publishing; returns the time (``time.time()``) clients could first open the path.
+
+        A running FFmpeg is not yet a served path (on a busy machine its ANNOUNCE can land after a client's
+        DESCRIBE, which then gets 404), so this waits for the server itself to describe the path.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                self.process.wait(0.8)  # a refused publisher exits at once
-            except subprocess.TimeoutExpired:
-                return time.time()
+            while self.process.poll() is None and time.monotonic() < deadline:  # a refused publisher exits
+                if _describe_status(self.server.client_port, self.path) == 200:
+                    return time.time()
+                time.sleep(0.1)
+            self.stop()
             time.sleep(0.3)
-        raise RuntimeError(f"the RTSP server did not accept a publisher within {timeout:g} s")
+        raise RuntimeError(f"the RTSP server did not serve a publisher at /{self.path} within {timeout:g} s")
 
     def stop(self) -> float:
         """Stop publishing; returns the time it stopped."""
