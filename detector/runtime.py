@@ -157,7 +157,8 @@ def choose_runtime(cfg: ModelConfig, machine: Machine) -> tuple[ModelConfig, str
     resolved = dataclasses.replace(cfg, backend=backend, precision=precision, device=device)
     if backend == "onnx" and device == "cuda" and cfg.backend == "auto":
         resolved.onnx = dataclasses.replace(cfg.onnx, providers=list(GPU_PROVIDERS))
-    return resolved, f"{backend} {precision} on {device} ({backend_why}; {precision_why})"
+    why = backend_why if backend_why == precision_why else f"{backend_why}; {precision_why}"
+    return resolved, f"{backend} {precision} on {device} ({why})"
 
 
 def resolve_runtime(cfg: ModelConfig, machine: Machine | None = None) -> ModelConfig:

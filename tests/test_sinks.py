@@ -52,6 +52,24 @@ def test_a_live_source_places_frames_at_their_capture_times(tmp_path):
     assert duration == pytest.approx(2.533 + 1 / 30, abs=0.01)
 
 
+@pytest.mark.parametrize("size", [(96, 64), (97, 63)])
+def test_colours_survive_the_h264_round_trip(tmp_path, size):
+    """Blue, green, red, white and mid grey blocks decode back within a few levels: channels in BGR order and
+    the limited-range BT.601 conversion the decoder expects."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (128, 128, 128)]
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    for i, colour in enumerate(colours):
+        image[:, i * 16:(i + 1) * 16] = colour
+    with VideoSink(tmp_path / "colours.mp4", 10.0, size, OutputConfig(h264_options={"crf": "0"})) as sink:
+        for _ in range(3):
+            sink.write(image)
+    with av.open(str(tmp_path / "colours.mp4")) as video:
+        decoded = next(video.decode(video.streams.video[0])).to_ndarray(format="bgr24")
+    for i, colour in enumerate(colours):
+        block = decoded[8:-8, i * 16 + 4:(i + 1) * 16 - 4].reshape(-1, 3).mean(axis=0)
+        assert np.abs(block - colour).max() < 12, (colour, block)
+
+
 def test_odd_sizes_are_written_at_the_nearest_even_size(tmp_path):
     path = tmp_path / "odd.mp4"
     with VideoSink(path, 10.0, (97, 63), OutputConfig()) as sink:
