@@ -42,7 +42,7 @@ from detector.weights import load_model
 
 DEFAULT_OPSET = 17
 # Bump when the graph this module writes changes: cached exports (`detector.export_cache`) are keyed by it.
-EXPORTER_VERSION = 5
+EXPORTER_VERSION = 6
 PRECISIONS = ("fp32", "int8")
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 # Left fp32, as post-training quantization usually leaves a network's ends: the first convolution and inverted

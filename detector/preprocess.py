@@ -9,5 +9,9 @@ import torch
 
 
 def to_model_input(frame_bgr: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(H, W, 3) uint8 BGR -> (3, H, W) ``dtype`` RGB in [0, 1], on the tensor's device."""
-    return frame_bgr.flip(-1).permute(2, 0, 1).to(dtype).div(255)
+    """(H, W, 3) uint8 BGR -> (3, H, W) ``dtype`` RGB in [0, 1], on the tensor's device.
+
+    The channels are reversed after the permute, as whole planes: reversing the interleaved HWC axis exported as
+    a per-pixel Slice that OpenVINO ran with a reference kernel, 4-5 ms a 640x360 frame on one thread.
+    """
+    return frame_bgr.permute(2, 0, 1).flip(0).to(dtype).div(255)
