@@ -7,6 +7,7 @@ is ``driving-detect benchmark`` (`commands/benchmark.py`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import statistics
@@ -69,20 +70,23 @@ def model_only(backend: Backend, images: list[np.ndarray], workers: int = 1) -> 
 
 
 def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> tuple[float, np.ndarray]:
-    """The naive loop a pipeline must beat: read -> infer -> NMS -> draw -> write, one frame at a time."""
+    """The naive loop a pipeline must beat: read -> infer -> NMS -> draw -> write (no video with
+    ``output.video=false``), one frame at a time."""
     nms, overlay = ClasswiseNms(cfg.nms), Overlay(cfg.render)
     capture = cv2.VideoCapture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or cfg.source.fallback_fps
     size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     ms, count = [], 0
     started = time.perf_counter()
-    with VideoSink(out, fps, size, cfg.output) as writer:
+    with VideoSink(out, fps, size, cfg.output) if cfg.output.video else contextlib.nullcontext() as writer:
         while count < frames:
             t = time.perf_counter()
             ok, image = capture.read()
             if not ok:
                 break
-            writer.write(overlay(image, nms(backend(image)), None))
+            annotated = overlay(image, nms(backend(image)), None)
+            if writer is not None:
+                writer.write(annotated)
             ms.append((time.perf_counter() - t) * 1000)
             count += 1
     seconds = time.perf_counter() - started
@@ -91,7 +95,8 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
 
 
 def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> BenchmarkRecord:
-    outputs = Outputs(out / "pipeline.mp4", out / "pipeline.jsonl")
+    """The threaded pipeline as `run_stream.py` runs it; ``output.video=false`` writes no video, as ``--no-video``."""
+    outputs = Outputs(out / "pipeline.mp4" if cfg.output.video else None, out / "pipeline.jsonl")
     return Pipeline(cfg, open_source(source, cfg.source), source, backend, outputs, frames, progress=False).run()
 
 

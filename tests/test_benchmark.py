@@ -36,3 +36,21 @@ def test_backend_names_set_backend_and_precision(tmp_path):
         "onnx": ("onnx", "fp32"), "onnx-int8": ("onnx", "int8"), "openvino": ("openvino", "fp32"),
         "openvino-bf16": ("openvino", "bf16"), "openvino-int8": ("openvino", "int8")}
     assert all(m.cache_dir == str(tmp_path) and m.onnx_path == "" for m in got.values())
+
+
+def test_output_video_false_measures_without_writing_a_video(tmp_path):
+    """``output.video=false`` is how the benchmark separates the encoder's share from the rest of the pipeline."""
+    from detector.backend import build_backend
+    from stream.config import load_pipeline_config
+
+    clip = write_video(tmp_path / "clip.avi", frames=4)
+    for video in (True, False):
+        out = tmp_path / f"video-{video}"
+        out.mkdir()
+        cfg = load_pipeline_config(None, [*RANDOM_MODEL, f"output.video={str(video).lower()}", "output.codec=mjpg"])
+        backend = build_backend(cfg.model)
+        record = benchmark.pipeline(cfg, str(clip), backend, 3, out)
+        fps, ms = benchmark.serial(cfg, str(clip), backend, 3, out / "serial.avi")
+        assert record.frames == 3 and len(ms) == 3 and fps > 0
+        assert (out / "pipeline.mp4").exists() is video and (out / "serial.avi").exists() is video
+        assert len((out / "pipeline.jsonl").read_text().splitlines()) == 3
