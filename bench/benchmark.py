@@ -24,9 +24,10 @@ from core.log import mask_url
 from detector.backend import Backend, build_backend
 from detector.nms import ClasswiseNms
 from stream.config import PipelineConfig
-from stream.pipeline import Outputs, Pipeline
+from stream.pipeline import Pipeline
 from stream.record import BenchmarkRecord, write_record
 from stream.render import Overlay
+from stream.run import default_outputs
 from stream.sinks import VideoSink
 from stream.sources import SourceError, open_source
 from stream.timing import latency_stats
@@ -96,7 +97,7 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
 
 def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> BenchmarkRecord:
     """The threaded pipeline as `run_stream.py` runs it; ``output.video=false`` writes no video, as ``--no-video``."""
-    outputs = Outputs(out / "pipeline.mp4" if cfg.output.video else None, out / "pipeline.jsonl")
+    outputs = default_outputs(cfg, source, out / "pipeline.mp4", out / "pipeline.jsonl", out_dir=out, log_row=False)
     return Pipeline(cfg, open_source(source, cfg.source), source, backend, outputs, frames, progress=False).run()
 
 

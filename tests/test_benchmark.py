@@ -44,11 +44,11 @@ def test_output_video_false_measures_without_writing_a_video(tmp_path):
     from stream.config import load_pipeline_config
 
     clip = write_video(tmp_path / "clip.avi", frames=4)
+    backend = build_backend(load_pipeline_config(None, RANDOM_MODEL).model)
     for video in (True, False):
         out = tmp_path / f"video-{video}"
         out.mkdir()
         cfg = load_pipeline_config(None, [*RANDOM_MODEL, f"output.video={str(video).lower()}", "output.codec=mjpg"])
-        backend = build_backend(cfg.model)
         record = benchmark.pipeline(cfg, str(clip), backend, 3, out)
         fps, ms = benchmark.serial(cfg, str(clip), backend, 3, out / "serial.avi")
         assert record.frames == 3 and len(ms) == 3 and fps > 0
