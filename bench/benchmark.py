@@ -71,7 +71,7 @@ def model_only(backend: Backend, images: list[np.ndarray], workers: int = 1) -> 
 
 
 def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> tuple[float, np.ndarray]:
-    """The naive loop a pipeline must beat: read -> infer -> NMS -> draw -> write (no video with
+    """The naive loop a pipeline must beat: read -> infer -> NMS -> draw -> write (neither drawing nor video with
     ``output.video=false``), one frame at a time."""
     nms, overlay = ClasswiseNms(cfg.nms), Overlay(cfg.render)
     capture = cv2.VideoCapture(source)
@@ -85,9 +85,9 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
             ok, image = capture.read()
             if not ok:
                 break
-            annotated = overlay(image, nms(backend(image)), None)
+            detections = nms(backend(image))
             if writer is not None:
-                writer.write(annotated)
+                writer.write(overlay(image, detections, None))
             ms.append((time.perf_counter() - t) * 1000)
             count += 1
     seconds = time.perf_counter() - started

@@ -107,6 +107,7 @@ class WebView:
         self.hub = FrameHub(cfg.fps, cfg.quality)
         self.live = LiveRun(pipeline, cfg, self.hub)
         pipeline.stages.append(Stage("web", self.live.on_frame))
+        pipeline.annotate = True
         config = uvicorn.Config(build_app(self.live, plan.token), log_config=None, log_level="warning",
                                 access_log=False, lifespan="off", http="h11", ws="none", server_header=False,
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE)

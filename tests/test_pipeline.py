@@ -153,6 +153,20 @@ def test_a_stage_appended_to_the_list_runs_on_every_written_frame(tmp_path):
     assert record.stages["count"]["p50"] >= 0 and "sink" in record.queues
 
 
+@pytest.mark.parametrize("video", [True, False])
+def test_the_overlay_is_drawn_only_when_something_shows_it(tmp_path, video):
+    """--no-video (and no window) draws nothing: the detections log is the same, the CPU is left to inference."""
+    out = outputs(tmp_path)
+    if not video:
+        out.video = None
+    pipeline = Pipeline(config(), FakeFileSource(5), "clip.mp4", SlowBackend(0.0), out, progress=False)
+    seen = []
+    pipeline.stages.append(Stage("look", lambda frame: seen.append(frame.annotated is not None) or frame))
+    pipeline.run()
+    assert seen == [video] * 5
+    assert jsonl_frames(out.detections) == list(range(5))
+
+
 def test_a_stage_inserted_before_the_sink_changes_what_is_written(tmp_path):
     """A stage between NMS and render (where a tracker goes) sees and may change every frame's detections."""
     out = outputs(tmp_path)
