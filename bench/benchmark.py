@@ -34,8 +34,10 @@ from stream.timing import latency_stats
 
 log = logging.getLogger(__name__)
 VARIANTS = ("model-only", "pipeline", "serial")
-# name[-precision]: -int8 is the statically quantized export (`detector.export.quantize_int8`); auto is the default
-BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
+# name[-precision]: -int8 is the statically quantized export (`detector.export.quantize_int8`), -fp16 runs on CUDA
+# (on a CPU it falls back to fp32 with a warning); auto is the default
+BACKENDS = ("auto", "torch", "torch-fp16", "torch-bf16", "onnx", "onnx-fp16", "onnx-int8", "openvino",
+            "openvino-bf16", "openvino-int8")
 WARMUP = 3
 
 

@@ -33,7 +33,8 @@ def test_backend_names_set_backend_and_precision(tmp_path):
     got = {name: benchmark.backend_config(base, name, tmp_path).model for name in benchmark.BACKENDS}
     assert {n: (m.backend, m.precision) for n, m in got.items()} == {
         "auto": ("auto", "auto"), "torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"),
-        "onnx": ("onnx", "fp32"), "onnx-int8": ("onnx", "int8"), "openvino": ("openvino", "fp32"),
+        "torch-fp16": ("torch", "fp16"), "onnx": ("onnx", "fp32"), "onnx-fp16": ("onnx", "fp16"),
+        "onnx-int8": ("onnx", "int8"), "openvino": ("openvino", "fp32"),
         "openvino-bf16": ("openvino", "bf16"), "openvino-int8": ("openvino", "int8")}
     assert all(m.cache_dir == str(tmp_path) and m.onnx_path == "" for m in got.values())
 
