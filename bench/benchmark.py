@@ -1,7 +1,8 @@
 """Throughput benchmark: model-only vs the threaded pipeline vs a naive serial loop, per backend, in one run.
 
 Each repeat measures every (model, backend, variant) on the same frames in turn, so drift on a shared machine hits all
-of them alike; the table gives the median FPS with min and max, and each variant's ratio to model-only.
+of them alike; the table gives the median FPS with min and max, and each variant's ratio to model-only (taken per
+repeat: median and range).
 Every measurement is also written as a benchmark record (kind ``benchmark``) to the shared CSV log. The command
 is ``driving-detect benchmark`` (`commands/benchmark.py`).
 """
@@ -171,12 +172,13 @@ def compare(base: PipelineConfig, source: str, frames: int, repeats: int, backen
 
 
 def table(results: dict[Key, list[float]]) -> str:
-    """Median FPS (min, max) per measurement and its ratio to the same model and backend alone."""
+    """Median FPS (min, max) per measurement and its ratio to the same model and backend alone: the median and
+    range of each repeat's ratio, since a repeat measures both back to back and so shares the machine's drift."""
     width = max(len(k[0]) for k in results)
     lines = [f"{'model':{width}} {'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7} "
-             f"{'vs model-only':>14}"]
+             f"{'ratio range':>11} {'vs model-only':>14}"]
     for (model, backend, variant), fps in results.items():
-        ratio = statistics.median(fps) / statistics.median(results[(model, backend, "model-only")])
+        ratios = [f / m for f, m in zip(fps, results[(model, backend, "model-only")])]
         lines.append(f"{model:{width}} {backend:8} {variant:11} {statistics.median(fps):10.2f} {min(fps):7.2f} "
-                     f"{max(fps):7.2f} {ratio:13.2f}x")
+                     f"{max(fps):7.2f} {min(ratios):5.2f}-{max(ratios):4.2f} {statistics.median(ratios):13.2f}x")
     return "\n".join(lines)

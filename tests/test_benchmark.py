@@ -55,3 +55,10 @@ def test_output_video_false_measures_without_writing_a_video(tmp_path):
         assert record.frames == 3 and len(ms) == 3 and fps > 0
         assert (out / "pipeline.mp4").exists() is video and (out / "serial.avi").exists() is video
         assert len((out / "pipeline.jsonl").read_text().splitlines()) == 3
+
+
+def test_ratio_is_taken_per_repeat_so_drift_between_repeats_cancels():
+    """Repeat 2 ran on a machine twice as fast for both variants: each repeat's own ratio is what counts."""
+    results = {("m", "b", "model-only"): [10.0, 20.0], ("m", "b", "pipeline"): [9.0, 10.0]}
+    row = benchmark.table(results).splitlines()[2].split()
+    assert row[-2:] == ["0.50-0.90", "0.70x"]  # the ratio of medians would be 0.63x
