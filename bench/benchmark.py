@@ -1,8 +1,10 @@
-"""Throughput benchmark: model-only vs the threaded pipeline vs a naive serial loop, per backend, in one run.
+"""Throughput benchmark: model-only vs the threaded pipeline vs a naive serial loop, per backend, in one run; and
+the pipeline with the model's detections replayed at no cost (``replay``), its ceiling.
 
 Each repeat measures every (model, backend, variant) on the same frames in turn, so drift on a shared machine hits all
-of them alike; the table gives the median FPS with min and max, and each variant's ratio to model-only (taken per
-repeat: median and range).
+of them alike; the table gives the median FPS with min and max, the CPU ms a frame (all threads), and each
+variant's ratio to model-only (taken per repeat: median and range). On a CPU-bound machine the pipeline's ratio is
+about model-only's CPU ms over model-only's plus replay's, which the CPU columns show with far less noise.
 Every measurement is also written as a benchmark record (kind ``benchmark``) to the shared CSV log. The command
 is ``driving-detect benchmark`` (`commands/benchmark.py`).
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
+import resource
 import statistics
 import tempfile
 import time
@@ -21,6 +25,7 @@ import cv2
 import numpy as np
 
 from core.config import to_dict
+from core.detections import Detections
 from core.log import mask_url
 from detector.backend import Backend, build_backend
 from detector.nms import ClasswiseNms
@@ -34,7 +39,8 @@ from stream.sources import SourceError, open_source
 from stream.timing import latency_stats
 
 log = logging.getLogger(__name__)
-VARIANTS = ("model-only", "pipeline", "serial")
+# replay: the pipeline with the backend's detections handed back at no cost, i.e. the pipeline's own ceiling
+VARIANTS = ("model-only", "pipeline", "serial", "replay")
 # name[-precision]: -int8 is the statically quantized export (`detector.export.quantize_int8`), -fp16 runs on CUDA
 # (on a CPU it falls back to fp32 with a warning); auto is the default
 BACKENDS = ("auto", "torch", "torch-fp16", "torch-bf16", "onnx", "onnx-fp16", "onnx-int8", "openvino",
@@ -51,6 +57,30 @@ def decode(source: str, frames: int) -> list[np.ndarray]:
     if not images:
         raise SourceError(f"'{source}' gave no frames")
     return images
+
+
+class ReplayBackend:
+    """The detections ``backend`` gave for the benchmark's frames, handed back in turn at no cost. A pipeline
+    run on it measures everything but inference (decode, NMS, tracking, drawing, writing, hand-offs): its FPS is
+    the pipeline's ceiling, and its CPU time a frame is what the pipeline takes from inference on a busy CPU,
+    which varies far less from run to run on a shared machine than the FPS ratio does."""
+
+    def __init__(self, backend: Backend, images: list[np.ndarray]):
+        self.name, self.device, self.class_map = backend.name, backend.device, backend.class_map
+        self.detections = [backend(image) for image in images]
+        self._calls = itertools.count()  # next() on it is atomic: safe from several inference workers
+
+    def worker_threads(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        return self.detections[next(self._calls) % len(self.detections)]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads (encoder and decoder threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def model_only(backend: Backend, images: list[np.ndarray], workers: int = 1) -> tuple[float, np.ndarray]:
@@ -114,11 +144,11 @@ def backend_config(cfg: PipelineConfig, backend: str, cache_dir: Path) -> Pipeli
 
 
 def measure(cfg: PipelineConfig, source: str, frames: int, backend: Backend, variant: str, tmp: Path,
-            images: list[np.ndarray]) -> BenchmarkRecord:
-    """One measurement as a benchmark record."""
-    if variant == "pipeline":
-        record = pipeline(cfg, source, backend, frames, tmp)
-        record.kind, record.variant = "benchmark", "pipeline"
+            images: list[np.ndarray], replay: ReplayBackend | None = None) -> BenchmarkRecord:
+    """One measurement as a benchmark record (``replay``: the backend's detections for the ``replay`` variant)."""
+    if variant in ("pipeline", "replay"):
+        record = pipeline(cfg, source, replay if variant == "replay" else backend, frames, tmp)
+        record.kind, record.variant = "benchmark", variant
         return record
     if variant == "model-only":
         fps, ms = model_only(backend, images, cfg.model.workers)
@@ -147,10 +177,12 @@ Key = tuple[str, str, str]  # (model, backend, variant)
 
 
 def compare(base: PipelineConfig, source: str, frames: int, repeats: int, backends: list[str], models: list[str],
-            onnx_dir: Path, benchmark_log: Path) -> dict[Key, list[float]]:
-    """FPS of every (model, backend, variant) on the first ``frames`` of ``source``, ``repeats`` times each."""
+            onnx_dir: Path, benchmark_log: Path) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
+    """FPS, and CPU ms a frame, of every (model, backend, variant) on the first ``frames`` of ``source``,
+    ``repeats`` times each."""
     images = decode(source, frames)
     results: dict[Key, list[float]] = {}
+    cpu: dict[Key, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
         for model_cfg in model_configs(base, models):
@@ -159,26 +191,34 @@ def compare(base: PipelineConfig, source: str, frames: int, repeats: int, backen
                 backend = build_backend(cfg.model)
                 for image in images[:WARMUP]:
                     backend(image)
-                runs.append((cfg, backend))
+                runs.append((cfg, backend, ReplayBackend(backend, images)))
         for repeat in range(repeats):
-            for cfg, backend in runs:
+            for cfg, backend, replay in runs:
                 for variant in VARIANTS:
-                    record = measure(cfg, source, len(images), backend, variant, Path(tmp), images)
+                    started = cpu_seconds()
+                    record = measure(cfg, source, len(images), backend, variant, Path(tmp), images, replay)
+                    cpu_ms = (cpu_seconds() - started) / max(record.frames, 1) * 1000
                     write_record(record, None, benchmark_log)
                     results.setdefault((cfg.model.name, backend.name, variant), []).append(record.fps)
-                    log.info("repeat %d/%d %s %s %s: %.2f fps", repeat + 1, repeats, cfg.model.name,
-                             backend.name, variant, record.fps)
-    return results
+                    cpu.setdefault((cfg.model.name, backend.name, variant), []).append(cpu_ms)
+                    log.info("repeat %d/%d %s %s %s: %.2f fps, %.1f ms of CPU a frame", repeat + 1, repeats,
+                             cfg.model.name, backend.name, variant, record.fps, cpu_ms)
+    return results, cpu
 
 
-def table(results: dict[Key, list[float]]) -> str:
-    """Median FPS (min, max) per measurement and its ratio to the same model and backend alone: the median and
-    range of each repeat's ratio, since a repeat measures both back to back and so shares the machine's drift."""
+def table(results: dict[Key, list[float]], cpu: dict[Key, list[float]] | None = None) -> str:
+    """Median FPS (min, max) per measurement, the median CPU ms a frame when ``cpu`` is given, and the ratio to the
+    same model and backend alone: the median and range of each repeat's ratio, since a repeat measures both back
+    to back and so shares the machine's drift."""
     width = max(len(k[0]) for k in results)
-    lines = [f"{'model':{width}} {'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7} "
+    cpu_head = f" {'CPU ms':>7}" if cpu else ""
+    lines = [f"{'model':{width}} {'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7}{cpu_head} "
              f"{'ratio range':>11} {'vs model-only':>14}"]
-    for (model, backend, variant), fps in results.items():
+    for key, fps in results.items():
+        model, backend, variant = key
         ratios = [f / m for f, m in zip(fps, results[(model, backend, "model-only")])]
+        cpu_cell = f" {statistics.median(cpu[key]):7.1f}" if cpu else ""
         lines.append(f"{model:{width}} {backend:8} {variant:11} {statistics.median(fps):10.2f} {min(fps):7.2f} "
-                     f"{max(fps):7.2f} {min(ratios):5.2f}-{max(ratios):4.2f} {statistics.median(ratios):13.2f}x")
+                     f"{max(fps):7.2f}{cpu_cell} {min(ratios):5.2f}-{max(ratios):4.2f} "
+                     f"{statistics.median(ratios):13.2f}x")
     return "\n".join(lines)

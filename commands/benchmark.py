@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     setup_logging()
     try:
         base = load_pipeline_config(args.config, args.overrides)
-        results = compare(base, args.source, args.frames, args.repeats, args.backends, args.models,
+        results, cpu = compare(base, args.source, args.frames, args.repeats, args.backends, args.models,
                           Path(args.onnx_dir), Path(args.benchmark_log))
     except (ConfigError, SourceError, ValueError, OSError) as exc:
         return bad_input(exc)
-    print(table(results))
+    print(table(results, cpu))
     return 0
 
 

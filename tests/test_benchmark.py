@@ -19,6 +19,29 @@ def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 1 + len(benchmark.VARIANTS)
     assert table[1].split()[-1] == "1.00x"  # model-only is its own reference
+    assert "CPU ms" in table[0] and all(float(line.split()[-3]) > 0 for line in table[1:])
+
+
+def test_replay_hands_back_the_backends_detections_without_running_it():
+    """The replay variant measures the pipeline without inference: same detections, the model never called."""
+    import numpy as np
+
+    from core.detections import Detections
+
+    class Counting:
+        name, device, class_map, calls = "fake", "cpu", np.arange(11), 0
+
+        def __call__(self, image):
+            self.calls += 1
+            return Detections(np.array([[0, 0, image[0, 0, 0] + 1, 5]], np.float32), np.ones(1, np.float32),
+                              np.ones(1, np.int64))
+
+    backend = Counting()
+    images = [np.full((8, 8, 3), i, np.uint8) for i in range(3)]
+    replay = benchmark.ReplayBackend(backend, images)
+    got = [replay(images[0]).boxes[0, 2] for _ in range(4)]
+    assert backend.calls == 3 and replay.name == "fake"
+    assert got == [1, 2, 3, 1]  # in turn, then round again
 
 
 def test_benchmark_bad_source_exits_2(tmp_path, capsys):
