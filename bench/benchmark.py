@@ -29,6 +29,7 @@ from core.detections import Detections
 from core.log import mask_url
 from detector.backend import Backend, build_backend
 from detector.nms import ClasswiseNms
+from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.pipeline import Pipeline
 from stream.record import BenchmarkRecord, write_record
@@ -136,10 +137,12 @@ def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, ou
 
 def backend_config(cfg: PipelineConfig, backend: str, cache_dir: Path) -> PipelineConfig:
     """``cfg`` switched to ``backend`` (one of BACKENDS: ``name[-precision]``, fp32 when no precision is named,
-    ``auto`` for the default choice); ONNX and OpenVINO run the graph exported once into ``cache_dir``."""
+    ``auto`` for the default choice), its auto workers made concrete (model-only keeps as many calls in flight);
+    ONNX and OpenVINO run the graph exported once into ``cache_dir``."""
     name, _, precision = backend.partition("-")
-    model = dataclasses.replace(cfg.model, backend=name, precision=precision or ("auto" if name == "auto" else "fp32"),
-                                onnx_path="", cache_dir=str(cache_dir))
+    model = resolve_workers(dataclasses.replace(
+        cfg.model, backend=name, precision=precision or ("auto" if name == "auto" else "fp32"), onnx_path="",
+        cache_dir=str(cache_dir)))
     return dataclasses.replace(cfg, model=model)
 
 

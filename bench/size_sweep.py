@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from core.config import parse_overrides
 from core.log import setup_logging
 from detector.backend import build_backend
+from detector.runtime import resolve_workers
 from detector.datasets import load_dataset
 from detector.nms import ClasswiseNms
 from evaluation.evaluate import evaluate_backend, evaluation_nms
@@ -46,9 +47,11 @@ def sweep(sizes: list[int], overrides: list[str], val_sets: tuple = VAL_SETS) ->
         name = str(size or "policy")
         extra = [f"model.min_size={size}", f"model.max_size={4 * size}"] if size else []
         cfg = load_pipeline_config(None, [*overrides, *extra])
-        backend = build_backend(cfg.model)
+        model = resolve_workers(cfg.model)
+        backend = build_backend(model)
         nms = ClasswiseNms(evaluation_nms(cfg.nms, overrides))
-        reports = {key: evaluate_backend(backend, nms, dataset) for key, dataset in datasets.items()}
+        reports = {key: evaluate_backend(backend, nms, dataset, workers=model.workers)
+                   for key, dataset in datasets.items()}
         for label, spec, split, classes in val_sets:
             aps = reports[(spec, split)].to_json()["classes"]
             results[label][name] = round(sum(aps[c]["ap50"] if c in aps else 0.0 for c in classes) / len(classes), 4)

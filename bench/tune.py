@@ -196,7 +196,7 @@ def measure_setting(setting: Setting, cfg: PipelineConfig, backend: Backend, req
     warm_up(backend, images)
     records = [measure(cfg, req.clip, len(images), backend, variant, tmp, images)
                for _ in range(req.repeats) for variant in VARIANTS]
-    report = evaluate_backend(backend, nms, dataset, progress=False)
+    report = evaluate_backend(backend, nms, dataset, progress=False, workers=cfg.model.workers)
     for record in records:
         record.kind, record.map50 = "tune", round(report.map50, 4)
     fps = {v: [r.fps for r in records if r.variant == v] for v in VARIANTS}

@@ -48,8 +48,9 @@ class ModelConfig:
     ONNX Runtime, else torch (`detector.runtime.choose_runtime`, which logs what it chose and why).
     ``precision`` auto: the fastest precision measured to cost <= 1 point of AP@0.5 (README "Real-time by default").
     ``onnx_path`` empty: the graph is exported on first use into ``cache_dir`` (empty: the user's cache folder).
-    ``workers``: inference workers in the pipeline, each on its own frame (results keep frame order);
-    ``threads``: intra-op threads per worker (0: the runtime's default, one per core).
+    ``workers``: inference workers in the pipeline, each on its own frame (results keep frame order); 0 (auto):
+    one per usable core on a CPU, two on CUDA (`detector.runtime.pick_workers`);
+    ``threads``: intra-op threads per worker (0: one with auto workers, else the runtime's default).
     ``interval``: the detector runs on every k-th frame from ``interval_phase`` on and the tracker fills the
     others; ``auto`` (live sources) raises k up to ``max_interval`` when inference cannot keep up.
     ``calibration``: the datasets whose frames (``calibration_frames`` of them) set an int8 graph's activation
@@ -67,7 +68,7 @@ class ModelConfig:
     onnx_path: str = ""
     cache_dir: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    workers: int = 1
+    workers: int = 0
     threads: int = 0
     interval: int | Literal["auto"] = 1
     max_interval: int = 6
@@ -90,8 +91,9 @@ class ModelConfig:
                               f"{self.interval_phase}")
         if self.calibration_frames < 1:
             raise ConfigError(f"'model.calibration_frames' must be >= 1, got {self.calibration_frames}")
-        if self.workers < 1 or self.threads < 0:
-            raise ConfigError(f"'model.workers' must be >= 1 and 'model.threads' >= 0, got {self.workers}, {self.threads}")
+        if self.workers < 0 or self.threads < 0:
+            raise ConfigError(f"'model.workers' and 'model.threads' must be >= 0 (0: auto), got {self.workers}, "
+                              f"{self.threads}")
 
 
 @dataclasses.dataclass

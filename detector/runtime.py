@@ -50,7 +50,8 @@ class Machine:
 
     cuda: a CUDA device is present; openvino / onnxruntime: the package is installed; ort_gpu: ONNX Runtime has its
     CUDA provider; cpu_bf16: the CPU computes bf16 natively (AVX512-BF16 or AMX), as OpenVINO reports it;
-    no_calibration: why int8 cannot be calibrated here (its frames are missing), '' when it can.
+    no_calibration: why int8 cannot be calibrated here (its frames are missing), '' when it can;
+    cores: the physical cores this process may use (`usable_cores`).
     """
 
     cuda: bool
@@ -60,6 +61,7 @@ class Machine:
     cpu_bf16: bool
     cpu_int8: bool = False
     no_calibration: str = ""
+    cores: int = 2
 
 
 def probe_machine(cfg: ModelConfig | None = None) -> Machine:
@@ -83,7 +85,16 @@ def probe_machine(cfg: ModelConfig | None = None) -> Machine:
     capabilities = torch.cpu.get_capabilities()
     cpu_int8 = any(capabilities.get(flag, False) for flag in INT8_DOT_PRODUCT)
     no_calibration = calibration_missing(cfg.calibration) if cfg is not None else ""
-    return Machine(torch.cuda.is_available(), openvino, onnxruntime, ort_gpu, cpu_bf16, cpu_int8, no_calibration)
+    return Machine(torch.cuda.is_available(), openvino, onnxruntime, ort_gpu, cpu_bf16, cpu_int8, no_calibration,
+                   usable_cores())
+
+
+def usable_cores() -> int:
+    """Physical cores this process may use: its CPU affinity and a container's CPU quota both count, which
+    ``os.cpu_count()`` ignores (joblib reads them on every OS)."""
+    from joblib import cpu_count
+
+    return max(1, cpu_count(only_physical_cores=True))
 
 
 def device_kind(cfg: ModelConfig, machine: Machine) -> str:
@@ -149,16 +160,47 @@ def pick_precision(cfg: ModelConfig, machine: Machine, backend: str, device: str
     return precision, "as configured" if precision == cfg.precision else f"fallback from {cfg.precision}"
 
 
+def pick_workers(cfg: ModelConfig, device: str, cores: int) -> tuple[int, int]:
+    """``model.workers`` and ``model.threads``. Workers 0 (auto): on a CPU one inference worker per usable core,
+    each of ``threads`` (0: one) thread, since throughput comes from frames in flight, not from threads sharing one
+    frame (on 2 cores 2 x 1 was measured fastest for every backend, and it is what OpenVINO's throughput hint picks
+    there); on CUDA two frames in flight, whose CPU side needs one thread each. Explicit workers are kept."""
+    if cfg.workers:
+        return cfg.workers, cfg.threads
+    threads = cfg.threads or 1
+    if device == "cuda":
+        return 2, threads
+    return max(1, cores // threads), threads
+
+
+def resolve_workers(cfg: ModelConfig) -> ModelConfig:
+    """`pick_workers` on this machine, for code that sizes itself to the backend's workers (the pipeline's
+    inference stage, the benchmark's model-only loop) without the rest of `probe_machine`."""
+    if cfg.workers:
+        return cfg
+    import torch
+
+    device = "cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"
+    workers, threads = pick_workers(cfg, device, usable_cores())
+    return dataclasses.replace(cfg, workers=workers, threads=threads)
+
+
 def choose_runtime(cfg: ModelConfig, machine: Machine) -> tuple[ModelConfig, str]:
-    """``cfg`` with a concrete backend, precision and device, and one line saying what was chosen and why."""
+    """``cfg`` with a concrete backend, precision, device and workers, and one line saying what was chosen and
+    why."""
     device = device_kind(cfg, machine)
     backend, backend_why = pick_backend(cfg, machine, device)
     precision, precision_why = pick_precision(cfg, machine, backend, device)
-    resolved = dataclasses.replace(cfg, backend=backend, precision=precision, device=device)
+    workers, threads = pick_workers(cfg, device, machine.cores)
+    resolved = dataclasses.replace(cfg, backend=backend, precision=precision, device=device, workers=workers,
+                                   threads=threads)
     if backend == "onnx" and device == "cuda" and cfg.backend == "auto":
         resolved.onnx = dataclasses.replace(cfg.onnx, providers=list(GPU_PROVIDERS))
     why = backend_why if backend_why == precision_why else f"{backend_why}; {precision_why}"
-    return resolved, f"{backend} {precision} on {device} ({why})"
+    layout = f"{workers} inference workers x {threads or 'default'} threads"
+    if not cfg.workers:
+        layout += f" (auto: {'CUDA' if device == 'cuda' else f'{machine.cores} usable cores'})"
+    return resolved, f"{backend} {precision} on {device}, {layout} ({why})"
 
 
 def resolve_runtime(cfg: ModelConfig, machine: Machine | None = None) -> ModelConfig:

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +21,14 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from core.config import parse_overrides, to_dict
+from core.detections import Detections
 from core.images import read_bgr
 from core.labels import LABEL_IDS, LABELS
 from detector.backend import Backend, build_backend
 from detector.config import ModelConfig, NmsConfig
 from detector.datasets import AnnotatedImage, Dataset, DatasetError, load_dataset
 from detector.nms import ClasswiseNms
+from detector.runtime import resolve_workers
 from evaluation.metrics import ClassResult, GroundTruth, evaluate
 
 log = logging.getLogger(__name__)
@@ -74,20 +77,27 @@ def _mean(values: list[float]) -> float:
 
 def evaluate_backend(
     backend: Backend, nms_stage: ClasswiseNms, dataset: Dataset | Sequence[AnnotatedImage], progress: bool = True,
+    workers: int = 1,
 ) -> EvalReport:
     """Run every image through ``backend`` then ``nms_stage`` and score the detections (used in-process by tuners).
 
-    Scores the classes that have ground truth and that the NMS stage keeps: with ``nms.classes=[car]`` the mAP is
-    the car AP, not a mean diluted by classes filtered out on purpose.
+    ``workers``: images in flight at once, as the pipeline's inference workers (a backend built for two one-thread
+    streams runs a lone image on one core). Scores the classes that have ground truth and that the NMS stage
+    keeps: with ``nms.classes=[car]`` the mAP is the car AP, not a mean diluted by classes filtered out on purpose.
     """
     images = dataset.images if isinstance(dataset, Dataset) else dataset
     started = time.perf_counter()
-    detections = []
-    for item in tqdm(images, desc="evaluate", unit="img", file=sys.stderr, disable=not progress):
+
+    def detect(item: AnnotatedImage) -> Detections:
         frame = read_bgr(item.path)
         if frame is None:
             raise DatasetError(f"{item.path}: image missing or unreadable")
-        detections.append(nms_stage(backend(frame)))
+        with backend.worker_threads():
+            return nms_stage(backend(frame))
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="evaluate") as pool:
+        detections = list(tqdm(pool.map(detect, images), total=len(images), desc="evaluate", unit="img",
+                               file=sys.stderr, disable=not progress))
     truths = [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
     results = [r for r in evaluate(detections, truths, dict(enumerate(LABELS))) if nms_stage.keep[LABEL_IDS[r.name]]]
     return EvalReport(results, len(images), time.perf_counter() - started)
@@ -155,9 +165,10 @@ def evaluate_dataset(
     ``nms`` is used as given: pass it through `evaluation_nms` to rank every candidate.
     """
     dataset = load_dataset(data, split, skip_bad=skip_bad)
+    model = resolve_workers(model)
     backend = build_backend(model)
     log.info("evaluation NMS: IoU %.2f, score threshold %.2f", nms.iou, nms.score_thresh)
-    report = evaluate_backend(backend, ClasswiseNms(nms), dataset)
+    report = evaluate_backend(backend, ClasswiseNms(nms), dataset, workers=model.workers)
     name = dataset_name(data, split)
     plot_path = (plots_dir or report_path.parent) / "pr_curves.png"
     record = {"dataset": {"spec": data, "split": split, "skipped": dataset.skipped},

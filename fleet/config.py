@@ -23,7 +23,8 @@ class BatchConfig:
     ``workers`` 0: as many as the cluster's CPUs hold at ``threads`` each (at least one).
     ``threads``: CPU cores per worker, reserved in Ray and split over the worker's pipeline (``model.workers``
     inference workers of ``model.threads`` each); 0: what the pipeline config already uses
-    (``model.workers`` x ``model.threads``, a thread counting 1 when ``model.threads`` is 0).
+    (``model.workers`` x ``model.threads``, a thread counting 1 when ``model.threads`` is 0), or with auto
+    ``model.workers`` `AUTO_WORKER_THREADS`.
     ``max_retries``: how often a file is retried after its worker died (killed process, lost node).
     ``connect_timeout``: seconds to reach a ``--ray-address`` before giving up.
     ``object_store_mb``: the embedded Ray's object store (only per-file results pass through it).
@@ -54,19 +55,28 @@ def load_fleet_config(path: str | Path | None = None, overrides: list[str] | Non
     return load_config(FleetConfig, path or DEFAULT_CONFIG, overrides)
 
 
+# Cores a fleet worker takes when neither batch.threads nor model.workers says: one worker of 2 x 1 threads beat two
+# of 1 x 1 on 2 cores (README "Fleet processing"); auto workers would otherwise give every worker the whole machine
+AUTO_WORKER_THREADS = 2
+
+
 def worker_threads(cfg: FleetConfig) -> int:
     """CPU cores one fleet worker uses (``batch.threads``, else what its pipeline config uses)."""
-    return cfg.batch.threads or cfg.model.workers * max(cfg.model.threads, 1)
+    if cfg.batch.threads:
+        return cfg.batch.threads
+    return cfg.model.workers * max(cfg.model.threads, 1) if cfg.model.workers else AUTO_WORKER_THREADS
 
 
 def pipeline_config(cfg: FleetConfig) -> PipelineConfig:
-    """The pipeline config a worker runs: ``cfg`` without ``batch``, ``batch.threads`` split over its inference
-    workers (at most one inference worker per thread). Frame order and per-frame results do not depend on the
+    """The pipeline config a worker runs: ``cfg`` without ``batch``, its `worker_threads` split over its inference
+    workers when ``batch.threads`` or auto ``model.workers`` leave the split open (at most one inference worker
+    per thread). Frame order and per-frame results do not depend on the
     split, so outputs stay identical to a ``driving-detect stream`` run of the same config."""
     sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PipelineConfig)}
-    if cfg.batch.threads:
-        workers = min(cfg.model.workers, cfg.batch.threads)
-        sections["model"] = dataclasses.replace(cfg.model, workers=workers, threads=cfg.batch.threads // workers)
+    if cfg.batch.threads or not cfg.model.workers:
+        threads = worker_threads(cfg)
+        workers = min(cfg.model.workers or threads, threads)
+        sections["model"] = dataclasses.replace(cfg.model, workers=workers, threads=threads // workers)
     return PipelineConfig(**sections)
 
 

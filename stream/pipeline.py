@@ -7,15 +7,17 @@ sink at the end) is one entry in the list. Every stage gets a `Frame` and passes
 written frame on too, so a stage appended after it sees exactly what was written.
 
 Every stage runs on a thread of its own except inference, whose first worker runs on the caller's (main)
-thread, where torch's CPU kernels are fastest; ``model.workers`` adds more inference workers, each on its own
-frame, and results still leave in frame order. Queues are bounded, so the slowest stage sets the pace: file
-sources block (lossless), live sources drop the oldest frame. `request_stop` ends the stream at the source and
-lets frames in flight drain; `abort` stops now. With ``model.interval`` k > 1 (or ``auto`` on a live source) the
-capture stage marks which frames the detector runs on (`stream.interval`); the others pass inference and NMS
-untouched and the track stage gives them motion-predicted boxes.
+thread, where torch's CPU kernels are fastest; ``model.workers`` (auto: one per usable core on a CPU) runs
+more inference workers, each on its own frame, and results still leave in frame order. Queues are bounded, so
+the slowest stage sets the pace: file sources block (lossless), live sources drop the oldest frame.
+`request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now. With
+``model.interval`` k > 1 (or ``auto`` on a live source) the capture stage marks which frames the detector runs
+on (`stream.interval`); the others pass inference and NMS untouched and the track stage gives them
+motion-predicted boxes.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import sys
@@ -32,6 +34,7 @@ from core.config import to_dict
 from core.log import mask_url
 from detector.backend import Backend
 from detector.nms import ClasswiseNms
+from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.frames import Frame
 from stream.interval import DetectorSchedule
@@ -64,6 +67,7 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, source: Source, source_spec: str, backend: Backend, outputs: Outputs,
                  max_frames: int | None = None, display: bool = False, progress: bool = True):
+        cfg = dataclasses.replace(cfg, model=resolve_workers(cfg.model))  # auto workers: as many as the backend's
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
         self.max_frames, self.display, self.progress = max_frames, display, progress
         # Draw the overlay only for something that shows it (the video, the window, a stage such as the web view's

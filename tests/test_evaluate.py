@@ -1,13 +1,17 @@
 """The evaluate command end to end on a generated VOC dataset, its error handling, and `evaluate_backend`."""
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from commands.evaluate import main
+from core.images import read_bgr
 from core.detections import Detections
 from detector.config import NmsConfig
 from detector.datasets import load_dataset
@@ -94,17 +98,23 @@ def test_bad_input_exits_2_with_one_line(args: list[str], voc: Path, config: Pat
 
 
 class OracleBackend:
-    """Returns each image's ground truth (in evaluation order) at a fixed low score: a perfect, unsure model."""
+    """Returns each image's ground truth (found by the frame's pixels, so in any order) at a fixed score: a perfect,
+    unsure model."""
 
     name = "oracle"
 
     def __init__(self, images, score: float):
-        self.truths = iter(images)
+        self.truths = {read_bgr(item.path).tobytes(): item for item in images}
         self.score = score
+        self.threads: set[int] = set()
+
+    def worker_threads(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
-        item = next(self.truths)
-        assert frame_bgr.shape[:2] == (item.height, item.width)
+        self.threads.add(threading.get_ident())
+        time.sleep(0.02)  # long enough for the other workers to take the next images
+        item = self.truths[frame_bgr.tobytes()]
         return Detections(item.boxes, np.full(len(item.boxes), self.score), item.labels)
 
 
@@ -118,6 +128,17 @@ def test_evaluate_backend_ranks_low_scores(voc: Path) -> None:
     cut = evaluate_backend(OracleBackend(dataset.images, 0.1), ClasswiseNms(display), dataset.images, progress=False)
     assert cut.map50 == 0.0 and all(c.num_det == 0 for c in cut.classes)
     assert {c.name: c.num_gt for c in cut.classes} == {"car": 3, "stop_sign": 2}
+
+
+def test_evaluate_backend_with_images_in_flight_scores_each_image_against_its_own_truth(voc: Path) -> None:
+    dataset = load_dataset(f"voc:{voc}")
+    nms = ClasswiseNms(NmsConfig(score_thresh=0.0))
+    one = evaluate_backend(OracleBackend(dataset.images, 0.5), nms, dataset, progress=False)
+    oracle = OracleBackend(dataset.images, 0.5)
+    three = evaluate_backend(oracle, nms, [*dataset.images, *reversed(dataset.images)], progress=False, workers=3)
+    assert one.map50 == three.map50 == pytest.approx(1.0) and three.images == 2 * one.images
+    assert [c.num_det for c in three.classes] == [2 * c.num_det for c in one.classes]
+    assert len(oracle.threads) > 1  # the images really ran on several threads
 
 
 def test_evaluate_backend_scores_only_the_classes_the_nms_keeps(voc: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 import run_stream
 from commands import batch
-from fleet.config import BatchError, fingerprint, load_fleet_config, pipeline_config
+from fleet.config import BatchError, fingerprint, load_fleet_config, pipeline_config, worker_threads
 from fleet.manifest import Manifest
 from fleet.sources import expand_sources
 from tests.conftest import RANDOM_MODEL, REPO, write_video
@@ -272,3 +272,13 @@ def test_batch_threads_split_over_the_pipeline_without_changing_the_fingerprint(
     assert not hasattr(pipeline_config(one), "batch")
     assert fingerprint(pipeline_config(one), False, None) == fingerprint(pipeline_config(four), False, None)
     assert fingerprint(pipeline_config(one), False, None) != fingerprint(pipeline_config(one), True, None)
+
+
+def test_auto_workers_give_each_fleet_worker_two_threads_not_the_whole_machine():
+    auto = load_fleet_config(None, MODEL)
+    assert auto.model.workers == 0 and worker_threads(auto) == 2
+    assert (pipeline_config(auto).model.workers, pipeline_config(auto).model.threads) == (2, 1)
+    four = load_fleet_config(None, [*MODEL, "batch.threads=4"])
+    assert (worker_threads(four), pipeline_config(four).model.workers, pipeline_config(four).model.threads) == (4, 4, 1)
+    explicit = load_fleet_config(None, [*MODEL, "model.workers=1", "model.threads=3"])
+    assert worker_threads(explicit) == 3 and pipeline_config(explicit).model == explicit.model

@@ -93,3 +93,37 @@ def test_available_precisions_are_kept():
     assert chosen(EPYC, precision="int8") == ("openvino", "int8", "cpu")
     assert chosen(XEON, precision="fp32") == ("openvino", "fp32", "cpu")
     assert chosen(XEON, backend="torch", precision="bf16") == ("torch", "bf16", "cpu")
+
+
+@pytest.mark.parametrize(("machine", "cfg", "layout"), [
+    (dataclasses.replace(XEON, cores=2), {}, (2, 1)),                # what was measured fastest on 2 cores
+    (dataclasses.replace(XEON, cores=1), {}, (1, 1)),                # a second worker would only queue
+    (dataclasses.replace(XEON, cores=16), {}, (16, 1)),              # a bigger CPU is used, not 2 of its cores
+    (dataclasses.replace(XEON, cores=16), {"threads": 4}, (4, 4)),   # threads given: workers fill the cores
+    (dataclasses.replace(XEON, cores=3), {"threads": 2}, (1, 2)),
+    (dataclasses.replace(GPU, cores=16), {}, (2, 1)),                # CUDA: two frames in flight
+    (dataclasses.replace(XEON, cores=16), {"workers": 3}, (3, 0)),   # explicit workers are kept as given
+])
+def test_auto_workers_fill_the_usable_cores_on_a_cpu(machine, cfg, layout):
+    resolved, reason = choose_runtime(ModelConfig(**cfg), machine)
+    assert (resolved.workers, resolved.threads) == layout
+    assert f"{layout[0]} inference workers" in reason
+    assert ("threads (auto: " in reason) == ("workers" not in cfg)
+
+
+def test_usable_cores_follow_the_cpu_affinity():
+    import os
+
+    from detector.runtime import resolve_workers, usable_cores
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("CPU affinity can't be set on this OS")
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert usable_cores() == 1
+        assert resolve_workers(ModelConfig(device="cpu")).workers == 1
+        assert resolve_workers(ModelConfig(workers=2)).workers == 2
+    finally:
+        os.sched_setaffinity(0, before)
+    assert 1 <= usable_cores() <= len(before)
