@@ -197,10 +197,14 @@ def choose_runtime(cfg: ModelConfig, machine: Machine) -> tuple[ModelConfig, str
     if backend == "onnx" and device == "cuda" and cfg.backend == "auto":
         resolved.onnx = dataclasses.replace(cfg.onnx, providers=list(GPU_PROVIDERS))
     why = backend_why if backend_why == precision_why else f"{backend_why}; {precision_why}"
-    layout = f"{workers} inference workers x {threads or 'default'} threads"
+    layout = f"{plural(workers, 'inference worker')} x {plural(threads, 'thread') if threads else 'default threads'}"
     if not cfg.workers:
-        layout += f" (auto: {'CUDA' if device == 'cuda' else f'{machine.cores} usable cores'})"
+        layout += f" (auto: {'CUDA' if device == 'cuda' else plural(machine.cores, 'usable core')})"
     return resolved, f"{backend} {precision} on {device}, {layout} ({why})"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def resolve_runtime(cfg: ModelConfig, machine: Machine | None = None) -> ModelConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import pytest
 
@@ -107,8 +108,8 @@ def test_available_precisions_are_kept():
 def test_auto_workers_fill_the_usable_cores_on_a_cpu(machine, cfg, layout):
     resolved, reason = choose_runtime(ModelConfig(**cfg), machine)
     assert (resolved.workers, resolved.threads) == layout
-    assert f"{layout[0]} inference workers" in reason
-    assert ("threads (auto: " in reason) == ("workers" not in cfg)
+    assert f"{layout[0]} inference worker{'s' if layout[0] > 1 else ''} x" in reason
+    assert bool(re.search(r" threads? \(auto: ", reason)) == ("workers" not in cfg)  # says when it chose
 
 
 def test_usable_cores_follow_the_cpu_affinity():
