@@ -20,9 +20,9 @@ from matplotlib.figure import Figure
 from core.config import parse_overrides
 from core.log import setup_logging
 from detector.backend import build_backend
-from detector.runtime import resolve_workers
 from detector.datasets import load_dataset
 from detector.nms import ClasswiseNms
+from detector.runtime import resolve_workers
 from evaluation.evaluate import evaluate_backend, evaluation_nms
 from stream.config import load_pipeline_config
 

@@ -70,8 +70,8 @@ def worker_threads(cfg: FleetConfig) -> int:
 def pipeline_config(cfg: FleetConfig) -> PipelineConfig:
     """The pipeline config a worker runs: ``cfg`` without ``batch``, its `worker_threads` split over its inference
     workers when ``batch.threads`` or auto ``model.workers`` leave the split open (at most one inference worker
-    per thread). Frame order and per-frame results do not depend on the
-    split, so outputs stay identical to a ``driving-detect stream`` run of the same config."""
+    per thread). Frame order and per-frame results do not depend on the split, so outputs stay identical to a
+    ``driving-detect stream`` run of the same config."""
     sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PipelineConfig)}
     if cfg.batch.threads or not cfg.model.workers:
         threads = worker_threads(cfg)

@@ -67,7 +67,7 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, source: Source, source_spec: str, backend: Backend, outputs: Outputs,
                  max_frames: int | None = None, display: bool = False, progress: bool = True):
-        cfg = dataclasses.replace(cfg, model=resolve_workers(cfg.model))  # auto workers: as many as the backend's
+        cfg = dataclasses.replace(cfg, model=resolve_workers(cfg.model))  # the count build_backend gave the backend
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
         self.max_frames, self.display, self.progress = max_frames, display, progress
         # Draw the overlay only for something that shows it (the video, the window, a stage such as the web view's
