@@ -7,8 +7,11 @@ looks at the real one.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
+import warnings
 from dataclasses import dataclass
 from importlib.util import find_spec
 
@@ -94,7 +97,10 @@ def usable_cores() -> int:
     ``os.cpu_count()`` ignores (joblib reads them on every OS)."""
     from joblib import cpu_count
 
-    return max(1, cpu_count(only_physical_cores=True))
+    # Without lscpu it counts logical cores instead and says so with a warning and a traceback on stderr
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return max(1, cpu_count(only_physical_cores=True))
 
 
 def device_kind(cfg: ModelConfig, machine: Machine) -> str:

@@ -1,10 +1,11 @@
 """backend=auto and precision=auto: the choice on fake machines (CUDA or not, packages missing, CPU without bf16
-or without int8 dot products, no int8 calibration frames)."""
+or without int8 dot products, no int8 calibration frames), and the auto worker layout for the usable cores."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,14 @@ def test_usable_cores_follow_the_cpu_affinity():
     finally:
         os.sched_setaffinity(0, before)
     assert 1 <= usable_cores() <= len(before)
+
+
+def test_usable_cores_without_lscpu_is_quiet_and_still_counts(tmp_path):
+    import subprocess
+    import sys
+
+    code = "from detector.runtime import usable_cores; print(usable_cores())"
+    result = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                            env={"PATH": str(tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 1 and result.stderr == ""  # joblib's fallback to logical cores, silenced
