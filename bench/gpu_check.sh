@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU measurement of the "real-time by default" work, as ONE run on a lent GPU (the device tool gives a task
 # 15 minutes in all, machine start included): torch fp32, fp16 and bf16 and the default (`auto`) on CUDA,
-# model-only against the threaded pipeline, a model.workers sweep, and run_stream.py's default run; ONNX Runtime's
+# model-only against the threaded pipeline, a model.workers sweep, run_stream.py's default run, and auto
+# model.workers on that machine's many CPU cores against the old fixed 2 x 1 (on the CPU); ONNX Runtime's
 # CUDA and TensorRT providers too when that machine has them (onnxruntime-gpu's wheel, 255 MB, is over the
 # 64 MiB a call may carry, so usually it has not).
 #
@@ -13,7 +14,7 @@
 # Try it here first (no CUDA: a short dry run on the CPU that checks the script, not the numbers):
 #   bash bench/gpu_check.sh
 # Then once on the GPU: device `run` with command "bash bench/gpu_check.sh", timeout_s 480,
-# carry [".whl", ".gpu-data/seattlestreet1.mp4"]. Everything it measured is in $OUT (6 files). That machine's
+# carry [".whl", ".gpu-data/seattlestreet1.mp4"]. Everything it measured is in $OUT (7 files). That machine's
 # python3 has its own torch (2.11 when last read, device/KINDS.md), not the 2.14.1 pinned here: machine.txt says which.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,4 +69,11 @@ echo "== run_stream.py default config"
 timeout 120 python3 run_stream.py --source "$CLIP" --max-frames 300 --benchmark-log "$OUT/benchmark.csv" \
     output.dir=/tmp/gpu-check 2>&1 | tr '\r' '\n' | grep -v "^stream: " | tee "$OUT/stream.log"
 cp /tmp/gpu-check/*/benchmark.json "$OUT/stream.json"
+echo "== auto model.workers on the CPU ($(nproc) cores) against 2 x 1"
+for layout in model.workers=0 "model.workers=2 model.threads=1"; do
+    # shellcheck disable=SC2086 # the layout is two overrides
+    timeout 90 python3 -m commands.main benchmark --source "$CLIP" --frames 100 --repeats 1 --backends auto \
+        --onnx-dir /tmp/gpu-check-onnx --benchmark-log "$OUT/benchmark.csv" model.device=cpu $layout 2>&1 |
+        grep -E "runtime: | (model-only|pipeline) +[0-9]"
+done | tee "$OUT/cpu-workers.log"
 ls -la "$OUT"
