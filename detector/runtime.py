@@ -103,10 +103,11 @@ def usable_cores() -> int:
         return max(1, cpu_count(only_physical_cores=True))
 
 
-def device_kind(cfg: ModelConfig, machine: Machine) -> str:
-    if cfg.device == "cuda" and not machine.cuda:
+def device_kind(cfg: ModelConfig, cuda: bool) -> str:
+    """``cpu`` or ``cuda`` for ``model.device`` when a CUDA device is (``cuda``) or is not present."""
+    if cfg.device == "cuda" and not cuda:
         raise ConfigError("'model.device' = 'cuda' but no CUDA device is available; use auto or cpu")
-    return "cuda" if cfg.device != "cpu" and machine.cuda else "cpu"
+    return "cuda" if cfg.device != "cpu" and cuda else "cpu"
 
 
 def pick_backend(cfg: ModelConfig, machine: Machine, device: str) -> tuple[str, str]:
@@ -186,15 +187,14 @@ def resolve_workers(cfg: ModelConfig) -> ModelConfig:
         return cfg
     import torch
 
-    device = "cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"
-    workers, threads = pick_workers(cfg, device, usable_cores())
+    workers, threads = pick_workers(cfg, device_kind(cfg, torch.cuda.is_available()), usable_cores())
     return dataclasses.replace(cfg, workers=workers, threads=threads)
 
 
 def choose_runtime(cfg: ModelConfig, machine: Machine) -> tuple[ModelConfig, str]:
     """``cfg`` with a concrete backend, precision, device and workers, and one line saying what was chosen and
     why."""
-    device = device_kind(cfg, machine)
+    device = device_kind(cfg, machine.cuda)
     backend, backend_why = pick_backend(cfg, machine, device)
     precision, precision_why = pick_precision(cfg, machine, backend, device)
     workers, threads = pick_workers(cfg, device, machine.cores)
