@@ -69,6 +69,7 @@ def outputs(tmp_path) -> Outputs:
 def config(queue_size: int = 3, policy: str = "auto") -> PipelineConfig:
     cfg = PipelineConfig(source=SourceConfig(queue_size=queue_size, policy=policy))
     cfg.output.codec = "mjpg"
+    cfg.model.workers = 1  # one slow fake detector, so it falls behind the source on a machine of any size
     return cfg
 
 

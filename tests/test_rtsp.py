@@ -72,6 +72,7 @@ def test_each_transport_opens_on_a_server_that_serves_both(caplog):
 def test_drop_oldest_with_a_slow_detector_counts_drops_and_bounds_latency(server, tmp_path):
     with Publisher(server, "slow"):
         cfg = PipelineConfig(source=SourceConfig(queue_size=2))
+        cfg.model.workers = 1  # one slow fake detector, so it falls behind the camera on a machine of any size
         source = LiveSource(server.url("slow"), cfg.source)
         outputs = Outputs(tmp_path / "out.mp4", tmp_path / "det.jsonl")
         record = Pipeline(cfg, source, server.url("slow"), SlowBackend(0.12), outputs, max_frames=75,
