@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 from core.detections import Detections
 from core.labels import LABEL_IDS, NUM_CLASSES
@@ -30,12 +30,12 @@ def classwise_nms(
     detections = detections[keep]
     if len(detections) == 0:
         return detections
-    order = batched_nms(
-        torch.from_numpy(detections.boxes),
-        torch.from_numpy(detections.scores),
-        torch.from_numpy(detections.labels),
-        iou,
-    ).numpy()
+    # torchvision's batched_nms coordinate trick (boxes of each class shifted apart, then one NMS), with the shift in
+    # numpy: each torch call hands the GIL over, and behind the pipeline's other threads batched_nms' six calls cost
+    # 2.2 ms of CPU a frame against 0.9 for this one (0.13 / 0.08 ms alone); the kept boxes are the same
+    boxes = detections.boxes
+    shifted = boxes + (detections.labels.astype(boxes.dtype) * (boxes.max() + 1))[:, None]
+    order = nms(torch.from_numpy(shifted), torch.from_numpy(detections.scores), iou).numpy()
     return detections[order]
 
 

@@ -49,6 +49,8 @@ from tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 5.0
+# The HUD's numbers change this often: readable (a figure redrawn every frame flickers), and its text is drawn only then
+HUD_REFRESH_SECONDS = 0.25
 
 
 @dataclass
@@ -110,6 +112,8 @@ class Pipeline:
         self._window: DisplaySink | None = None
         self._bar: tqdm | None = None
         self._last_log = 0.0
+        self._hud: HudStats | None = None
+        self._hud_at = 0.0
 
     def request_stop(self) -> None:
         """End the stream at the source; frames already captured still flow to the sinks."""
@@ -153,7 +157,10 @@ class Pipeline:
     def _render(self, frame: Frame) -> Frame:
         if not self.annotate:
             return frame
-        frame.annotated = self.overlay(frame.image, frame.detections, self.hud_stats())
+        now = time.perf_counter()
+        if self._hud is None or now - self._hud_at >= HUD_REFRESH_SECONDS:
+            self._hud, self._hud_at = self.hud_stats(), now
+        frame.annotated = self.overlay(frame.image, frame.detections, self._hud)
         return frame
 
     def _write(self, frame: Frame) -> Frame:
@@ -178,7 +185,8 @@ class Pipeline:
         return frame
 
     def hud_stats(self) -> HudStats:
-        fps = (len(self.sink_times) - 1) / (self.sink_times[-1] - self.sink_times[0]) if len(self.sink_times) > 1 else 0.0
+        times = self.sink_times
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
         return HudStats(fps, {r.name: r.timer.recent_ms() for r in self.runners[1:]}, self.dropped)
 
     @property

@@ -41,6 +41,24 @@ def test_global_and_per_class_score_thresholds_and_the_class_filter():
     assert stage(many).names == ["car"]
 
 
+def test_keeps_what_torchvision_batched_nms_keeps_on_crowded_frames():
+    """The stage shifts classes apart itself (fewer torch calls); its result must stay torchvision's, in order."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(1, 300))
+        xy = rng.uniform(0, 1800, (n, 2)).astype(np.float32)
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 200, (n, 2)).astype(np.float32)], axis=1)
+        crowd = Detections(boxes, rng.uniform(0, 1, n).astype(np.float32), rng.integers(1, 11, n))
+        expected = batched_nms(torch.from_numpy(crowd.boxes), torch.from_numpy(crowd.scores),
+                               torch.from_numpy(crowd.labels), 0.5).numpy()
+        out = ClasswiseNms(NmsConfig(iou=0.5, score_thresh=0.0))(crowd)
+        np.testing.assert_array_equal(out.boxes, crowd.boxes[expected])
+        np.testing.assert_array_equal(out.labels, crowd.labels[expected])
+
+
 def test_empty_input_stays_empty():
     assert len(ClasswiseNms(NmsConfig())(Detections())) == 0
 

@@ -89,6 +89,18 @@ def test_hud_darkens_its_panel_and_nothing_else() -> None:
     assert (out[200:, :200] == 255).any()
 
 
+def test_hud_text_follows_the_stats_it_is_given_frame_after_frame() -> None:
+    """The text is drawn once per distinct stats and blended from then on: new numbers must still show."""
+    overlay, grey = Overlay(RenderConfig(labels=False)), np.full((360, 640, 3), 128, np.uint8)
+    first = overlay(grey, Detections(), STATS)
+    assert np.array_equal(overlay(grey, Detections(), STATS), first)
+    slower = HudStats(fps=9.5, stage_ms={"capture": 1.5, "infer": 98.7, "render": 0.8}, dropped=2)
+    changed = overlay(grey, Detections(), slower)
+    assert not np.array_equal(changed, first)
+    assert np.array_equal(changed, Overlay(RenderConfig(labels=False))(grey, Detections(), slower))
+    assert np.array_equal(overlay(grey, Detections(), STATS), first)
+
+
 @pytest.mark.parametrize("cfg, stats", [(RenderConfig(hud=False), STATS), (RenderConfig(hud=True), None)])
 def test_hud_is_skipped_when_off_or_without_stats(cfg: RenderConfig, stats: HudStats | None) -> None:
     grey = np.full((360, 640, 3), 128, np.uint8)
