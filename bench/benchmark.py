@@ -137,12 +137,10 @@ def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, ou
 
 def backend_config(cfg: PipelineConfig, backend: str, cache_dir: Path) -> PipelineConfig:
     """``cfg`` switched to ``backend`` (one of BACKENDS: ``name[-precision]``, fp32 when no precision is named,
-    ``auto`` for the default choice), its auto workers made concrete (model-only keeps as many calls in flight);
-    ONNX and OpenVINO run the graph exported once into ``cache_dir``."""
+    ``auto`` for the default choice); ONNX and OpenVINO run the graph exported once into ``cache_dir``."""
     name, _, precision = backend.partition("-")
-    model = resolve_workers(dataclasses.replace(
-        cfg.model, backend=name, precision=precision or ("auto" if name == "auto" else "fp32"), onnx_path="",
-        cache_dir=str(cache_dir)))
+    model = dataclasses.replace(cfg.model, backend=name, precision=precision or ("auto" if name == "auto" else "fp32"),
+                                onnx_path="", cache_dir=str(cache_dir))
     return dataclasses.replace(cfg, model=model)
 
 
@@ -153,8 +151,8 @@ def measure(cfg: PipelineConfig, source: str, frames: int, backend: Backend, var
         record = pipeline(cfg, source, replay if variant == "replay" else backend, frames, tmp)
         record.kind, record.variant = "benchmark", variant
         return record
-    if variant == "model-only":
-        fps, ms = model_only(backend, images, cfg.model.workers)
+    if variant == "model-only":  # as many calls in flight as the pipeline's inference stage has workers
+        fps, ms = model_only(backend, images, resolve_workers(cfg.model).workers)
     else:
         fps, ms = serial(cfg, source, backend, frames, tmp / "serial.mp4")
     m = cfg.model

@@ -32,6 +32,7 @@ from detector.backend import Backend, build_backend
 from detector.datasets import Dataset, DatasetError, load_dataset
 from detector.models import set_top_n
 from detector.nms import ClasswiseNms
+from detector.runtime import resolve_workers
 from evaluation.evaluate import dataset_name, evaluate_backend, evaluation_nms
 from stream.config import PipelineConfig, load_pipeline_config
 from stream.record import BenchmarkRecord, write_record, write_table
@@ -196,7 +197,7 @@ def measure_setting(setting: Setting, cfg: PipelineConfig, backend: Backend, req
     warm_up(backend, images)
     records = [measure(cfg, req.clip, len(images), backend, variant, tmp, images)
                for _ in range(req.repeats) for variant in VARIANTS]
-    report = evaluate_backend(backend, nms, dataset, progress=False, workers=cfg.model.workers)
+    report = evaluate_backend(backend, nms, dataset, progress=False, workers=resolve_workers(cfg.model).workers)
     for record in records:
         record.kind, record.map50 = "tune", round(report.map50, 4)
     fps = {v: [r.fps for r in records if r.variant == v] for v in VARIANTS}

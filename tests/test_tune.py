@@ -99,6 +99,7 @@ def test_two_point_sweep_writes_results_config_and_log(inputs: dict[str, Path], 
     assert (inputs["out"] / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tuned = load_pipeline_config(inputs["config"])
     assert tuned.model.top_n == chosen["top_n"] and tuned.model.weights == "random"
+    assert tuned.model.workers == 0  # auto stays auto: the file sizes itself to the machine that runs it
     assert inputs["config"].read_text().startswith("# Tuned by python -m detector.tune")
     logged = read_records(inputs["log"])
     assert len(logged) == 4 and {r["kind"] for r in logged} == {"tune"}
