@@ -142,20 +142,22 @@ class HudAnnotator:
     def __init__(self, opacity: float = 0.6):
         self.keep = 1.0 - opacity
         self._key: tuple[tuple[int, ...], HudStats] | None = None
-        self._layer: tuple[slice, slice, np.ndarray, np.ndarray] = (slice(0), slice(0), np.ones(0), np.zeros(0))
+        self._layer: tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray] = (
+            slice(0), slice(0), np.ones(0), np.zeros(0), np.zeros(0, np.uint8))
 
     def annotate(self, scene: np.ndarray, stats: HudStats) -> np.ndarray:
         if self._key != (scene.shape, stats):
             self._key, self._layer = (scene.shape, stats), self._draw_text(scene.shape, stats)
-        rows, cols, background, text = self._layer
+        rows, cols, background, text, white = self._layer
         panel = cv2.convertScaleAbs(scene[rows, cols], alpha=self.keep)
-        scene[rows, cols] = cv2.blendLinear(panel, np.full_like(panel, 255), background, text)
+        scene[rows, cols] = cv2.blendLinear(panel, white, background, text)
         return scene
 
     @staticmethod
-    def _draw_text(shape: tuple[int, ...], stats: HudStats) -> tuple[slice, slice, np.ndarray, np.ndarray]:
-        """The panel's rows and columns in the frame, and the blend weights of the panel and of its white text
-        there: (h, w) float32 each, summing to 1."""
+    def _draw_text(shape: tuple[int, ...],
+                   stats: HudStats) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray]:
+        """The panel's rows and columns in the frame, the blend weights of the panel and of its white text there
+        ((h, w) float32 each, summing to 1), and the white (h, w, C) uint8 image the text weight applies to."""
         lines = [f"FPS {stats.fps:.1f}"]
         lines += [f"{name} {ms:.1f} ms" for name, ms in stats.stage_ms.items()]
         lines.append(f"dropped {stats.dropped}")
@@ -172,7 +174,7 @@ class HudAnnotator:
             org = (pad, int(line_h * (i + 0.8)) + pad // 2)
             cv2.putText(mask, line, org, FONT, scale, 255, thickness, cv2.LINE_AA)
         text = mask.astype(np.float32) / 255
-        return rows, cols, 1 - text, text
+        return rows, cols, 1 - text, text, np.full((*mask.shape, shape[2]), 255, np.uint8)
 
 
 class Overlay:
