@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -51,6 +52,18 @@ def test_predict_leaves_the_tracker_state_alone():
     tracker.predict(10 / 30)
     tracker.predict(20 / 30)
     assert all(np.allclose(a, t.get_state_bbox()) for a, t in zip(before, tracker.tracker.tracks))
+
+
+def test_repeated_or_backward_timestamps_still_update_without_warnings():
+    """A live source can stamp two frames alike (or, after a clock step, earlier): the tracker must still step
+    (``trackers`` skips such an update with a UserWarning) and warn nothing, with no process-wide filter."""
+    tracker = Tracker(TrackConfig(), fps=30.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i, t in enumerate([0.0, 1 / 30, 1 / 30, 1 / 30, 0.5 / 30, 4 / 30]):
+            out = tracker.update(moving_car(i), t)
+    assert not [w for w in caught if issubclass(w.category, UserWarning)]
+    assert -1 not in out.track_ids and len(set(out.track_ids)) == 2  # every update counted: both confirmed
 
 
 @pytest.mark.parametrize("fps", [10.0, 30.0])

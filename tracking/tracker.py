@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import warnings
 
 import numpy as np
 import supervision as sv
@@ -58,9 +57,7 @@ class Tracker:
         self.last_timestamp = timestamp
         sv_dets = sv.Detections(xyxy=detections.boxes.astype(np.float32), confidence=detections.scores,
                                 class_id=detections.labels, data={"index": np.arange(len(detections))})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # its notes on timestamps we already keep ordered
-            tracked = self.tracker.update(sv_dets, timestamp=timestamp)
+        tracked = self.tracker.update(sv_dets, timestamp=timestamp)
         ids = np.full(len(detections), -1, np.int64)
         if len(tracked):
             ids[np.asarray(tracked.data["index"], int)] = tracked.tracker_id
