@@ -3,6 +3,10 @@
     driving-detect export --model NAME --weights W --top-n N --out model.onnx
         [--min-size S --max-size S --score-thresh F --opset K --precision fp32|int8]
         [--calibration SPEC ... --calibration-frames N]   (int8: the frames it is calibrated on)
+        [--save-ranges PATH]   (int8: calibrate on the frames and save the activation ranges there too)
+
+An int8 export of the bundled model with the default calibration set uses the ranges shipped with it
+(`detector.export_cache.BUNDLED_RANGES`, written by ``--save-ranges``), so it needs no calibration data.
 """
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from pathlib import Path
 
 from commands.common import SUBCOMMANDS, CommandParser, bad_input
 from core.log import setup_logging
-from detector.calibration import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError,
-                                  calibration_paths, read_frames)
+from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError
+from detector.config import ModelConfig
 from detector.datasets import DataSource
 from detector.export import DEFAULT_OPSET, OPSETS, PRECISIONS, export
+from detector.export_cache import calibration_input, int8_calibration, save_ranges, saved_ranges
 from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
 from detector.weights import WeightsError
 
@@ -42,11 +47,16 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
                              "training splits of " + ", ".join(s.spec for s in DEFAULT_CALIBRATION) + ")")
     parser.add_argument("--calibration-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
                         help=f"int8: how many calibration frames (default {DEFAULT_CALIBRATION_FRAMES})")
+    parser.add_argument("--save-ranges", type=Path, metavar="PATH",
+                        help="int8: calibrate on the frames and also save the activation ranges to PATH (JSON), "
+                             "from which later int8 exports of this graph build without the frames")
     args = parser.parse_args(argv)
     if args.top_n < 1 or args.min_size < 0 or args.max_size < 0 or not 0.0 <= args.score_thresh < 1.0:
         parser.error("--top-n must be >= 1, sizes >= 0 and --score-thresh in [0, 1)")
     if args.calibration_frames < 1:
         parser.error("--calibration-frames must be >= 1")
+    if args.save_ranges and (args.precision != "int8" or args.opset != DEFAULT_OPSET):
+        parser.error(f"--save-ranges needs --precision int8 and the export cache's opset ({DEFAULT_OPSET})")
     return args
 
 
@@ -54,10 +64,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     setup_logging()
     sources = [DataSource(spec) for spec in args.calibration] if args.calibration else list(DEFAULT_CALIBRATION)
+    cfg = ModelConfig(name=args.model, weights=args.weights, top_n=args.top_n, min_size=args.min_size,
+                      max_size=args.max_size, score_thresh=args.score_thresh, calibration=sources,
+                      calibration_frames=args.calibration_frames)
     try:
-        frames = read_frames(calibration_paths(sources, args.calibration_frames)) if args.precision == "int8" else None
+        calibration = None
+        if args.save_ranges:
+            calibration = saved_ranges(cfg, save_ranges(cfg, args.save_ranges))[1]
+            print(f"wrote {args.save_ranges} (activation ranges of {args.calibration_frames} frames)")
+        elif args.precision == "int8":
+            calibration = calibration_input(int8_calibration(cfg)[1])
         proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,
-                       args.score_thresh, args.opset, args.precision, frames)
+                       args.score_thresh, args.opset, args.precision, calibration)
     except (WeightsError, CalibrationError, OSError) as exc:
         return bad_input(exc)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))

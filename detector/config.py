@@ -54,7 +54,8 @@ class ModelConfig:
     ``interval``: the detector runs on every k-th frame from ``interval_phase`` on and the tracker fills the
     others; ``auto`` (live sources) raises k up to ``max_interval`` when inference cannot keep up.
     ``calibration``: the datasets whose frames (``calibration_frames`` of them) set an int8 graph's activation
-    ranges (`detector.calibration`); when they are missing, int8 is not offered.
+    ranges (`detector.calibration`); the bundled model ships the ranges the default set gives, so only another
+    graph or set needs the frames, and when they are missing int8 is not offered.
     """
 
     name: str = "driving_mobilenet_v2_fpn"

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from torchvision.ops import FrozenBatchNorm2d, poolers
 
 from core.labels import LABELS
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
+from detector.calibration import CalibrationError
 from detector.input_size import POLICY_NAME, PolicyTransform
 from detector.models import DEFAULT_SCORE_THRESH
 from detector.preprocess import to_model_input
@@ -119,43 +121,70 @@ def describe(model: nn.Module, class_map: np.ndarray, name: str, weights: str) -
     )
 
 
-def quantize_int8(proto: onnx.ModelProto, frames: list[np.ndarray]) -> onnx.ModelProto:
-    """Static int8 quantization of the convolutions and matrix products, calibrated on ``frames``.
+@dataclasses.dataclass(frozen=True)
+class Int8Ranges:
+    """The activation ranges one calibration measured on one fp32 graph (ONNX Runtime's calibration cache, the JSON
+    it reads and writes): the same ranges on the same graph give the same int8 file byte for byte, so a saved copy
+    builds int8 without the frames. ``graph_sha256``: the fp32 graph's bytes (`graph_sha256`) they belong to."""
+
+    graph_sha256: str
+    cache: dict
+
+
+def graph_sha256(proto: onnx.ModelProto) -> str:
+    return hashlib.sha256(proto.SerializeToString()).hexdigest()
+
+
+def quantize_int8(proto: onnx.ModelProto, calibration: list[np.ndarray] | Int8Ranges) -> tuple[onnx.ModelProto,
+                                                                                                Int8Ranges]:
+    """Static int8 quantization of the convolutions and matrix products; returns the graph and its ranges.
 
     ONNX Runtime's post-training quantizer runs the fp32 graph on the frames (uint8 BGR, as the graph takes them),
     records each tensor's min/max and puts QDQ pairs on the quantized ops' inputs: weights int8 per output channel,
     activations uint8. Outputs are not quantized: OpenVINO then fuses each pair into its int8 kernel (VNNI or AMX),
     where quantized outputs left 40% of the time in unfused quantize/convert ops. ONNX Runtime runs the
     same file. Results move, so parity with torch holds for fp32 files only; measure int8 with the evaluate command.
+    ``calibration``: the frames, or `Int8Ranges` saved from an earlier run on this same graph (a `CalibrationError`
+    when they belong to another one).
     """
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
     class Frames(CalibrationDataReader):
-        def __init__(self) -> None:
+        def __init__(self, frames: list[np.ndarray]) -> None:
             self.frames = iter(frames)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             frame = next(self.frames, None)
             return None if frame is None else {INPUT_NAME: frame}
 
-    if not frames:
+    sha = graph_sha256(proto)
+    saved = isinstance(calibration, Int8Ranges)
+    if saved and calibration.graph_sha256 != sha:
+        raise CalibrationError(f"the saved int8 ranges were measured on another fp32 graph "
+                               f"({calibration.graph_sha256[:12]}, this one {sha[:12]}): calibrate on frames "
+                               "(export: --calibration SPEC)")
+    if not saved and not calibration:
         raise ValueError("int8 quantization needs calibration frames")
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        fp32, int8, cache = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         onnx.save(proto, str(fp32))
+        if saved:
+            cache.write_text(json.dumps(calibration.cache))
         fp32_nodes = [n.name for n in proto.graph.node if n.name.startswith(FP32_NODES)]
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # a line per shared bias it copies, and advice on shape inference
         try:
-            quantize_static(fp32, int8, Frames(), quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            quantize_static(fp32, int8, None if saved else Frames(calibration), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=fp32_nodes,
-                            extra_options={"OpTypesToExcludeOutputQuantization": QUANTIZED_OPS})
+                            extra_options={"OpTypesToExcludeOutputQuantization": QUANTIZED_OPS},
+                            calibration_cache_path=cache)
         finally:
             root.setLevel(level)
-        return onnx.load(str(int8))
+        return onnx.load(str(int8)), Int8Ranges(sha, json.loads(cache.read_text()))
 
 
 def trace_frame_graph(model: nn.Module, sample: torch.Tensor, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
@@ -177,16 +206,16 @@ def trace_frame_graph(model: nn.Module, sample: torch.Tensor, opset: int = DEFAU
 
 def export_model(
     model: nn.Module, meta: OnnxMetadata, out: Path, opset: int = DEFAULT_OPSET, precision: str = "fp32",
-    calibration: list[np.ndarray] | None = None,
+    calibration: list[np.ndarray] | Int8Ranges | None = None,
 ) -> onnx.ModelProto:
     """Trace ``model`` behind the frame preprocessing, attach ``meta``, check the graph and write it to ``out``.
 
-    ``calibration``: the frames an int8 graph is calibrated on (`detector.calibration`); int8 only.
+    ``calibration``: the frames an int8 graph is calibrated on (`detector.calibration`), or ranges saved from such a
+    run (`Int8Ranges`); int8 only.
     """
-    sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (meta.min_size, meta.max_size, 3), np.uint8))
-    proto = trace_frame_graph(fold_batch_norms(model), sample, opset)
+    proto = trace_export_graph(model, meta, opset)
     if precision == "int8":
-        proto = quantize_int8(proto, calibration or [])
+        proto = quantize_int8(proto, calibration or [])[0]
     onnx.helper.set_model_props(proto, dataclasses.replace(meta, precision=precision).to_props())
     onnx.checker.check_model(proto, full_check=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -197,12 +226,30 @@ def export_model(
 def export(
     name: str, weights: str, top_n: int, out: Path, min_size: int = 0, max_size: int = 0,
     score_thresh: float = DEFAULT_SCORE_THRESH, opset: int = DEFAULT_OPSET, precision: str = "fp32",
-    calibration: list[np.ndarray] | None = None,
+    calibration: list[np.ndarray] | Int8Ranges | None = None,
 ) -> onnx.ModelProto:
     """Load ``name`` with ``weights`` (random ones from seed 0, so the file is reproducible) and export it."""
-    torch.manual_seed(0)
-    model, class_map = load_model(name, weights, top_n, min_size, max_size, score_thresh)
+    model, class_map = load_for_export(name, weights, top_n, min_size, max_size, score_thresh)
     return export_model(model, describe(model, class_map, name, weights), out, opset, precision, calibration)
+
+
+def measure_ranges(name: str, weights: str, top_n: int, min_size: int, max_size: int, score_thresh: float,
+                   frames: list[np.ndarray], opset: int = DEFAULT_OPSET) -> Int8Ranges:
+    """The activation ranges ``frames`` give the fp32 graph `export` would write: what an int8 export bakes in."""
+    model, class_map = load_for_export(name, weights, top_n, min_size, max_size, score_thresh)
+    return quantize_int8(trace_export_graph(model, describe(model, class_map, name, weights), opset), frames)[1]
+
+
+def load_for_export(name: str, weights: str, top_n: int, min_size: int, max_size: int,
+                    score_thresh: float) -> tuple[nn.Module, np.ndarray]:
+    torch.manual_seed(0)
+    return load_model(name, weights, top_n, min_size, max_size, score_thresh)
+
+
+def trace_export_graph(model: nn.Module, meta: OnnxMetadata, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """The fp32 graph `export_model` writes, before quantization and metadata (traced on a fixed random frame)."""
+    sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (meta.min_size, meta.max_size, 3), np.uint8))
+    return trace_frame_graph(fold_batch_norms(model), sample, opset)
 
 
 if __name__ == "__main__":  # python -m detector.export: the command (argument parsing) is commands/export.py

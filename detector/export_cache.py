@@ -2,13 +2,16 @@
 
 A file is keyed by everything baked into the graph (model, the weights file's sha256, top-N, input sizes, score
 floor, graph precision, exporter version, and an int8 graph's calibration frames), so a second run reuses it and
-any change builds a new one. A cached file that does not read back as this project's export (corrupt, truncated,
-other settings) is rebuilt with one warning; files are written under a temporary name and renamed into place, so
-a crash never leaves half a file.
+any change builds a new one. The bundled model ships the activation ranges its default calibration set gives
+(`BUNDLED_RANGES`, ONNX Runtime's calibration cache with what it was measured for): its int8 graph then builds
+without that data, in seconds, byte for byte the file the frames give. A cached file that does not read back as
+this project's export (corrupt, truncated, other settings) is rebuilt with one warning; files are written under a
+temporary name and renamed into place, so a crash never leaves half a file.
 ``python -m detector.export`` remains the way to write an explicit file.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,14 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from detector.backend_onnx import OnnxModelError, read_metadata
-from detector.calibration import calibration_paths, fingerprint, read_frames
+from detector.calibration import CalibrationError, calibration_missing, calibration_paths, fingerprint, read_frames
 from detector.config import ModelConfig
-from detector.export import EXPORTER_VERSION, export
-from detector.weights import weights_file
+from detector.export import EXPORTER_VERSION, Int8Ranges, export, measure_ranges
+from detector.models import BUNDLED_MODEL
+from detector.weights import BUNDLED_WEIGHTS, weights_file
 
 log = logging.getLogger(__name__)
 CACHE_ENV = "DRIVING_DETECT_CACHE"
+BUNDLED_RANGES = BUNDLED_WEIGHTS.with_name(f"{BUNDLED_MODEL}.int8-ranges.json")
 
 
 class ExportCacheError(ValueError):
@@ -46,17 +53,77 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def graph_key(cfg: ModelConfig, graph_precision: str, calibration: list[Path] = ()) -> dict[str, object]:
+def graph_key(cfg: ModelConfig, graph_precision: str, calibration: str = "") -> dict[str, object]:
     """Everything the exported graph bakes in; the cache file's name is a hash of it. ``calibration``: an int8
-    graph's calibration frames, whose names and sizes are part of the key."""
+    graph's calibration frames (`detector.calibration.fingerprint`: their names and sizes)."""
     path = weights_file(cfg.name, cfg.weights)
     key: dict[str, object] = {
         "model": cfg.name, "weights_sha256": file_sha256(path) if path is not None else "random-seed-0",
         "top_n": cfg.top_n, "min_size": cfg.min_size, "max_size": cfg.max_size, "score_thresh": cfg.score_thresh,
         "precision": graph_precision, "exporter": EXPORTER_VERSION}
     if graph_precision == "int8":
-        key["calibration"] = fingerprint(list(calibration))
+        key["calibration"] = calibration
     return key
+
+
+def saved_ranges(cfg: ModelConfig, path: Path = BUNDLED_RANGES) -> tuple[str, Int8Ranges] | None:
+    """The ranges saved in ``path`` (the bundled model's by default) and their frames' fingerprint, when they were
+    measured for exactly ``cfg``'s fp32 graph and calibration set; None when they don't apply (or can't be read,
+    with a warning)."""
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        graph, calibration, ranges = saved["graph"], saved["calibration"], Int8Ranges(**saved["ranges"])
+        sources, frames = saved["sources"], saved["frames"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the saved int8 ranges '%s': %s", path, exc)
+        return None
+    if sources != source_list(cfg) or frames != cfg.calibration_frames or graph.get("model") != cfg.name:
+        return None
+    try:
+        if graph != graph_key(cfg, "fp32"):
+            return None
+    except OSError:  # weights not there (yet): whoever loads them says so
+        return None
+    return calibration, ranges
+
+
+def source_list(cfg: ModelConfig) -> list[list[str | None]]:
+    return [[source.spec, source.split] for source in cfg.calibration]
+
+
+def save_ranges(cfg: ModelConfig, path: Path) -> Path:
+    """Calibrate ``cfg``'s fp32 graph on ``cfg.calibration`` and save the ranges with what they were measured for
+    (how `BUNDLED_RANGES` is made: ``driving-detect export --precision int8 --save-ranges PATH``)."""
+    paths = calibration_paths(cfg.calibration, cfg.calibration_frames)
+    ranges = measure_ranges(cfg.name, cfg.weights, cfg.top_n, cfg.min_size, cfg.max_size, cfg.score_thresh,
+                            read_frames(paths))
+    saved = {"graph": graph_key(cfg, "fp32"), "sources": source_list(cfg),
+             "frames": cfg.calibration_frames, "calibration": fingerprint(paths), "ranges": dataclasses.asdict(ranges)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def int8_calibration(cfg: ModelConfig) -> tuple[str, Int8Ranges | list[Path]]:
+    """What an int8 graph for ``cfg`` is calibrated with, and its fingerprint: the saved ranges when they apply,
+    else ``cfg.calibration``'s frame paths (a `CalibrationError` when there are none)."""
+    saved = saved_ranges(cfg)
+    if saved is not None:
+        return saved
+    paths = calibration_paths(cfg.calibration, cfg.calibration_frames)
+    return fingerprint(paths), paths
+
+
+def calibration_input(calibration: Int8Ranges | list[Path]) -> list[np.ndarray] | Int8Ranges:
+    """What `detector.export.export` takes for `int8_calibration`'s answer: the ranges, or the frames read."""
+    return calibration if isinstance(calibration, Int8Ranges) else read_frames(calibration)
+
+
+def int8_unavailable(cfg: ModelConfig) -> str:
+    """Why no int8 graph can be built for ``cfg`` ('' when one can): neither saved ranges nor calibration frames."""
+    return "" if saved_ranges(cfg) is not None else calibration_missing(cfg.calibration)
 
 
 def cache_folder(cfg: ModelConfig) -> Path:
@@ -75,10 +142,10 @@ def cache_folder(cfg: ModelConfig) -> Path:
 def cached_graph(cfg: ModelConfig, graph_precision: str = "fp32") -> Path:
     """The exported graph for ``cfg``: reused when a valid one is cached, else exported (the time is logged).
 
-    An int8 graph is calibrated on ``cfg.calibration`` (a `CalibrationError` when it cannot be read).
+    An int8 graph is calibrated as `int8_calibration` says (a `CalibrationError` when it cannot be).
     """
-    frames = calibration_paths(cfg.calibration, cfg.calibration_frames) if graph_precision == "int8" else []
-    key = graph_key(cfg, graph_precision, frames)
+    fingerprint_, calibration = int8_calibration(cfg) if graph_precision == "int8" else ("", [])
+    key = graph_key(cfg, graph_precision, fingerprint_)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_folder(cfg) / f"{cfg.name}-top{cfg.top_n}-{graph_precision}-{digest}.onnx"
     if path.exists():
@@ -93,11 +160,27 @@ def cached_graph(cfg: ModelConfig, graph_precision: str = "fp32") -> Path:
     started = time.perf_counter()
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        export(cfg.name, cfg.weights, cfg.top_n, partial, cfg.min_size, cfg.max_size, cfg.score_thresh,
-               precision=graph_precision, calibration=read_frames(frames) if frames else None)
+        if isinstance(calibration, Int8Ranges):
+            try:
+                export_graph(cfg, partial, graph_precision, calibration)
+                log.info("int8 calibrated with the activation ranges saved in '%s'", BUNDLED_RANGES)
+            except CalibrationError as exc:
+                if calibration_missing(cfg.calibration):
+                    raise
+                log.warning("%s: calibrating on the frames", exc)
+                export_graph(cfg, partial, graph_precision,
+                             read_frames(calibration_paths(cfg.calibration, cfg.calibration_frames)))
+        else:
+            export_graph(cfg, partial, graph_precision, calibration_input(calibration) if calibration else None)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     log.info("exported %s (top-N %d, %s) to %s in %.1f s; later runs reuse it", cfg.name, cfg.top_n,
              graph_precision, path, time.perf_counter() - started)
     return path
+
+
+def export_graph(cfg: ModelConfig, out: Path, graph_precision: str,
+                 calibration: list[np.ndarray] | Int8Ranges | None) -> None:
+    export(cfg.name, cfg.weights, cfg.top_n, out, cfg.min_size, cfg.max_size, cfg.score_thresh,
+           precision=graph_precision, calibration=calibration)

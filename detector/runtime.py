@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 
 from core.config import ConfigError
-from detector.calibration import calibration_missing
 from detector.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,8 @@ class Machine:
 
     cuda: a CUDA device is present; openvino / onnxruntime: the package is installed; ort_gpu: ONNX Runtime has its
     CUDA provider; cpu_bf16: the CPU computes bf16 natively (AVX512-BF16 or AMX), as OpenVINO reports it;
-    no_calibration: why int8 cannot be calibrated here (its frames are missing), '' when it can;
+    no_calibration: why no int8 graph can be built here (no saved ranges apply and the calibration frames are
+    missing), '' when one can;
     cores: the physical cores this process may use (`usable_cores`).
     """
 
@@ -68,7 +68,7 @@ class Machine:
 
 
 def probe_machine(cfg: ModelConfig | None = None) -> Machine:
-    """This machine; with ``cfg``, also whether its int8 calibration frames are there."""
+    """This machine; with ``cfg``, also whether an int8 graph can be calibrated for it."""
     import torch
 
     openvino = find_spec("openvino") is not None
@@ -87,7 +87,11 @@ def probe_machine(cfg: ModelConfig | None = None) -> Machine:
         cpu_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     capabilities = torch.cpu.get_capabilities()
     cpu_int8 = any(capabilities.get(flag, False) for flag in INT8_DOT_PRODUCT)
-    no_calibration = calibration_missing(cfg.calibration) if cfg is not None else ""
+    no_calibration = ""
+    if cfg is not None:
+        from detector.export_cache import int8_unavailable  # exporting imports torch.onnx: only when asked
+
+        no_calibration = int8_unavailable(cfg)
     return Machine(torch.cuda.is_available(), openvino, onnxruntime, ort_gpu, cpu_bf16, cpu_int8, no_calibration,
                    usable_cores())
 

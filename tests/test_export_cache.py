@@ -6,16 +6,21 @@ import logging
 import os
 from pathlib import Path
 
+import onnx
 import pytest
 
+from commands.export import main as export_main
 from commands.stream import main as stream_main
 from detector import export_cache
 from detector.backend_onnx import read_metadata
-from detector.calibration import CalibrationError
+from detector.calibration import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError,
+                                  calibration_missing, calibration_paths, fingerprint, read_frames)
 from detector.config import ModelConfig
 from detector.datasets import DataSource
-from detector.export_cache import ExportCacheError, cached_graph
-from tests.conftest import RANDOM_MODEL, write_tiny_voc, write_video
+from detector.export_cache import (BUNDLED_RANGES, ExportCacheError, cached_graph, export_graph, int8_unavailable,
+                                   save_ranges, saved_ranges)
+from detector.runtime import probe_machine
+from tests.conftest import RANDOM_MODEL, shared_data, write_tiny_voc, write_video
 
 
 def tiny(tmp_path: Path, **overrides) -> ModelConfig:
@@ -61,6 +66,61 @@ def test_int8_is_keyed_by_its_calibration_frames_and_missing_ones_are_an_error(t
     assert cached_graph(cfg, "int8") != first and len(exports) == 3
     with pytest.raises(CalibrationError, match="does not exist"):
         cached_graph(tiny(tmp_path, calibration=[DataSource(f"voc:{tmp_path / 'nowhere'}")]), "int8")
+
+
+def test_saved_ranges_rebuild_the_int8_file_byte_for_byte_and_only_for_their_own_graph(tmp_path, caplog):
+    """What ships with the bundled model: ranges saved from one calibration give the same int8 file as the frames,
+    without them; another graph or calibration set does not take them."""
+    voc = write_tiny_voc(tmp_path / "voc")
+    cfg = tiny(tmp_path, calibration=[DataSource(f"voc:{voc}")], precision="int8")
+    path = save_ranges(cfg, tmp_path / "ranges.json")
+    fingerprint_, ranges = saved_ranges(cfg, path)
+    frames = calibration_paths(cfg.calibration, cfg.calibration_frames)
+    assert fingerprint_ == fingerprint(frames)
+    export_graph(cfg, tmp_path / "frames.onnx", "int8", read_frames(frames))
+    export_graph(cfg, tmp_path / "ranges.onnx", "int8", ranges)
+    assert (tmp_path / "frames.onnx").read_bytes() == (tmp_path / "ranges.onnx").read_bytes()
+    assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(tmp_path / "ranges.onnx")).graph.node)
+    assert saved_ranges(tiny(tmp_path, calibration=cfg.calibration, top_n=30), path) is None
+    assert saved_ranges(tiny(tmp_path, calibration=cfg.calibration, calibration_frames=2), path) is None
+    assert saved_ranges(tiny(tmp_path), path) is None  # the default calibration set, not this one
+    with pytest.raises(CalibrationError, match="another fp32 graph"):
+        export_graph(tiny(tmp_path, top_n=30), tmp_path / "other.onnx", "int8", ranges)
+    path.write_text("{not json")
+    caplog.clear()
+    assert saved_ranges(cfg, path) is None
+    assert [r for r in caplog.records if r.levelno == logging.WARNING and "ignoring the saved int8 ranges" in
+            r.getMessage()]
+
+
+def test_the_bundled_model_gets_int8_without_the_calibration_data(tmp_path, monkeypatch):
+    """A new user has the bundled weights but not ../shared/data: the shipped ranges still give the default its
+    int8 graph (and the same cache entry the frames would)."""
+    monkeypatch.chdir(tmp_path)  # the default calibration set's relative paths lead nowhere from here
+    cfg = ModelConfig(cache_dir=str(tmp_path / "cache"))
+    assert calibration_missing(cfg.calibration)
+    assert saved_ranges(cfg) is not None, (
+        f"{BUNDLED_RANGES.name} does not fit the bundled model's graph (weights, exporter version or defaults "
+        "changed): regenerate it with `driving-detect export --model driving_mobilenet_v2_fpn --precision int8 "
+        f"--out /tmp/int8.onnx --save-ranges detector/weights/{BUNDLED_RANGES.name}`")
+    assert int8_unavailable(cfg) == "" and probe_machine(cfg).no_calibration == ""
+    path = cached_graph(cfg, "int8")
+    assert read_metadata(path).precision == "int8"
+    assert int8_unavailable(ModelConfig(top_n=100)) != ""  # another graph: the data would be needed
+
+
+def test_the_bundled_ranges_come_from_the_default_calibration_set(shared_data):
+    fingerprint_, _ = saved_ranges(ModelConfig())
+    assert fingerprint_ == fingerprint(calibration_paths(list(DEFAULT_CALIBRATION), DEFAULT_CALIBRATION_FRAMES))
+
+
+def test_save_ranges_needs_int8(tmp_path, capsys):
+    args = ["--model", "driving_mobilenet_v2_fpn", "--out", str(tmp_path / "m.onnx"), "--save-ranges",
+            str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit) as exit_:
+        export_main(args)
+    assert exit_.value.code == 2 and capsys.readouterr().err.startswith("error: --save-ranges needs --precision int8")
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_other_weights_make_another_file(tmp_path, exports):
