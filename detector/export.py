@@ -162,8 +162,8 @@ def quantize_int8(proto: onnx.ModelProto, calibration: list[np.ndarray] | Int8Ra
     saved = isinstance(calibration, Int8Ranges)
     if saved and calibration.graph_sha256 != sha:
         raise CalibrationError(f"the saved int8 ranges were measured on another fp32 graph "
-                               f"({calibration.graph_sha256[:12]}, this one {sha[:12]}): calibrate on frames "
-                               "(export: --calibration SPEC)")
+                               f"({calibration.graph_sha256[:12]}, this one {sha[:12]}): int8 needs its "
+                               "calibration frames here (model.calibration), or use model.precision=fp32")
     if not saved and not calibration:
         raise ValueError("int8 quantization needs calibration frames")
     with tempfile.TemporaryDirectory() as tmp:

@@ -75,11 +75,11 @@ def saved_ranges(cfg: ModelConfig, path: Path = BUNDLED_RANGES) -> tuple[str, In
     try:
         saved = json.loads(path.read_text())
         graph, calibration, ranges = saved["graph"], saved["calibration"], Int8Ranges(**saved["ranges"])
-        sources, frames = saved["sources"], saved["frames"]
+        sources, frames, model = saved["sources"], saved["frames"], graph["model"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("ignoring the saved int8 ranges '%s': %s", path, exc)
         return None
-    if sources != source_list(cfg) or frames != cfg.calibration_frames or graph.get("model") != cfg.name:
+    if sources != source_list(cfg) or frames != cfg.calibration_frames or model != cfg.name:
         return None
     try:
         if graph != graph_key(cfg, "fp32"):
