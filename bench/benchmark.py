@@ -4,7 +4,8 @@ the pipeline with the model's detections replayed at no cost (``replay``), its c
 Each repeat measures every (model, backend, variant) on the same frames in turn, so drift on a shared machine hits all
 of them alike; the table gives the median FPS with min and max, the CPU ms a frame (all threads), and each
 variant's ratio to model-only (taken per repeat: median and range). On a CPU-bound machine the pipeline's ratio is
-about model-only's CPU ms over model-only's plus replay's, which the CPU columns show with far less noise.
+about model-only's CPU ms over model-only's plus replay's, which the CPU columns show with far less noise (and a
+line per backend prints, `ceilings`).
 Every measurement is also written as a benchmark record (kind ``benchmark``) to the shared CSV log. The command
 is ``driving-detect benchmark`` (`commands/benchmark.py`).
 """
@@ -222,4 +223,17 @@ def table(results: dict[Key, list[float]], cpu: dict[Key, list[float]] | None = 
         lines.append(f"{model:{width}} {backend:8} {variant:11} {statistics.median(fps):10.2f} {min(fps):7.2f} "
                      f"{max(fps):7.2f}{cpu_cell} {min(ratios):5.2f}-{max(ratios):4.2f} "
                      f"{statistics.median(ratios):13.2f}x")
+    return "\n".join(lines)
+
+
+def ceilings(cpu: dict[Key, list[float]]) -> str:
+    """Per model and backend, what the pipeline can reach when the CPU is its limit: inference's CPU a frame
+    (model-only) over that plus everything else's (replay), so a miss reads as work or as waiting."""
+    lines = []
+    for model, backend, variant in cpu:
+        if variant != "model-only" or (model, backend, "replay") not in cpu:
+            continue
+        infer, rest = (statistics.median(cpu[(model, backend, v)]) for v in ("model-only", "replay"))
+        lines.append(f"{model} {backend}: pipeline ceiling on a CPU-bound machine {infer / (infer + rest):.2f}x of "
+                     f"model-only (inference {infer:.1f} ms of CPU a frame, everything else {rest:.1f})")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.benchmark import BACKENDS, compare, table
+from bench.benchmark import BACKENDS, ceilings, compare, table
 from commands.common import SUBCOMMANDS, CommandParser, bad_input
 from core.config import ConfigError
 from core.log import setup_logging
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (ConfigError, SourceError, ValueError, OSError) as exc:
         return bad_input(exc)
     print(table(results, cpu))
+    print(ceilings(cpu))
     return 0
 
 

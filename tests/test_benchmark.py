@@ -17,7 +17,7 @@ def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
     assert sorted(r["variant"] for r in rows) == sorted(list(benchmark.VARIANTS) * 2)
     assert all(r["kind"] == "benchmark" and float(r["fps"]) > 0 and r["frames"] == "3" for r in rows)
     table = capsys.readouterr().out.splitlines()
-    assert len(table) == 1 + len(benchmark.VARIANTS)
+    assert len(table) == 1 + len(benchmark.VARIANTS) + 1 and "pipeline ceiling" in table.pop()
     assert table[1].split()[-1] == "1.00x"  # model-only is its own reference
     assert "CPU ms" in table[0] and all(float(line.split()[-3]) > 0 for line in table[1:])
 
@@ -85,3 +85,12 @@ def test_ratio_is_taken_per_repeat_so_drift_between_repeats_cancels():
     results = {("m", "b", "model-only"): [10.0, 20.0], ("m", "b", "pipeline"): [9.0, 10.0]}
     row = benchmark.table(results).splitlines()[2].split()
     assert row[-2:] == ["0.50-0.90", "0.70x"]  # the ratio of medians would be 0.63x
+
+
+def test_the_ceiling_is_inference_cpu_over_all_cpu():
+    """63.5 ms of CPU for inference and 9.4 for everything else: on 2 busy cores the pipeline can't pass 0.87x."""
+    cpu = {("m", "b", "model-only"): [60.0, 63.5, 70.0], ("m", "b", "replay"): [9.4, 9.0, 12.0],
+           ("m", "b", "pipeline"): [80.0, 80.0, 80.0], ("m", "c", "model-only"): [5.0]}
+    line, = benchmark.ceilings(cpu).splitlines()  # backend c has no replay: no line
+    assert line.startswith("m b: pipeline ceiling on a CPU-bound machine 0.87x of model-only")
+    assert "inference 63.5 ms" in line and "everything else 9.4" in line
