@@ -66,10 +66,11 @@ def graph_key(cfg: ModelConfig, graph_precision: str, calibration: str = "") -> 
     return key
 
 
-def saved_ranges(cfg: ModelConfig, path: Path = BUNDLED_RANGES) -> tuple[str, Int8Ranges] | None:
-    """The ranges saved in ``path`` (the bundled model's by default) and their frames' fingerprint, when they were
-    measured for exactly ``cfg``'s fp32 graph and calibration set; None when they don't apply (or can't be read,
-    with a warning)."""
+def saved_ranges(cfg: ModelConfig, path: Path | None = None) -> tuple[str, Int8Ranges] | None:
+    """The ranges saved in ``path`` (None: the bundled model's, `BUNDLED_RANGES`) and their frames' fingerprint,
+    when they were measured for exactly ``cfg``'s fp32 graph and calibration set; None when they don't apply (or
+    can't be read, with a warning)."""
+    path = path or BUNDLED_RANGES
     if not path.exists():
         return None
     try:
@@ -163,7 +164,7 @@ def cached_graph(cfg: ModelConfig, graph_precision: str = "fp32") -> Path:
         if isinstance(calibration, Int8Ranges):
             try:
                 export_graph(cfg, partial, graph_precision, calibration)
-                log.info("int8 calibrated with the activation ranges saved in '%s'", BUNDLED_RANGES)
+                log.info("int8 calibrated with the activation ranges saved in '%s'", BUNDLED_RANGES.name)
             except CalibrationError as exc:
                 if calibration_missing(cfg.calibration):
                     raise

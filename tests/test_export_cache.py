@@ -2,6 +2,7 @@
 file is rebuilt with one warning, and an unwritable cache is one error line."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -91,6 +92,20 @@ def test_saved_ranges_rebuild_the_int8_file_byte_for_byte_and_only_for_their_own
     assert saved_ranges(cfg, path) is None
     assert [r for r in caplog.records if r.levelno == logging.WARNING and "ignoring the saved int8 ranges" in
             r.getMessage()]
+
+
+def test_ranges_that_belong_to_another_graph_fall_back_to_the_frames(tmp_path, monkeypatch, caplog):
+    voc = write_tiny_voc(tmp_path / "voc")
+    cfg = tiny(tmp_path, calibration=[DataSource(f"voc:{voc}")], precision="int8")
+    path = save_ranges(cfg, tmp_path / "ranges.json")
+    saved = json.loads(path.read_text())
+    saved["ranges"]["graph_sha256"] = "0" * 64  # as if traced by another exporter
+    path.write_text(json.dumps(saved))
+    monkeypatch.setattr(export_cache, "BUNDLED_RANGES", path)
+    built = cached_graph(cfg, "int8")
+    assert read_metadata(built).precision == "int8"
+    assert [r for r in caplog.records if r.levelno == logging.WARNING and "another fp32 graph" in r.getMessage()
+            and "calibrating on the frames" in r.getMessage()]
 
 
 def test_the_bundled_model_gets_int8_without_the_calibration_data(tmp_path, monkeypatch):
