@@ -20,7 +20,7 @@ from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES
 from detector.config import ModelConfig
 from detector.datasets import DataSource
 from detector.export import DEFAULT_OPSET, OPSETS, PRECISIONS, export
-from detector.export_cache import calibration_input, int8_calibration, save_ranges, saved_ranges
+from detector.export_cache import calibration_input, int8_calibration, save_ranges
 from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
 from detector.weights import WeightsError
 
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         calibration = None
         if args.save_ranges:
-            calibration = saved_ranges(cfg, save_ranges(cfg, args.save_ranges))[1]
-            print(f"wrote {args.save_ranges} (activation ranges of {args.calibration_frames} frames)")
+            calibration = save_ranges(cfg, args.save_ranges)
+            print(f"wrote {args.save_ranges} (int8 activation ranges)")
         elif args.precision == "int8":
             calibration = calibration_input(int8_calibration(cfg)[1])
         proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,

@@ -94,9 +94,9 @@ def source_list(cfg: ModelConfig) -> list[list[str | None]]:
     return [[source.spec, source.split] for source in cfg.calibration]
 
 
-def save_ranges(cfg: ModelConfig, path: Path) -> Path:
-    """Calibrate ``cfg``'s fp32 graph on ``cfg.calibration`` and save the ranges with what they were measured for
-    (how `BUNDLED_RANGES` is made: ``driving-detect export --precision int8 --save-ranges PATH``)."""
+def save_ranges(cfg: ModelConfig, path: Path) -> Int8Ranges:
+    """Calibrate ``cfg``'s fp32 graph on ``cfg.calibration``, save the ranges to ``path`` with what they were measured
+    for (how `BUNDLED_RANGES` is made: ``driving-detect export --precision int8 --save-ranges PATH``), return them."""
     paths = calibration_paths(cfg.calibration, cfg.calibration_frames)
     ranges = measure_ranges(cfg.name, cfg.weights, cfg.top_n, cfg.min_size, cfg.max_size, cfg.score_thresh,
                             read_frames(paths))
@@ -104,7 +104,7 @@ def save_ranges(cfg: ModelConfig, path: Path) -> Path:
              "frames": cfg.calibration_frames, "calibration": fingerprint(paths), "ranges": dataclasses.asdict(ranges)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
-    return path
+    return ranges
 
 
 def int8_calibration(cfg: ModelConfig) -> tuple[str, Int8Ranges | list[Path]]:
@@ -170,7 +170,7 @@ def cached_graph(cfg: ModelConfig, graph_precision: str = "fp32") -> Path:
                     raise
                 log.warning("%s: calibrating on the frames", exc)
                 export_graph(cfg, partial, graph_precision,
-                             read_frames(calibration_paths(cfg.calibration, cfg.calibration_frames)))
+                             calibration_input(calibration_paths(cfg.calibration, cfg.calibration_frames)))
         else:
             export_graph(cfg, partial, graph_precision, calibration_input(calibration) if calibration else None)
         os.replace(partial, path)

@@ -74,8 +74,10 @@ def test_saved_ranges_rebuild_the_int8_file_byte_for_byte_and_only_for_their_own
     without them; another graph or calibration set does not take them."""
     voc = write_tiny_voc(tmp_path / "voc")
     cfg = tiny(tmp_path, calibration=[DataSource(f"voc:{voc}")], precision="int8")
-    path = save_ranges(cfg, tmp_path / "ranges.json")
-    fingerprint_, ranges = saved_ranges(cfg, path)
+    path = tmp_path / "ranges.json"
+    ranges = save_ranges(cfg, path)
+    fingerprint_, read_back = saved_ranges(cfg, path)
+    assert read_back == ranges
     frames = calibration_paths(cfg.calibration, cfg.calibration_frames)
     assert fingerprint_ == fingerprint(frames)
     export_graph(cfg, tmp_path / "frames.onnx", "int8", read_frames(frames))
@@ -97,7 +99,8 @@ def test_saved_ranges_rebuild_the_int8_file_byte_for_byte_and_only_for_their_own
 def test_ranges_that_belong_to_another_graph_fall_back_to_the_frames(tmp_path, monkeypatch, caplog):
     voc = write_tiny_voc(tmp_path / "voc")
     cfg = tiny(tmp_path, calibration=[DataSource(f"voc:{voc}")], precision="int8")
-    path = save_ranges(cfg, tmp_path / "ranges.json")
+    path = tmp_path / "ranges.json"
+    save_ranges(cfg, path)
     saved = json.loads(path.read_text())
     saved["ranges"]["graph_sha256"] = "0" * 64  # as if traced by another exporter
     path.write_text(json.dumps(saved))
