@@ -69,6 +69,7 @@ class ReplayBackend:
 
     def __init__(self, backend: Backend, images: list[np.ndarray]):
         self.name, self.device, self.class_map = backend.name, backend.device, backend.class_map
+        self.precision, self.runtime = getattr(backend, "precision", ""), getattr(backend, "runtime", None)
         self.detections = [backend(image) for image in images]
         self._calls = itertools.count()  # next() on it is atomic: safe from several inference workers
 

@@ -1,6 +1,6 @@
 """``driving-detect stream`` (also ``python run_stream.py``): the pipeline on a file, camera, URL or image folder.
 
-    driving-detect stream [--source SRC] [--config FILE] [--output VIDEO] [--detections JSONL]
+    driving-detect stream [--source SRC] [--config FILE] [--output VIDEO] [--detections JSONL] [--record JSON]
                           [--benchmark-log FILE] [--max-frames N] [--device auto|cpu|cuda] [--display]
                           [--serve [HOST:]PORT [--serve-token TOKEN|auto]] [key=value ...]
 """
@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--output", help="annotated video path (default: outputs/<source>/annotated.mp4)")
     parser.add_argument("--detections", help="detections JSONL path (default: outputs/<source>/detections.jsonl)")
+    parser.add_argument("--record", help="benchmark record JSON path (default: benchmark.json next to the detections)")
     parser.add_argument("--benchmark-log", help="CSV log to append the benchmark record to (default: output.benchmark_csv)")
     parser.add_argument("--max-frames", type=int, help="stop after N frames")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (overrides model.device)")
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"model.device={args.device}"] if args.device else [])
     cfg = load_pipeline_config(args.config, overrides)
     plan = plan_serving(args.serve, args.serve_token or cfg.serve.token) if args.serve else None
-    outputs = default_outputs(cfg, args.source, args.output, args.detections, args.benchmark_log, args.no_video)
+    outputs = default_outputs(cfg, args.source, args.output, args.detections, args.benchmark_log, args.no_video,
+                              record=args.record)
     pipeline = build_pipeline(cfg, args.source, outputs, max_frames=args.max_frames, display=args.display,
                               progress=not args.quiet)
     with stop_on_signals(pipeline), WebView(pipeline, plan) if plan else contextlib.nullcontext():
@@ -90,8 +92,13 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
 
 def summary(record: BenchmarkRecord, outputs: Outputs) -> None:
     stages = ", ".join(f"{k} {v['mean']:.1f}" for k, v in record.stages.items())
+    if record.ended != "complete":
+        of = f" of {record.source_frames}" if record.source_frames else ""
+        why = "--max-frames" if record.ended == "max_frames" else record.ended
+        print(f"stopped after {record.frames}{of} frames ({why})")
     print(f"{record.frames} frames in {record.seconds:.1f} s: {record.fps:.2f} fps "
-          f"({record.model}, top-N {record.top_n}, {record.backend} on {record.device})")
+          f"({record.model}, top-N {record.top_n}, {record.backend} {record.precision} on {record.device}, "
+          f"{record.workers} x {record.threads} inference workers x threads, input {record.input_size})")
     print(f"stage mean ms: {stages}; end-to-end p50 {record.latency['p50']:.0f} ms, p95 {record.latency['p95']:.0f} ms; "
           f"dropped {record.dropped}, skipped {record.skipped}")
     if outputs.video is not None:

@@ -5,6 +5,7 @@ backend added later) are swappable; `build_backend` picks one from the config.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -25,12 +26,16 @@ class Backend(Protocol):
     """What every backend offers.
 
     name: shown in records (``torch``, ``onnx``, ``onnx-int8``); class_map: (num_model_classes,) model class index
-    -> driving id (-1: not a driving class); device: where it runs (``str()`` names it in records).
+    -> driving id (-1: not a driving class); device: where it runs (``str()`` names it in records); precision: what
+    the network runs in (``fp32``, ``int8``, ...); runtime: the model config as `build_backend` resolved it (backend, precision, device, workers and threads: never ``auto``),
+    which the pipeline sizes itself to and records name.
     """
 
     name: str
     class_map: np.ndarray
     device: object
+    precision: str
+    runtime: ModelConfig
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         """frame_bgr: (H, W, 3) uint8 BGR, as captured; returns candidates before the class-wise NMS stage."""
@@ -48,6 +53,12 @@ def build_backend(cfg: ModelConfig, machine: Machine | None = None) -> Backend:
     cache (`detector.export_cache`). Errors are `WeightsError`/`ConfigError`/`OnnxModelError` one-liners.
     """
     cfg = resolve_runtime(cfg, machine)
+    backend = _load(cfg)
+    backend.runtime = dataclasses.replace(cfg, precision=backend.precision)  # a graph file decides its precision
+    return backend
+
+
+def _load(cfg: ModelConfig) -> Backend:
     if cfg.backend == "torch":
         from detector.backend_torch import TorchBackend, resolve_device
         from detector.weights import load_model

@@ -215,6 +215,7 @@ class OnnxBackend:
         self.class_map = np.asarray(meta.class_map, np.int64)
         self.device = session.get_providers()[0].removesuffix("ExecutionProvider").lower()
         self.binding = self.bind_outputs() if io_binding else None
+        self.precision = meta.precision
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, path: Path) -> OnnxBackend:
@@ -222,7 +223,9 @@ class OnnxBackend:
         meta = read_metadata(path)
         meta.check_config(cfg, str(path))
         session = open_session(path, cfg)
-        return cls(session, meta, io_binding=session.get_providers()[0] in GPU_PROVIDERS)
+        backend = cls(session, meta, io_binding=session.get_providers()[0] in GPU_PROVIDERS)
+        backend.precision = "int8" if meta.precision == "int8" else cfg.precision  # the file decides, as in OpenVINO
+        return backend
 
     def bind_outputs(self) -> ort.IOBinding:
         """Outputs go straight to host memory: they are small and the NMS stage reads them there."""

@@ -6,6 +6,8 @@ explicit class-wise NMS stage (`detector.nms`) is the one that decides.
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detector.input_size import PolicyTransform
+from detector.input_size import PolicyTransform, policy_size
 
 BUNDLED_MODEL = "driving_mobilenet_v2_fpn"
 
@@ -146,6 +148,16 @@ def build_detector(
 def uses_size_policy(name: str, min_size: int | tuple[int, ...]) -> bool:
     """Whether ``name`` built with ``min_size`` resizes by the input-size policy (the bundled model, no size set)."""
     return name == BUNDLED_MODEL and not min_size
+
+
+def model_input_size(name: str, min_size: int, max_size: int, width: int, height: int) -> tuple[int, int]:
+    """(width, height) the model ``name`` built with ``min_size``/``max_size`` resizes a ``width`` x ``height``
+    frame to (before padding to its stride): the policy's size, or torchvision's fixed short/long-side rule."""
+    if uses_size_policy(name, min_size):
+        return policy_size(width, height)
+    default_min, default_max = DEFAULT_SIZES[name]
+    scale = min((min_size or default_min) / min(width, height), (max_size or default_max) / max(width, height))
+    return math.floor(width * scale), math.floor(height * scale)
 
 
 def set_top_n(model: FasterRCNN, top_n: int) -> None:

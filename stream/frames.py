@@ -28,6 +28,11 @@ class Frame:
     source_time: float | None = None
 
     @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the image as the source gave it: the pixels its boxes are in."""
+        return self.image.shape[1], self.image.shape[0]
+
+    @property
     def boxes_from(self) -> str:
         """``detector`` or ``tracker``: where this frame's boxes came from."""
         return "detector" if self.detect else "tracker"

@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.config import to_dict
 from core.log import mask_url
 from detector.backend import Backend
+from detector.models import model_input_size
 from detector.nms import ClasswiseNms
 from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
@@ -41,7 +43,7 @@ from stream.interval import DetectorSchedule
 from stream.queues import BoundedQueue
 from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
-from stream.sinks import DisplaySink, JsonlSink, VideoSink
+from stream.sinks import DisplaySink, JsonlSink, SinkError, VideoSink
 from stream.sources import Source
 from stream.stages import Stage, StageFailed, StageRunner, run_stages, wire
 from stream.timing import StageTimer, latency_stats
@@ -56,12 +58,14 @@ HUD_REFRESH_SECONDS = 0.25
 @dataclass
 class Outputs:
     """Where one run writes; ``video`` None skips the video. The pipeline writes the video and detections; the
-    benchmark record goes where the command that ran it says (``driving-detect stream``: both record paths)."""
+    benchmark record goes where the command that ran it says (``driving-detect stream``: both record paths).
+    ``stale_video``: an earlier run's video in the same folder, set aside when this run starts (it writes none)."""
 
     video: Path | None
     detections: Path
     record_json: Path | None = None
     record_csv: Path | None = None
+    stale_video: Path | None = None
 
 
 class Pipeline:
@@ -69,7 +73,9 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, source: Source, source_spec: str, backend: Backend, outputs: Outputs,
                  max_frames: int | None = None, display: bool = False, progress: bool = True):
-        cfg = dataclasses.replace(cfg, model=resolve_workers(cfg.model))  # the count build_backend gave the backend
+        # What build_backend resolved (a backend built otherwise, e.g. a test's, gets this machine's worker count)
+        runtime = getattr(backend, "runtime", None) or resolve_workers(cfg.model)
+        cfg = dataclasses.replace(cfg, model=runtime)
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
         self.max_frames, self.display, self.progress = max_frames, display, progress
         # Draw the overlay only for something that shows it (the video, the window, a stage such as the web view's
@@ -87,6 +93,8 @@ class Pipeline:
         self.detector_frames = 0
         self.stop = threading.Event()
         self.source_done = threading.Event()
+        self.interrupted = False
+        self.reached_max = False
         self.errors: list[StageFailed] = []
         policy = cfg.source.policy
         if policy == "auto":
@@ -116,7 +124,9 @@ class Pipeline:
         self._hud_at = 0.0
 
     def request_stop(self) -> None:
-        """End the stream at the source; frames already captured still flow to the sinks."""
+        """End the stream at the source; frames already captured still flow to the sinks. The record says the run
+        was ``interrupted``."""
+        self.interrupted = True
         self.source_done.set()
         self.source.stop()
 
@@ -125,9 +135,10 @@ class Pipeline:
         self.stop.set()
 
     def _frames(self):
-        for frame in itertools.islice(self.source, self.max_frames):
+        for count, frame in enumerate(itertools.islice(self.source, self.max_frames), 1):
             if self.source_done.is_set():
                 return
+            self.reached_max = count == self.max_frames
             yield frame
 
     def _schedule(self, frame: Frame) -> Frame:
@@ -194,26 +205,38 @@ class Pipeline:
         return sum(q.dropped for q in self.queues.values())
 
     def run(self) -> BenchmarkRecord:
-        """Run to the end of the stream (or a stop); sinks are finalised on every path. Raises `StageFailed`."""
+        """Run to the end of the stream (or a stop); sinks are finalised on every path. Raises `StageFailed`
+        (an output that fails while it is written or finalised, e.g. on a full disk, is the ``sink`` stage's
+        failure), or `SinkError` when an output cannot be opened at all (bad input)."""
         info = self.source.info
         total = min(info.frame_count, self.max_frames) if info.frame_count and self.max_frames else info.frame_count
-        with ExitStack() as stack:
+        with ExitStack() as opening:
             if self.outputs.video is not None:
-                self._video = stack.enter_context(VideoSink(self.outputs.video, info.fps, info.size,
-                                                            self.cfg.output, info.live))
-            self._jsonl = stack.enter_context(JsonlSink(self.outputs.detections))
+                self._video = opening.enter_context(VideoSink(self.outputs.video, info.fps, info.size,
+                                                              self.cfg.output, info.live))
+            self._jsonl = opening.enter_context(JsonlSink(self.outputs.detections))
             if self.display:
-                self._window = stack.enter_context(DisplaySink(mask_url(self.source_spec)))
+                self._window = opening.enter_context(DisplaySink(mask_url(self.source_spec)))
             if self.progress and not info.live:
-                self._bar = stack.enter_context(tqdm(total=total, unit="frame", desc="stream", file=sys.stderr))
-            self.runners, self.queues = wire(self.stages, self._frames(), self.cfg.source.queue_size, self.stop,
-                                             self.errors)
-            self.started = self._last_log = time.perf_counter()
-            threading.Thread(target=self._watch_drain, daemon=True).start()
-            try:
-                run_stages(self.runners, self.stop, self.errors)
-            finally:
-                self.stop.set()
+                self._bar = opening.enter_context(tqdm(total=total, unit="frame", desc="stream", file=sys.stderr))
+                opening.enter_context(logging_redirect_tqdm())  # log lines above the bar, never glued to it
+            outputs = opening.pop_all()
+        try:
+            with outputs:
+                self.runners, self.queues = wire(self.stages, self._frames(), self.cfg.source.queue_size,
+                                                 self.stop, self.errors)
+                self.started = self._last_log = time.perf_counter()
+                threading.Thread(target=self._watch_drain, daemon=True).start()
+                try:
+                    run_stages(self.runners, self.stop, self.errors)
+                except StageFailed:
+                    pass  # raised below, once every output is finalised
+                finally:
+                    self.stop.set()
+        except SinkError as exc:  # finalising an output failed (a full disk)
+            self.errors.append(StageFailed("sink", exc))
+        if self.errors:
+            raise self.errors[0]
         return self.record()
 
     def _watch_drain(self) -> None:
@@ -242,5 +265,17 @@ class Pipeline:
                     for n, q in self.queues.items()},
             variant=f"policy={self.policy}" + (f" interval={self.cfg.model.interval}"
                                                 if self.cfg.model.interval != 1 else ""),
-            config=to_dict(self.cfg),
+            config=to_dict(self.cfg), precision=getattr(self.backend, "precision", m.precision),
+            workers=m.workers, threads=m.threads,
+            input_size="{}x{}".format(*model_input_size(m.name, m.min_size, m.max_size, *self.source.info.size)),
+            ended=self.ended, source_frames=self.source.info.frame_count,
         )
+
+    @property
+    def ended(self) -> str:
+        """How the run ended, for the record: ``failed``, ``interrupted``, ``max_frames`` or ``complete``."""
+        if self.errors:
+            return "failed"
+        if self.interrupted:
+            return "interrupted"
+        return "max_frames" if self.reached_max else "complete"

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,7 +16,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BenchmarkRecord:
-    """One measured run. ``kind`` says which command wrote it (stream, benchmark, tune)."""
+    """One measured run. ``kind`` says which command wrote it (stream, benchmark, tune).
+
+    What ran, as resolved (never ``auto``): ``backend``, ``precision``, ``workers`` x ``threads``, and
+    ``input_size``, the ``WxH`` the model saw for the source's first frame. How the run ended: ``ended`` is
+    ``complete``, ``interrupted`` (Ctrl-C, SIGTERM, the window closed), ``failed`` or ``max_frames``;
+    ``source_frames`` is the source's frame count where it knows one.
+    """
 
     kind: str
     source: str
@@ -26,6 +34,12 @@ class BenchmarkRecord:
     frames: int
     seconds: float
     fps: float
+    precision: str = ""
+    workers: int = 0
+    threads: int = 0
+    input_size: str = ""
+    ended: str = ""
+    source_frames: int | None = None
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
     dropped: int = 0
@@ -52,16 +66,31 @@ class BenchmarkRecord:
 
 
 def write_record(record: BenchmarkRecord, json_path: Path | None, csv_path: Path | None) -> None:
-    """Write the record as JSON and append it to the shared CSV log (new columns extend the header)."""
+    """Write the record as JSON and append it to the shared CSV log (new columns extend the header). Both are
+    atomic: a stop or a full disk at any moment leaves the old file or the new one, never a torn one."""
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(asdict(record), indent=2))
+        atomic_write(json_path, json.dumps(asdict(record), indent=2))
     if csv_path is not None:
         append_csv(csv_path, record.csv_row())
 
 
-def append_csv(path: Path, row: dict[str, object]) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with partial.open("w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def append_csv(path: Path, row: dict[str, object]) -> None:
+    """One row more: a single ``write`` in append mode when the header already has every column, else the whole
+    file rewritten atomically with the wider header (old rows keep their values, new columns empty)."""
     old_header: list[str] = []
     rows: list[dict[str, str]] = []
     if path.exists() and path.stat().st_size:
@@ -69,13 +98,16 @@ def append_csv(path: Path, row: dict[str, object]) -> None:
             reader = csv.DictReader(f)
             rows, old_header = list(reader), list(reader.fieldnames or [])
     header = old_header + [k for k in row if k not in old_header]
-    rewrite = bool(old_header) and header != old_header
-    with path.open("w" if rewrite or not old_header else "a", newline="") as f:
-        writer = csv.DictWriter(f, header)
-        if rewrite or not old_header:
-            writer.writeheader()
-            writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, header)
+    if header == old_header:
         writer.writerow(row)
+        with path.open("a", newline="") as f:
+            f.write(text.getvalue())
+        return
+    writer.writeheader()
+    writer.writerows([*rows, row])
+    atomic_write(path, text.getvalue())
 
 
 def write_table(path: Path, rows: list[dict[str, object]]) -> None:

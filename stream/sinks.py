@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from stream.config import OutputConfig
 from stream.frames import Frame
 
 log = logging.getLogger(__name__)
+FRAGMENT_SECONDS = 1.0  # the annotated MP4 is written in fragments this long: what a SIGKILL or full disk can lose
 
 
 class SinkError(RuntimeError):
@@ -22,7 +25,7 @@ class SinkError(RuntimeError):
 
 
 def prepare_output(path: Path) -> Path:
-    """Create the parent folder and prove it is writable before any frame is processed."""
+    """Create the parent folder and prove it is writable: the sinks, as they open."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab"):
@@ -30,6 +33,42 @@ def prepare_output(path: Path) -> Path:
     except OSError as exc:
         raise SinkError(f"cannot write '{path}': {exc.strerror or exc}") from None
     return path
+
+
+def check_writable(path: Path) -> Path:
+    """Prove ``path`` can be written before anything is opened, creating nothing: a run that then fails to start
+    (a source that does not open) leaves no empty files or folders behind."""
+    if path.is_dir():
+        raise SinkError(f"cannot write '{path}': it is a folder")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise SinkError(f"cannot write '{path}': permission denied")
+        return path
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        tempfile.TemporaryFile(dir=folder).close()  # the one proof that also covers read-only mounts
+    except OSError as exc:
+        raise SinkError(f"cannot write '{path}': {exc.strerror or exc}") from None
+    return path
+
+
+class OutputWatch:
+    """Notices, at most once a second, that an output file was removed or moved away (its folder deleted
+    mid-run): writes to an open file would otherwise go on into a file nobody can read."""
+
+    def __init__(self, path: Path):
+        self.path, self.checked = path, time.monotonic()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self.checked >= 1.0:
+            self.checked = now
+            if not self.path.exists():
+                raise SinkError(f"'{self.path}' vanished during the run (its folder was removed or moved)")
 
 
 class VideoSink:
@@ -48,6 +87,7 @@ class VideoSink:
         self.writer: _AvWriter | cv2.VideoWriter | None = None
         self.codec = ""
         self.frames = 0
+        self.watch = OutputWatch(path)
 
     def __enter__(self) -> VideoSink:
         prepare_output(self.path)
@@ -81,20 +121,27 @@ class VideoSink:
     def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         """``timestamp``: seconds since the run started (used for live sources only)."""
         if (image.shape[1], image.shape[0]) != self.size:
-            raise SinkError(f"frame size {image.shape[1]}x{image.shape[0]} differs from the video's {self.size}")
-        if isinstance(self.writer, _AvWriter):
-            self.writer.write(image, timestamp if self.live and timestamp is not None else None)
-        else:
-            self.writer.write(image)
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        try:
+            if isinstance(self.writer, _AvWriter):
+                self.writer.write(image, timestamp if self.live and timestamp is not None else None)
+            else:
+                self.writer.write(image)
+        except (OSError, av.FFmpegError) as exc:
+            raise SinkError(f"cannot write '{self.path}': {getattr(exc, 'strerror', None) or exc}") from None
         self.frames += 1
+        self.watch.check()
 
     def __exit__(self, *exc) -> None:
         if self.writer is not None:
             writer, self.writer = self.writer, None
-            if isinstance(writer, _AvWriter):
-                writer.close()
-            else:
-                writer.release()
+            try:
+                if isinstance(writer, _AvWriter):
+                    writer.close()
+                else:
+                    writer.release()
+            except (OSError, av.FFmpegError) as error:
+                raise SinkError(f"cannot finish '{self.path}': {getattr(error, 'strerror', None) or error}") from None
 
 
 def h264_encoders() -> list[str]:
@@ -107,16 +154,19 @@ def h264_encoders() -> list[str]:
 class _AvWriter:
     """An H.264 MP4 through PyAV. Time base: 1/fps for constant-rate files, 1 ms for live sources (``pts`` from
     capture times, each strictly after the last; no B-frames). yuv420p, the pixel format every browser decodes, needs even
-    sizes: an odd width or height is scaled down by one pixel."""
+    sizes: an odd width or height is scaled down by one pixel. Fragmented (``empty_moov``: the index travels with
+    each fragment) and flushed per packet, so each finished fragment is on disk, not in FFmpeg's write buffer."""
 
     def __init__(self, path: Path, encoder: str, fps: float, size: tuple[int, int], live: bool,
                  options: dict[str, str]):
-        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        self.container = av.open(str(path), "w", format="mp4", options={
+            "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
         try:
             rate = Fraction(fps).limit_denominator(1001)
             self.stream = self.container.add_stream(encoder, rate=rate)
             self.stream.width, self.stream.height = size[0] // 2 * 2, size[1] // 2 * 2
             self.stream.pix_fmt = "yuv420p"
+            self.stream.codec_context.gop_size = max(1, round(fps * FRAGMENT_SECONDS))
             self.time_base = Fraction(1, 1000) if live else 1 / rate
             self.stream.codec_context.time_base = self.stream.time_base = self.time_base
             if encoder == "libx264":
@@ -155,6 +205,7 @@ class JsonlSink:
         self.path, self.sync = path, sync
         self.file = None
         self.lines = 0
+        self.watch = OutputWatch(path)
 
     def __enter__(self) -> JsonlSink:
         prepare_output(self.path)
@@ -167,16 +218,23 @@ class JsonlSink:
             record["source_timestamp"] = round(frame.source_time, 4)
         if frame.detections.track_ids is not None:
             record["source"] = frame.boxes_from
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.sync:
-            os.fsync(self.file.fileno())
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+            if self.sync:
+                os.fsync(self.file.fileno())
+        except OSError as exc:
+            raise SinkError(f"cannot write '{self.path}': {exc.strerror or exc}") from None
         self.lines += 1
+        self.watch.check()
 
     def __exit__(self, *exc) -> None:
         if self.file is not None:
-            self.file.close()
-            self.file = None
+            file, self.file = self.file, None
+            try:
+                file.close()
+            except OSError as error:
+                raise SinkError(f"cannot finish '{self.path}': {error.strerror or error}") from None
 
 
 class DisplaySink:

@@ -2,12 +2,14 @@
 
 Every source is a `Source`: an iterator of `Frame`s with a `VideoInfo` (size, FPS, frame count, live), counts
 of ``skipped`` (corrupt) frames, ``reconnects`` and ``gap_seconds`` (time without frames between a stall and
-its reconnect), and ``stop()``. Open failures raise `SourceError` before the pipeline starts. Files are read
-with OpenCV; cameras with OpenCV, stream URLs with FFmpeg through PyAV (`PyAvFeed`).
+its reconnect), and ``stop()``. Open failures raise `SourceError` before the pipeline starts. Video files and
+stream URLs are read with FFmpeg through PyAV (`PyAvFeed` for streams), cameras and images with OpenCV. Every
+frame keeps the size the source gave it, so boxes are always in that frame's pixels (`SizeWatch`).
 """
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 import os
 import re
@@ -91,24 +93,47 @@ def _sane_fps(fps: float | None, fallback: float) -> tuple[float, bool]:
     return (fps, True) if fps and 1.0 <= fps <= 240.0 else (fallback, False)
 
 
+class SizeWatch:
+    """Frames keep the size they come in, so boxes are in the pixels of the frame the source gave; a change of
+    size is said once, naming the frame (the annotated video keeps its first size, `stream.sinks.VideoSink`)."""
+
+    def __init__(self, what: str, size: tuple[int, int]):
+        self.what, self.size = what, size
+
+    def check(self, index: int, image: np.ndarray) -> None:
+        size = (image.shape[1], image.shape[0])
+        if size != self.size:
+            log.warning("%s: frame %d is %dx%d, the frames before it %dx%d; its boxes are in its own pixels and "
+                        "the annotated video keeps its first size", self.what, index, *size, *self.size)
+            self.size = size
+
+
 class VideoFileSource:
-    """A video file, every frame in order; corrupt frames in the middle are skipped and counted."""
+    """A video file, every frame in order and at the size it was encoded (FFmpeg through PyAV, with its decoder
+    threads); a corrupt frame in the middle is skipped and counted."""
 
     def __init__(self, path: Path, cfg: SourceConfig):
         if not path.is_file():
             raise SourceError(f"video file '{path}' does not exist")
         self.path = path
-        self.capture = cv2.VideoCapture(str(path))
-        if not self.capture.isOpened():
-            raise SourceError(f"'{path}' is not a readable video")
-        fps, known = _sane_fps(self.capture.get(cv2.CAP_PROP_FPS), cfg.fallback_fps)
-        frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        ok, first = self.capture.read()
-        if not ok or first is None:
-            self.capture.release()
+        try:
+            self.container = av.open(str(path))
+        except (av.FFmpegError, OSError, UnicodeDecodeError):
+            raise SourceError(f"'{path}' is not a readable video") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise SourceError(f"'{path}' is not a readable video: it has no video stream")
+        stream = self.container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: decoding keeps up with 1080p on two cores
+        fps, known = _sane_fps(float(stream.average_rate or stream.guessed_rate or 0), cfg.fallback_fps)
+        self._images = self._decode(stream)
+        first = next(self._images, None)
+        if first is None:
+            self.container.close()
             raise SourceError(f"video '{path}' has no frames")
         self._first = first
-        self.info = VideoInfo((first.shape[1], first.shape[0]), fps, frame_count, live=False, fps_known=known)
+        self.info = VideoInfo((first[1].shape[1], first[1].shape[0]), fps, stream.frames or None, live=False,
+                              fps_known=known)
         self.skipped = 0
         self.reconnects, self.gap_seconds = 0, 0.0  # files and folders never reconnect
         self._stopping = threading.Event()
@@ -116,32 +141,38 @@ class VideoFileSource:
     def stop(self) -> None:
         self._stopping.set()
 
-    def __iter__(self) -> Iterator[Frame]:
-        index, image, failed = 0, self._first, 0
-        (width, height), fps, frame_count = self.info.size, self.info.fps, self.info.frame_count
-        try:
-            while not self._stopping.is_set():
-                if image is not None and image.shape[:2] == (height, width):
-                    yield Frame(index, index / fps, time.perf_counter(), image)
-                elif image is not None:
-                    self.skipped += 1
-                    log.warning("frame %d of %s has size %s, expected %s: skipped", index, self.path,
-                                image.shape[1::-1], self.info.size)
+    def _decode(self, stream: av.video.stream.VideoStream) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, BGR image) in order; the index counts the frames a corrupt packet lost too."""
+        index = bad = 0
+        for packet in self.container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                bad += 1
                 index += 1
-                ok, image = self.capture.read()
-                if ok and failed:  # failures followed by a good frame were corrupt frames, not the end
-                    self.skipped += failed
-                    log.warning("frames %d-%d of %s could not be decoded: skipped", index - failed, index - 1,
-                                self.path)
-                    failed = 0
-                if ok:
-                    continue
-                if frame_count is None or index >= frame_count or failed >= MAX_CONSECUTIVE_BAD:
+                if bad >= MAX_CONSECUTIVE_BAD:
+                    log.warning("%s: %d packets in a row could not be decoded; stopping there", self.path, bad)
                     return
-                failed += 1
-                image = None
+                continue
+            if frames and bad:
+                self.skipped += bad
+                log.warning("frames %d-%d of %s could not be decoded: skipped", index - bad, index - 1, self.path)
+            for frame in frames:
+                bad = 0
+                yield index, frame.to_ndarray(format="bgr24")
+                index += 1
+
+    def __iter__(self) -> Iterator[Frame]:
+        watch = SizeWatch(str(self.path), self.info.size)
+        fps = self.info.fps
+        try:
+            for index, image in itertools.chain([self._first], self._images):
+                if self._stopping.is_set():
+                    return
+                watch.check(index, image)
+                yield Frame(index, index / fps, time.perf_counter(), image)
         finally:
-            self.capture.release()
+            self.container.close()
 
 
 class ImageFolderSource:
@@ -166,6 +197,7 @@ class ImageFolderSource:
         self._stopping.set()
 
     def __iter__(self) -> Iterator[Frame]:
+        watch = SizeWatch(str(Path(self.files[0]).parent), self.info.size)
         for index, path in enumerate(self.files):
             if self._stopping.is_set():
                 return
@@ -174,8 +206,7 @@ class ImageFolderSource:
                 self.skipped += 1
                 log.warning("image %s is unreadable: skipped", path)
                 continue
-            if (image.shape[1], image.shape[0]) != self.info.size:
-                image = cv2.resize(image, self.info.size)
+            watch.check(index, image)
             yield Frame(index, index / self.info.fps, time.perf_counter(), image)
 
 
@@ -295,7 +326,7 @@ class LiveSource:
     A read that returns nothing for ``source.read_timeout`` counts as a stall: the source is reopened with
     backoff and the gap is logged and counted from the last good frame to the first new one. Frames are stamped
     with their capture time from the start of the run (and the stream's own time where it has one); a source
-    that comes back at another resolution is resized to the first one, with one warning.
+    that comes back at another resolution keeps it (boxes in its pixels), with one warning.
     """
 
     def __init__(self, spec: str, cfg: SourceConfig, opener: Callable[[str], Feed] | None = None):
@@ -362,8 +393,8 @@ class LiveSource:
 
     def __iter__(self) -> Iterator[Frame]:
         started = last_frame_at = time.perf_counter()
-        index, item, lost, size = 0, self._first, False, self.info.size
-        warned: set[tuple[int, int]] = set()
+        index, item, lost = 0, self._first, False
+        watch = SizeWatch(self.what, self.info.size)
         try:
             while not self._stopping.is_set():
                 if item is not None:
@@ -375,12 +406,7 @@ class LiveSource:
                         self.gap_seconds += gap
                         log.warning("%s reconnected after a %.1f s gap", self.what, gap)
                         lost = False
-                    if (image.shape[1], image.shape[0]) != size:
-                        if image.shape[1::-1] not in warned:
-                            warned.add(image.shape[1::-1])
-                            log.warning("%s now delivers %dx%d frames; resizing them to %dx%d", self.what,
-                                        *image.shape[1::-1], *size)
-                        image = cv2.resize(image, size)
+                    watch.check(index, image)
                     last_frame_at = now
                     yield Frame(index, now - started, now, image, source_time=source_time)
                     index += 1

@@ -46,7 +46,7 @@ def test_file_run_is_lossless_and_writes_video_jsonl_and_record(tmp_path, capsys
     box = next(b for line in lines for b in line["boxes"])
     assert 0 <= box[0] <= box[2] <= 160 and 0 <= box[1] <= box[3] <= 120  # source pixels
     assert video_frames(tmp_path / "out" / "v.avi") == 14
-    record = json.loads((tmp_path / "outputs" / "clip" / "benchmark.json").read_text())
+    record = json.loads((tmp_path / "out" / "benchmark.json").read_text())
     assert record["frames"] == 14 and record["backend"] == "torch" and record["top_n"] == 20
     assert {"mean", "p50", "p95"} <= set(record["stages"]["inference"])
     assert "14 frames" in capsys.readouterr().out
@@ -84,7 +84,7 @@ def test_corrupt_frame_in_the_middle_is_skipped_and_counted(tmp_path):
     path.write_bytes(bytes(data))
     assert run_stream.main(["--source", str(path), *cli(tmp_path)]) == 0
     assert [line["frame"] for line in jsonl(tmp_path / "out" / "d.jsonl")] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
-    assert json.loads((tmp_path / "outputs" / "c" / "benchmark.json").read_text())["skipped"] == 1
+    assert json.loads((tmp_path / "out" / "benchmark.json").read_text())["skipped"] == 1
 
 
 def test_missing_output_folder_is_created(tmp_path):

@@ -85,7 +85,7 @@ def start_run(tmp_path: Path, frames: int, *extra: str) -> ServedRun:
     while time.time() < deadline and process.poll() is None:
         found = re.search(r"serving (http://\S+?/)", stderr.read_text())
         if found:
-            return ServedRun(process, found.group(1), out / "d.jsonl", tmp_path / "outputs" / "clip" / "benchmark.json",
+            return ServedRun(process, found.group(1), out / "d.jsonl", out / "benchmark.json",
                              stderr)
         time.sleep(0.1)
     process.kill()

@@ -113,10 +113,11 @@ class ResizingFeed:
         pass
 
 
-def test_a_source_that_returns_at_another_size_is_resized_with_one_warning(caplog):
+def test_a_source_that_returns_at_another_size_keeps_it_with_one_warning_naming_the_frame(caplog):
     feed = ResizingFeed()
     source = LiveSource("0", SourceConfig(reconnect_attempts=0), opener=lambda spec: feed)
     got = list(source)
-    assert [f.image.shape for f in got] == [(24, 32, 3)] * 6
+    assert [f.size for f in got] == [(32, 24)] * 3 + [(64, 48)] * 3  # boxes stay in the pixels the source gave
     assert [f.source_time for f in got] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.25, 0.3])
-    assert caplog.text.count("now delivers 64x48 frames; resizing them to 32x24") == 1
+    assert caplog.text.count("frame 3 is 64x48, the frames before it 32x24") == 1
+    assert caplog.text.count("is 64x48") == 1
