@@ -211,8 +211,8 @@ def run_batch(cfg: FleetConfig, specs: list[str], out_dir: str | Path, address: 
               no_video: bool = False, max_frames: int | None = None, progress: bool = True) -> BatchResult:
     """Every file of ``specs`` through the stream pipeline into ``out_dir/<rel>/``; files the manifest says are
     finished (same config) are skipped. Bad input for the whole batch raises `BatchError` or `SinkError`."""
-    items = expand_sources(specs)
     out_dir = Path(out_dir)
+    items = expand_sources(specs, out_dir)
     manifest = Manifest(out_dir)
     pcfg = pipeline_config(cfg)
     fp = fingerprint(pcfg, no_video, max_frames)

@@ -102,8 +102,13 @@ def append_csv(path: Path, row: dict[str, object]) -> None:
     writer = csv.DictWriter(text, header)
     if header == old_header:
         writer.writerow(row)
-        with path.open("a", newline="") as f:
-            f.write(text.getvalue())
+        size = path.stat().st_size
+        try:
+            with path.open("a", newline="") as f:
+                f.write(text.getvalue())
+        except OSError:
+            os.truncate(path, size)  # a row cut short by a full disk is taken back
+            raise
         return
     writer.writeheader()
     writer.writerows([*rows, row])

@@ -17,7 +17,7 @@ from stream.config import PipelineConfig
 from stream.pipeline import Outputs, Pipeline
 from stream.record import BenchmarkRecord, write_record
 from stream.sinks import SinkError, check_writable
-from stream.sources import SourceError, is_live, open_source, source_name
+from stream.sources import SourceError, glob_folder, is_glob, is_live, open_source, source_name
 from stream.stages import StageFailed
 
 # What `build_pipeline` and `default_outputs` raise for input that cannot run as given (a config, source, output,
@@ -61,19 +61,12 @@ def protect_source(source_spec: str, outputs: list[Path]) -> None:
     if is_live(source_spec):
         return
     source = Path(source_spec)
-    folder = glob_folder(source_spec) if any(c in source_spec for c in "*?[") else source if source.is_dir() else None
+    folder = glob_folder(source_spec) if is_glob(source_spec) else source if source.is_dir() else None
     for path in outputs:
         if folder is not None and path.resolve().is_relative_to(folder.resolve()):
             raise SinkError(f"output '{path}' lies inside the source folder '{folder}'; write it elsewhere")
         if path.exists() and source.exists() and os.path.samefile(path, source):
             raise SinkError(f"output '{path}' is the source '{source_spec}' itself; write it elsewhere")
-
-
-def glob_folder(spec: str) -> Path:
-    """The folder part of a glob before its first wildcard."""
-    parts = Path(spec).parts
-    index = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
-    return Path(*parts[:index]) if index else Path(".")
 
 
 def set_aside_stale(outputs: Outputs) -> None:

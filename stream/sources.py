@@ -421,6 +421,17 @@ class LiveSource:
             self.feed.close()
 
 
+def is_glob(spec: str) -> bool:
+    return any(c in spec for c in "*?[")
+
+
+def glob_folder(spec: str) -> Path:
+    """The folder part of a glob before its first wildcard."""
+    parts = Path(spec).parts
+    index = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
+    return Path(*parts[:index]) if index else Path(".")
+
+
 def is_live(spec: str) -> bool:
     """A camera index or a stream URL: frames arrive in real time whether or not we read them."""
     return spec.isdigit() or spec.startswith(URL_SCHEMES)
@@ -432,7 +443,7 @@ def open_source(spec: str, cfg: SourceConfig) -> Source:
     if is_live(spec):
         return LiveSource(spec, cfg)
     path = Path(spec)
-    if path.is_dir() or any(c in spec for c in "*?["):
+    if path.is_dir() or is_glob(spec):
         return ImageFolderSource(spec, cfg)
     if is_image(path):
         return ImageFolderSource(spec, cfg)

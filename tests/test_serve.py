@@ -29,7 +29,6 @@ from stream.config import load_pipeline_config
 from stream.timing import StageTimer
 from tests.conftest import RANDOM_MODEL, REPO, write_video
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 TOKEN = "s3cret-token-for-tests"
 FRAMES = 450  # the served clip: long enough for Chromium to see it running on a loaded 2-core machine
 
@@ -138,22 +137,6 @@ def viewers(run: ServedRun) -> float:
 
 
 # ---------------------------------------------------------------- a served run in a real headless Chromium
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}); .ci/run installs them")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)  # with the driver given too, Selenium Manager downloads nothing
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
-
 
 @pytest.fixture(scope="module")
 def served(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServedRun, socket.socket]]:
