@@ -36,7 +36,7 @@ from stream.pipeline import Pipeline
 from stream.record import BenchmarkRecord, write_record
 from stream.render import Overlay
 from stream.run import default_outputs
-from stream.sinks import VideoSink
+from stream.sinks import VideoSink, video_size
 from stream.sources import SourceError, open_source
 from stream.timing import latency_stats
 
@@ -112,7 +112,8 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
     nms, overlay = ClasswiseNms(cfg.nms), Overlay(cfg.render)
     capture = cv2.VideoCapture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or cfg.source.fallback_fps
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    size = video_size((int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))),
+                      cfg.output.max_size)
     ms, count = [], 0
     started = time.perf_counter()
     with VideoSink(out, fps, size, cfg.output) if cfg.output.video else contextlib.nullcontext() as writer:
@@ -123,7 +124,7 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
                 break
             detections = nms(backend(image))
             if writer is not None:
-                writer.write(overlay(image, detections, None))
+                writer.write(overlay(image, detections, None, size))
             ms.append((time.perf_counter() - t) * 1000)
             count += 1
     seconds = time.perf_counter() - started

@@ -34,6 +34,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from core.config import to_dict
 from core.log import mask_url
 from detector.backend import Backend
+from detector.config import ModelConfig
 from detector.models import model_input_size
 from detector.nms import ClasswiseNms
 from detector.runtime import resolve_workers
@@ -43,7 +44,7 @@ from stream.interval import DetectorSchedule
 from stream.queues import BoundedQueue
 from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
-from stream.sinks import DisplaySink, JsonlSink, SinkError, VideoSink
+from stream.sinks import DisplaySink, JsonlSink, SinkError, VideoSink, video_size
 from stream.sources import Source
 from stream.stages import Stage, StageFailed, StageRunner, run_stages, wire
 from stream.timing import StageTimer, latency_stats
@@ -68,14 +69,23 @@ class Outputs:
     stale_video: Path | None = None
 
 
+def resolved_model(model: ModelConfig, backend: Backend) -> ModelConfig:
+    """``model`` with what `build_backend` resolved for ``backend`` (backend, precision, device, workers and threads;
+    the rest, e.g. a top-N the tuner set on a shared backend, stays ``model``'s). A backend built otherwise (a
+    test's) gets this machine's worker count."""
+    runtime = getattr(backend, "runtime", None)
+    if runtime is None:
+        return resolve_workers(model)
+    return dataclasses.replace(model, backend=runtime.backend, precision=runtime.precision, device=runtime.device,
+                               workers=runtime.workers, threads=runtime.threads)
+
+
 class Pipeline:
     """One run of ``stages`` over ``source``; build it, change ``stages`` if needed, then `run` it once."""
 
     def __init__(self, cfg: PipelineConfig, source: Source, source_spec: str, backend: Backend, outputs: Outputs,
                  max_frames: int | None = None, display: bool = False, progress: bool = True):
-        # What build_backend resolved (a backend built otherwise, e.g. a test's, gets this machine's worker count)
-        runtime = getattr(backend, "runtime", None) or resolve_workers(cfg.model)
-        cfg = dataclasses.replace(cfg, model=runtime)
+        cfg = dataclasses.replace(cfg, model=resolved_model(cfg.model, backend))
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
         self.max_frames, self.display, self.progress = max_frames, display, progress
         # Draw the overlay only for something that shows it (the video, the window, a stage such as the web view's
@@ -84,6 +94,7 @@ class Pipeline:
         self.nms = ClasswiseNms(cfg.nms)
         self.overlay = Overlay(cfg.render, cfg.track.trail if cfg.track.enabled else 0)
         info = source.info
+        self.video_size = video_size(info.size, cfg.output.max_size)  # drawn at this size, for video and web view
         self.schedule = DetectorSchedule(cfg.model.interval, cfg.model.max_interval, cfg.model.interval_phase,
                                          info.fps, cfg.model.workers, info.live)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
@@ -171,7 +182,7 @@ class Pipeline:
         now = time.perf_counter()
         if self._hud is None or now - self._hud_at >= HUD_REFRESH_SECONDS:
             self._hud, self._hud_at = self.hud_stats(), now
-        frame.annotated = self.overlay(frame.image, frame.detections, self._hud)
+        frame.annotated = self.overlay(frame.image, frame.detections, self._hud, self.video_size)
         return frame
 
     def _write(self, frame: Frame) -> Frame:
@@ -212,7 +223,7 @@ class Pipeline:
         total = min(info.frame_count, self.max_frames) if info.frame_count and self.max_frames else info.frame_count
         with ExitStack() as opening:
             if self.outputs.video is not None:
-                self._video = opening.enter_context(VideoSink(self.outputs.video, info.fps, info.size,
+                self._video = opening.enter_context(VideoSink(self.outputs.video, info.fps, self.video_size,
                                                               self.cfg.output, info.live))
             self._jsonl = opening.enter_context(JsonlSink(self.outputs.detections))
             if self.display:

@@ -71,6 +71,16 @@ class OutputWatch:
                 raise SinkError(f"'{self.path}' vanished during the run (its folder was removed or moved)")
 
 
+def video_size(size: tuple[int, int], max_size: int) -> tuple[int, int]:
+    """The annotated video's (width, height) for a source of ``size``: scaled down so its long side is at most
+    ``max_size`` (0: no limit), aspect kept, even (yuv420p needs it)."""
+    width, height = size
+    scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
+    if scale == 1.0:
+        return size
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
 class VideoSink:
     """The annotated video, timed like the source.
 

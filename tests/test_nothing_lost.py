@@ -292,3 +292,16 @@ def test_a_resolution_change_keeps_boxes_in_each_frames_own_pixels(tmp_path, cap
                             str(out / "v.mp4")], capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "160,120"  # the annotated video keeps its first size
     assert decoded_frames(out / "v.mp4") == 20
+
+
+def test_a_1080p_source_is_drawn_and_written_at_output_max_size_with_boxes_in_source_pixels(tmp_path):
+    source = write_video(tmp_path / "hd.avi", frames=3, size=(1920, 1080))
+    out = tmp_path / "out"
+    assert run_stream.main(["--source", str(source), "--output", str(out / "v.avi"), "--detections",
+                            str(out / "d.jsonl"), "--benchmark-log", str(tmp_path / "log.csv"), "--quiet",
+                            *RANDOM_MODEL, "output.codec=mjpg", "model.score_thresh=0.0", "nms.score_thresh=0.0"]) == 0
+    capture = cv2.VideoCapture(str(out / "v.avi"))
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1280, 720)
+    capture.release()
+    right = max(b[2] for line in jsonl(out / "d.jsonl") for b in line["boxes"])
+    assert 1280 < right <= 1920  # source pixels, not the video's

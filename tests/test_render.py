@@ -138,3 +138,14 @@ def test_a_tracked_box_is_labelled_with_its_id_and_draws_a_trail(monkeypatch) ->
     assert (trail == class_color(CAR)).all(axis=-1).any()
     untracked = Overlay(RenderConfig(hud=False), trail=10)(blank(), one((400, 200, 460, 260)))
     assert not (untracked[158:163, 130:175] == class_color(CAR)).all(axis=-1).any()
+
+
+def test_an_overlay_at_a_smaller_size_scales_the_frame_and_its_boxes() -> None:
+    """Drawn at the output size (1080p source, 720p video): the box lands where the scaled object is."""
+    image = blank(1920, 1080)
+    image[300:900, 600:1200] = 200
+    out = Overlay(RenderConfig(hud=False, labels=False))(image, one((600, 300, 1200, 900)), size=(1280, 720))
+    assert out.shape == (720, 1280, 3)
+    colour = class_color(CAR)
+    assert np.all(out[250:550, 400] == colour) and np.all(out[250:550, 800] == colour)
+    assert np.all(out[300:500, 450:750] == 200)  # the frame's content, scaled with it

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stream.config import OutputConfig, SourceConfig
-from stream.sinks import SinkError, VideoSink
+from stream.sinks import SinkError, VideoSink, video_size
 from stream.sources import LiveSource
 
 
@@ -121,3 +121,18 @@ def test_a_source_that_returns_at_another_size_keeps_it_with_one_warning_naming_
     assert [f.source_time for f in got] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.25, 0.3])
     assert caplog.text.count("frame 3 is 64x48, the frames before it 32x24") == 1
     assert caplog.text.count("is 64x48") == 1
+
+
+@pytest.mark.parametrize(("size", "max_size", "expected"), [
+    ((1920, 1080), 1280, (1280, 720)), ((640, 360), 1280, (640, 360)), ((1080, 1920), 1280, (720, 1280)),
+    ((1920, 1080), 0, (1920, 1080)), ((3840, 2160), 1280, (1280, 720)), ((1361, 801), 1000, (1000, 588)),
+])
+def test_the_annotated_video_size_keeps_the_aspect_within_max_size_and_is_even(size, max_size, expected):
+    assert video_size(size, max_size) == expected
+
+
+def test_a_bad_max_size_is_a_config_error():
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="output.max_size"):
+        OutputConfig(max_size=-1)
