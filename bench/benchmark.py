@@ -29,7 +29,7 @@ from core.config import to_dict
 from core.detections import Detections
 from core.log import mask_url
 from detector.backend import Backend, build_backend
-from detector.nms import ClasswiseNms
+from detector.nms import PipelineNms
 from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.pipeline import Pipeline
@@ -109,7 +109,7 @@ def model_only(backend: Backend, images: list[np.ndarray], workers: int = 1) -> 
 def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out: Path) -> tuple[float, np.ndarray]:
     """The naive loop a pipeline must beat: read -> infer -> NMS -> draw -> write (neither drawing nor video with
     ``output.video=false``), one frame at a time."""
-    nms, overlay = ClasswiseNms(cfg.nms), Overlay(cfg.render)
+    nms, overlay = PipelineNms(cfg.nms), Overlay(cfg.render)
     capture = cv2.VideoCapture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or cfg.source.fallback_fps
     size = video_size((int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))),

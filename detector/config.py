@@ -99,16 +99,23 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class NmsConfig:
-    """The class-wise NMS stage: IoU, score thresholds (global and per class) and the classes kept."""
+    """The class-wise NMS stage: IoU, score thresholds (global and per class) and the classes kept.
+
+    ``agnostic_iou``: after the class-wise NMS, the pipeline drops a box that overlaps a higher-scored box of
+    another class at least this much (one object, one box on screen and in the tracker; 1 turns it off); the
+    evaluate command scores the class-wise output without it.
+    """
 
     iou: float = 0.5
     score_thresh: float = 0.4
     class_thresh: dict[str, float] = dataclasses.field(default_factory=dict)
     classes: list[str] = dataclasses.field(default_factory=lambda: list(DRIVING_CLASSES))
+    agnostic_iou: float = 0.8
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.iou <= 1.0:
-            raise ConfigError(f"'nms.iou' must be in (0, 1], got {self.iou}")
+        if not 0.0 < self.iou <= 1.0 or not 0.0 < self.agnostic_iou <= 1.0:
+            raise ConfigError(f"'nms.iou' and 'nms.agnostic_iou' must be in (0, 1], got {self.iou}, "
+                              f"{self.agnostic_iou}")
         for name in [*self.classes, *self.class_thresh]:
             if name not in LABELS[1:]:
                 raise ConfigError(f"'nms' names unknown class '{name}'; valid classes: {', '.join(LABELS[1:])}")

@@ -39,6 +39,16 @@ def classwise_nms(
     return detections[order]
 
 
+def agnostic_suppression(detections: Detections, iou: float) -> Detections:
+    """Drop a box that overlaps a higher-scored box of another class by at least ``iou``: one object, two class
+    guesses (a lorry as ``bus 0.54`` and ``truck 0.46``). A high ``iou`` keeps objects that merely overlap, such
+    as a rider and the bicycle. Expects the class-wise NMS output (sorted by score); keeps that order."""
+    if len(detections) < 2 or iou >= 1.0:
+        return detections
+    return detections[np.sort(nms(torch.from_numpy(detections.boxes), torch.from_numpy(detections.scores), iou)
+                              .numpy())]
+
+
 class ClasswiseNms:
     """The configured class-wise NMS (`NmsConfig`) as one callable; its arrays are built once, not per frame."""
 
@@ -52,3 +62,15 @@ class ClasswiseNms:
 
     def __call__(self, detections: Detections) -> Detections:
         return classwise_nms(detections, self.iou, self.score_thresh, self.class_thresh, self.keep)
+
+
+class PipelineNms(ClasswiseNms):
+    """The pipeline's NMS stage: the class-wise NMS, then `agnostic_suppression` at ``nms.agnostic_iou`` so the
+    overlay and the tracker see one box per object. The evaluate command scores the class-wise output alone."""
+
+    def __init__(self, cfg: NmsConfig):
+        super().__init__(cfg)
+        self.agnostic_iou = cfg.agnostic_iou
+
+    def __call__(self, detections: Detections) -> Detections:
+        return agnostic_suppression(super().__call__(detections), self.agnostic_iou)

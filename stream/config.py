@@ -73,12 +73,17 @@ class OutputConfig:
             raise ConfigError(f"'output.max_size' must be 0 (the source's size) or >= 16, got {self.max_size}")
 
 
+HudCorner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+
+
 @dataclass
 class RenderConfig:
-    """Overlay: boxes with label and score, and the HUD (FPS, per-stage ms, dropped frames)."""
+    """Overlay: boxes with label and score (tags placed so none covers another), and the HUD (FPS, per-stage ms,
+    dropped frames) in ``hud_corner``."""
 
     hud: bool = True
     labels: bool = True
+    hud_corner: HudCorner = "top-left"
 
 
 @dataclass

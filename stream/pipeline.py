@@ -36,7 +36,7 @@ from core.log import mask_url
 from detector.backend import Backend
 from detector.config import ModelConfig
 from detector.models import model_input_size
-from detector.nms import ClasswiseNms
+from detector.nms import PipelineNms
 from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.frames import Frame
@@ -91,7 +91,7 @@ class Pipeline:
         # Draw the overlay only for something that shows it (the video, the window, a stage such as the web view's
         # that sets this): with --no-video it is about 1 ms of CPU a frame taken from inference on a small CPU.
         self.annotate = outputs.video is not None or display
-        self.nms = ClasswiseNms(cfg.nms)
+        self.nms = PipelineNms(cfg.nms)
         self.overlay = Overlay(cfg.render, cfg.track.trail if cfg.track.enabled else 0)
         info = source.info
         self.video_size = video_size(info.size, cfg.output.max_size)  # drawn at this size, for video and web view

@@ -67,40 +67,76 @@ class BoxAnnotator:
         return scene
 
 
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def place_tags(boxes: np.ndarray, sizes: list[tuple[int, int]], frame: tuple[int, int]) -> list[Rect]:
+    """Where each box's tag goes (boxes in the order given, e.g. by score, so the surest boxes get the best places):
+    above the box, else inside its top, below it, inside its bottom, else stacked upward then downward from above
+    the box until it meets no tag placed before; a tag that fits nowhere keeps the place above its box.
+
+    Hand-written: supervision's smart label positioning needs its own Detections and annotator pipeline, and
+    this is the one placement rule the overlay needs (tags in frame, no tag over another)."""
+    width, height = frame
+    placed: list[Rect] = []
+    for box, (tw, th) in zip(boxes, sizes):
+        x = int(min(max(box[0], 0), max(width - tw, 0)))
+        top, bottom = int(box[1]), int(box[3])
+        candidates = [top - th, top, bottom, bottom - th]
+        candidates += [top - th - k * th for k in range(1, height // max(th, 1) + 1)]
+        candidates += [top + k * th for k in range(1, height // max(th, 1) + 1)]
+        fitting = [(x, y, tw, th) for y in candidates if 0 <= y <= height - th]
+        free = next((r for r in fitting if not any(_overlaps(r, p) for p in placed)), None)
+        placed.append(free or (x, int(min(max(top - th, 0), max(height - th, 0))), tw, th))
+    return placed
+
+
 class LabelAnnotator:
-    """``name score`` (``#id name score`` for a tracked box) on a filled tag above each box; inside the box when
-    there is no room above, never off-frame."""
+    """``name score`` (``#id name score`` for a tracked box) on a filled tag per box, placed by `place_tags` so
+    that no tag covers another (rows of parked cars, groups of people) and none leaves the frame."""
 
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
         scale, thickness = text_style(scene.shape[0])
         ids = detections.track_ids if detections.track_ids is not None else np.full(len(detections), -1)
-        for box, label, score, track in zip(detections.boxes, detections.labels, detections.scores, ids):
-            text = f"{'#%d ' % track if track >= 0 else ''}{LABELS[label]} {score:.2f}"
-            self.draw_tag(scene, text, box, class_color(label), scale, thickness)
+        texts = [f"{'#%d ' % track if track >= 0 else ''}{LABELS[label]} {score:.2f}"
+                 for label, score, track in zip(detections.labels, detections.scores, ids)]
+        sizes = [tag_size(text, scale, thickness) for text in texts]
+        rects = place_tags(detections.boxes, sizes, (scene.shape[1], scene.shape[0]))
+        for text, rect, label in zip(texts, rects, detections.labels):
+            self.draw_tag(scene, text, rect, class_color(label), scale, thickness)
         return scene
 
     @staticmethod
-    def draw_tag(
-        scene: np.ndarray, text: str, box: np.ndarray, color: Color, scale: float, thickness: int
-    ) -> None:
-        (tw, th), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    def draw_tag(scene: np.ndarray, text: str, rect: Rect, color: Color, scale: float, thickness: int) -> None:
+        x, y, tag_w, tag_h = rect
+        (_, th), _ = cv2.getTextSize(text, FONT, scale, thickness)
         pad = max(2, th // 4)
-        tag_w, tag_h = tw + 2 * pad, th + baseline + 2 * pad
-        height, width = scene.shape[:2]
-        x = int(min(max(box[0], 0), max(width - tag_w, 0)))
-        y = int(box[1]) - tag_h if box[1] >= tag_h else int(max(box[1], 0))
-        y = min(y, max(height - tag_h, 0))
         cv2.rectangle(scene, (x, y), (x + tag_w - 1, y + tag_h - 1), color, cv2.FILLED)
         cv2.putText(scene, text, (x + pad, y + pad + th), FONT, scale, text_color(color), thickness, cv2.LINE_AA)
 
 
+def tag_size(text: str, scale: float, thickness: int) -> tuple[int, int]:
+    """(width, height) of a label tag: the text and its padding."""
+    (tw, th), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    pad = max(2, th // 4)
+    return tw + 2 * pad, th + baseline + 2 * pad
+
+
 class TrailAnnotator:
     """A short polyline per track through the bottom centres of its last ``length`` boxes (where it touches the
-    road). Keeps the history itself, so it must see the frames in order (the render stage runs one worker)."""
+    road), smoothed (an exponential moving average, weight `SMOOTHING` on the newest point) so a box's jitter
+    does not draw a scribble. Keeps the history itself, so it must see the frames in order (the render stage runs
+    one worker)."""
+
+    SMOOTHING = 0.35
 
     def __init__(self, length: int):
         self.length = length
-        self.history: dict[int, deque[tuple[int, int]]] = {}
+        self.history: dict[int, deque[tuple[float, float]]] = {}
 
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
         if detections.track_ids is None or self.length < 2:
@@ -111,9 +147,13 @@ class TrailAnnotator:
                 continue
             present.add(int(track))
             points = self.history.setdefault(int(track), deque(maxlen=self.length))
-            points.append((int(round((box[0] + box[2]) / 2)), int(round(box[3]))))
+            point = ((box[0] + box[2]) / 2, float(box[3]))
+            if points:
+                a, (px, py) = self.SMOOTHING, points[-1]
+                point = (a * point[0] + (1 - a) * px, a * point[1] + (1 - a) * py)
+            points.append(point)
             if len(points) > 1:
-                cv2.polylines(scene, [np.array(points, np.int32)], False, class_color(label),
+                cv2.polylines(scene, [np.round(np.array(points)).astype(np.int32)], False, class_color(label),
                               box_thickness(scene.shape), cv2.LINE_AA)
         for gone in set(self.history) - present:
             del self.history[gone]
@@ -130,8 +170,8 @@ class HudStats:
 
 
 class HudAnnotator:
-    """A darkened panel in the bottom-left corner (near road, where dashcam detections are rarest) with FPS,
-    per-stage ms and dropped frames.
+    """A compact, semi-transparent panel in one corner (``render.hud_corner``, top-left by default: sky and
+    buildings, where dashcam detections are rarest) with FPS, dropped frames and per-stage ms, two stages a line.
 
     Only the panel's pixels are blended, so the cost doesn't grow with the frame.
     The text is drawn once per distinct `HudStats` into a coverage mask that later frames are blended with: two
@@ -139,7 +179,8 @@ class HudAnnotator:
     them, 0.6 against 3.1 ms of CPU a 640x360 frame; alone, 0.14 against 0.26).
     """
 
-    def __init__(self, opacity: float = 0.6):
+    def __init__(self, corner: str = "top-left", opacity: float = 0.5):
+        self.corner = corner
         self.keep = 1.0 - opacity
         self._key: tuple[tuple[int, ...], HudStats] | None = None
         self._layer: tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray] = (
@@ -147,28 +188,31 @@ class HudAnnotator:
 
     def annotate(self, scene: np.ndarray, stats: HudStats) -> np.ndarray:
         if self._key != (scene.shape, stats):
-            self._key, self._layer = (scene.shape, stats), self._draw_text(scene.shape, stats)
+            self._key, self._layer = (scene.shape, stats), self._draw_text(scene.shape, stats, self.corner)
         rows, cols, background, text, white = self._layer
         panel = cv2.convertScaleAbs(scene[rows, cols], alpha=self.keep)
         scene[rows, cols] = cv2.blendLinear(panel, white, background, text)
         return scene
 
     @staticmethod
-    def _draw_text(shape: tuple[int, ...],
-                   stats: HudStats) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray]:
+    def _draw_text(shape: tuple[int, ...], stats: HudStats,
+                   corner: str) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray]:
         """The panel's rows and columns in the frame, the blend weights of the panel and of its white text there
         ((h, w) float32 each, summing to 1), and the white (h, w, C) uint8 image the text weight applies to."""
-        lines = [f"FPS {stats.fps:.1f}"]
-        lines += [f"{name} {ms:.1f} ms" for name, ms in stats.stage_ms.items()]
-        lines.append(f"dropped {stats.dropped}")
+        stages = [f"{name} {ms:.1f}" for name, ms in stats.stage_ms.items()]
+        lines = [f"FPS {stats.fps:.1f} | dropped {stats.dropped}"]
+        lines += ["ms: " + " | ".join(stages[i:i + 2]) for i in range(0, len(stages), 2)]
         scale, thickness = text_style(shape[0])
-        scale = max(0.35, 0.8 * scale)  # a notch below the labels: the HUD is read less often than the boxes
+        scale = max(0.3, 0.7 * scale)  # below the labels: the HUD is read less often than the boxes
         sizes = [cv2.getTextSize(line, FONT, scale, thickness)[0] for line in lines]
         line_h = max(h for _, h in sizes) * 1.6
         pad = max(4, int(line_h * 0.4))
         height, width = shape[:2]
-        y0 = max(0, height - pad - int(pad + line_h * len(lines)))
-        rows, cols = slice(y0, max(y0, height - pad)), slice(pad, min(width, 2 * pad + max(w for w, _ in sizes) + pad))
+        panel_h, panel_w = int(pad + line_h * len(lines)), 2 * pad + max(w for w, _ in sizes)
+        y0 = pad if corner.startswith("top") else max(0, height - pad - panel_h)
+        x0 = pad if corner.endswith("left") else max(0, width - pad - panel_w)
+        rows = slice(y0, min(height, y0 + panel_h))
+        cols = slice(x0, min(width, x0 + panel_w))
         mask = np.zeros((rows.stop - rows.start, max(0, cols.stop - cols.start)), np.uint8)
         for i, line in enumerate(lines):
             org = (pad, int(line_h * (i + 0.8)) + pad // 2)
@@ -185,7 +229,7 @@ class Overlay:
         self.boxes = BoxAnnotator()
         self.labels = LabelAnnotator()
         self.trails = TrailAnnotator(trail)
-        self.hud = HudAnnotator()
+        self.hud = HudAnnotator(cfg.hud_corner)
 
     def __call__(self, image: np.ndarray, detections: Detections, hud: HudStats | None = None,
                  size: tuple[int, int] | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ from core.detections import Detections
 from core.labels import LABEL_IDS
 from detector.config import NmsConfig
 from detector.models import build_detector
-from detector.nms import ClasswiseNms
+from detector.nms import ClasswiseNms, PipelineNms
 
 CAR, TRUCK, PERSON = LABEL_IDS["car"], LABEL_IDS["truck"], LABEL_IDS["person"]
 
@@ -68,3 +68,17 @@ def test_models_leave_the_deciding_to_the_nms_stage(name):
     model = build_detector(name, 11, top_n=50)
     assert model.roi_heads.nms_thresh == 1.0
     assert model.rpn._post_nms_top_n["testing"] == 50 and model.rpn._pre_nms_top_n["testing"] == 50
+
+
+def test_the_pipeline_keeps_one_box_per_object_but_the_rider_and_the_bicycle() -> None:
+    """A lorry seen as bus 0.54 and truck 0.46 (near-identical boxes) becomes one box; a rider over a bicycle
+    (overlapping, far from identical) stays two; the evaluate command's class-wise NMS keeps all three."""
+    ids = {n: LABEL_IDS[n] for n in ("bus", "truck", "person", "bicycle")}
+    dets = Detections([[100, 100, 300, 250], [102, 98, 301, 252], [400, 100, 440, 200], [395, 150, 450, 220]],
+                      [0.54, 0.46, 0.9, 0.8], [ids["bus"], ids["truck"], ids["person"], ids["bicycle"]])
+    cfg = NmsConfig(score_thresh=0.3)
+    assert len(ClasswiseNms(cfg)(dets)) == 4
+    kept = PipelineNms(cfg)(dets)
+    assert sorted(kept.labels.tolist()) == sorted([ids["bus"], ids["person"], ids["bicycle"]])
+    assert list(kept.scores) == sorted(kept.scores, reverse=True)
+    assert len(PipelineNms(NmsConfig(score_thresh=0.3, agnostic_iou=1.0))(dets)) == 4  # off

@@ -7,7 +7,7 @@ import pytest
 from core.detections import Detections
 from core.labels import LABEL_IDS
 from stream.config import RenderConfig
-from stream.render import HudStats, LabelAnnotator, Overlay, class_color
+from stream.render import HudStats, LabelAnnotator, Overlay, class_color, place_tags, tag_size, text_style
 
 CAR = LABEL_IDS["car"]
 STATS = HudStats(fps=24.5, stage_ms={"capture": 1.5, "infer": 41.2, "render": 0.8}, dropped=2)
@@ -80,13 +80,18 @@ def test_box_thickness_scales_with_frame_size() -> None:
     assert column.sum() >= 4
 
 
-def test_hud_darkens_its_panel_and_nothing_else() -> None:
+@pytest.mark.parametrize("corner", ["top-left", "top-right", "bottom-left", "bottom-right"])
+def test_hud_is_a_compact_semi_transparent_panel_in_its_corner_and_nothing_else(corner: str) -> None:
     grey = np.full((360, 640, 3), 128, np.uint8)
-    out = Overlay(RenderConfig(labels=False))(grey, Detections(), STATS)
-    assert np.median(out[-60:-8, 8:60]) < 80
-    assert np.all(out[:100, :] == 128)
-    assert np.all(out[:, 400:] == 128)
-    assert (out[200:, :200] == 255).any()
+    out = Overlay(RenderConfig(labels=False, hud_corner=corner))(grey, Detections(), STATS)
+    changed = np.argwhere(np.any(out != 128, axis=-1))
+    (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+    assert (top < 20) == corner.startswith("top") and (bottom > 340) == corner.startswith("bottom")
+    assert (left < 20) == corner.endswith("left") and (right > 620) == corner.endswith("right")
+    assert (bottom - top) * (right - left) < 0.12 * 360 * 640  # compact: an eighth of the frame at most
+    panel = out[top:bottom, left:right]
+    assert 40 < np.median(panel) < 100  # darkened, and the scene shows through
+    assert (panel == 255).any()  # white text
 
 
 def test_hud_text_follows_the_stats_it_is_given_frame_after_frame() -> None:
@@ -149,3 +154,46 @@ def test_an_overlay_at_a_smaller_size_scales_the_frame_and_its_boxes() -> None:
     colour = class_color(CAR)
     assert np.all(out[250:550, 400] == colour) and np.all(out[250:550, 800] == colour)
     assert np.all(out[300:500, 450:750] == 200)  # the frame's content, scaled with it
+
+
+def test_no_two_labels_overlap_on_a_crowded_frame() -> None:
+    """A row of parked cars and a group of people, boxes overlapping: every tag in frame, none over another."""
+    rng = np.random.default_rng(0)
+    cars = [[40 + 70 * i, 560, 140 + 70 * i, 640] for i in range(16)]
+    people = [[900 + 25 * i + rng.integers(0, 10), 400, 940 + 25 * i, 520] for i in range(14)]
+    boxes = np.array(cars + people, np.float32)
+    scale, thickness = text_style(1080)
+    sizes = [tag_size(f"#{i} {'car' if i < 16 else 'person'} 0.87", scale, thickness) for i in range(len(boxes))]
+    rects = place_tags(boxes, sizes, (1920, 1080))
+    for i, (x, y, w, h) in enumerate(rects):
+        assert 0 <= x and x + w <= 1920 and 0 <= y and y + h <= 1080
+        for x2, y2, w2, h2 in rects[i + 1:]:
+            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y, "two labels overlap"
+    above = [y + h <= box[1] for (x, y, w, h), box in zip(rects, boxes)]
+    assert above[0]  # the first (surest) box keeps the place above it
+
+
+def test_drawn_labels_do_not_cut_each_other_off(monkeypatch) -> None:
+    drawn = []
+    real = LabelAnnotator.draw_tag
+
+    def spy(scene, text, rect, *args):
+        drawn.append(rect)
+        return real(scene, text, rect, *args)
+
+    monkeypatch.setattr(LabelAnnotator, "draw_tag", staticmethod(spy))
+    row = Detections([[20 + 40 * i, 200, 90 + 40 * i, 260] for i in range(12)], [0.9] * 12, [CAR] * 12)
+    Overlay(RenderConfig(hud=False))(blank(), row)
+    assert len(drawn) == 12
+    for i, (x, y, w, h) in enumerate(drawn):
+        assert all(x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y for x2, y2, w2, h2 in drawn[i + 1:])
+
+
+def test_trails_are_smoothed() -> None:
+    """A box whose bottom jitters by +-6 px draws a trail whose points move far less."""
+    overlay = Overlay(RenderConfig(hud=False, labels=False), trail=20)
+    for i in range(20):
+        y = 200 + (6 if i % 2 else -6)
+        overlay(blank(), Detections([[100 + 5 * i, y - 60, 160 + 5 * i, y]], [0.9], [CAR], [3]))
+    ys = [p[1] for p in overlay.trails.history[3]]
+    assert max(ys[5:]) - min(ys[5:]) < 6
