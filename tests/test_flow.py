@@ -86,6 +86,17 @@ def test_a_textureless_box_is_left_where_it_was_and_flagged():
     assert empty.shape == (0, 4) and none_ok.shape == (0,)
 
 
+def test_a_box_leaving_the_frame_stays_in_it():
+    width, height = 640, 360
+    box = np.array([560, 120, 640, 200], np.float32)  # cut by the right edge, moving out of the frame and growing
+    warp = affine(box, (8.0, 0.0), 1.05)
+    previous, current = render(box, width, height), render(box, width, height, warp)
+    moved, ok = flow.propagate(flow.prepare(previous), flow.prepare(current), box[None])
+    truth = np.clip(warped_box(box, warp), 0, [width, height, width, height])
+    assert ok.tolist() == [True] and moved[0, 2] == width
+    assert np.abs(moved[0] - truth).max() <= 1.5
+
+
 def test_the_tracker_falls_back_to_the_kalman_box_where_flow_fails_and_keeps_ids_labels_scores():
     """On a blank image flow follows nothing: a confirmed track is drawn at its Kalman position, as with
     ``track.motion=kalman``."""
