@@ -14,9 +14,10 @@ tracker follows one object per instance from its own first box, and lives in the
 
 All boxes of a frame go through one `cv2.calcOpticalFlowPyrLK` call each way, on a grey image downscaled to
 `SHORT_SIDE` pixels on its short side, so the cost hardly depends on the resolution: per frame, measured with
-``python -m tracking.flow`` (medians of 50 frames; 2-core AMD EPYC shared with another job, so noisy):
-640x360 0.1 ms preparing the grey image + 7-8 ms moving 5 boxes (19-20 ms for 20); 1920x1080 3 ms preparing +
-the same per box. The held-out clip averages 4.6 boxes a frame.
+``python -m tracking.flow`` (medians of 50 frames, 2026-12-03, on a 2-core AMD EPYC that another job was using,
+hence the ranges over runs): 640x360 0.1 ms preparing the grey image + 7-9 ms moving 5 boxes (12-31 ms for 20);
+1920x1080 1-4 ms preparing + the same moving. The held-out clip averages 4.6 boxes a frame; its pipeline's track
+stage took 9-13 ms a frame at k=3 against about 1 ms with ``kalman``.
 """
 from __future__ import annotations
 
