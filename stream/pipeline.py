@@ -12,8 +12,8 @@ more inference workers, each on its own frame, and results still leave in frame 
 the slowest stage sets the pace: file sources block (lossless), live sources drop the oldest frame.
 `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now. With
 ``model.interval`` k > 1 (or ``auto`` on a live source) the capture stage marks which frames the detector runs
-on (`stream.interval`); the others pass inference and NMS untouched and the track stage gives them
-motion-predicted boxes.
+on (`stream.interval`); the others pass inference and NMS untouched and the track stage moves the boxes of the
+frame before onto them by optical flow (or the tracks' Kalman prediction, ``track.motion``).
 """
 from __future__ import annotations
 
@@ -170,10 +170,10 @@ class Pipeline:
 
     def _track(self, frame: Frame) -> Frame:
         if frame.detect:
-            frame.detections = self.tracker.update(frame.detections, frame.timestamp)
+            frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image)
             self.detector_frames += 1
         else:
-            frame.detections = self.tracker.predict(frame.timestamp)
+            frame.detections = self.tracker.predict(frame.timestamp, frame.image)
         return frame
 
     def _render(self, frame: Frame) -> Frame:

@@ -15,6 +15,9 @@ class TrackConfig:
     seconds of the source's own time (so 1 s is 30 frames at 30 FPS and 12 at 12 FPS). ``activation_score``: a new
     track needs a detection at least this confident; ``high_score``: ByteTrack's first-stage split; ``min_iou``:
     association IoU; ``min_hits``: detector frames before an ID is given; ``trail``: frames of trail drawn.
+    ``motion``: how boxes move on the frames the detector skips (``model.interval`` > 1): ``flow`` by the image's
+    optical flow from the frame before (`tracking.flow`), ``kalman`` by each track's constant-velocity prediction
+    (cheaper, but it lags turning and braking cars).
     """
 
     enabled: bool = True
@@ -25,6 +28,7 @@ class TrackConfig:
     min_iou: float = 0.1
     min_hits: int = 2
     trail: int = 20
+    motion: Literal["flow", "kalman"] = "flow"
 
     def __post_init__(self) -> None:
         if self.lost_seconds <= 0 or self.min_hits < 1 or self.trail < 0:

@@ -4,6 +4,10 @@ Built on Roboflow's ``trackers`` (Apache-2.0: maintained clean-room ByteTrack, S
 variable-rate updates) rather than a hand-written tracker. Every update carries the frame's timestamp, so the
 Kalman step and the lost-track budget follow the source's real time whatever its FPS or detector interval, which
 is where trackers that assume a detection every 1/30 s go wrong.
+
+On the frames the detector skips, ``track.motion=flow`` (the default) moves the boxes shown on the frame before by
+the image's optical flow (`tracking.flow`), frame to frame; ``kalman`` draws the tracks at their constant-velocity
+prediction, which lags turning and braking cars (README "Tracking and detect-every-k").
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from trackers.utils.predict_timing import PredictTiming
 
 from core.detections import Detections
+from tracking import flow
 from tracking.config import TrackConfig
 
 log = logging.getLogger(__name__)
@@ -35,11 +40,14 @@ def make_tracker(cfg: TrackConfig, fps: float):
 
 
 class Tracker:
-    """One stream's tracks. Call `update` on detector frames and `predict` on the others, in frame order.
+    """One stream's tracks. Call `update` on detector frames and `predict` on the others, in frame order, with each
+    frame's image when ``track.motion`` is ``flow``.
 
-    A track keeps the class and score of the detection that last updated it; `predict` draws each track that the
-    last detector frame saw at its Kalman position for the new timestamp, without changing the tracker's state,
-    and holds the boxes that had no confirmed track yet where they were (so early frames are not empty).
+    A track keeps the class and score of the detection that last updated it. `predict` never changes the
+    tracker's state: with flow it moves the boxes of the frame before (ids, labels and scores kept) from that
+    frame's image to this one's; without (``kalman``, no image, or a box whose points flow cannot follow) it draws
+    each track that the last detector frame saw at its Kalman position for the new timestamp and holds the boxes
+    that had no confirmed track yet where they were (so early frames are not empty).
     """
 
     def __init__(self, cfg: TrackConfig, fps: float):
@@ -49,9 +57,18 @@ class Tracker:
         self.seen: set[int] = set()
         self.last_timestamp: float | None = None
         self.unconfirmed = Detections(track_ids=np.zeros(0, np.int64))
+        self.use_flow = cfg.motion == "flow"
+        # the frame before, for flow: its boxes as shown, its image (a reference, made grey only when a predict
+        # needs it, so detecting every frame costs nothing) and that grey image once made
+        self.shown = self.unconfirmed
+        self.image: np.ndarray | None = None
+        self.grey: flow.FlowImage | None = None
 
-    def update(self, detections: Detections, timestamp: float) -> Detections:
-        """``detections`` with ``track_ids`` (-1 where no confirmed track matched), in their own order."""
+    def update(self, detections: Detections, timestamp: float, image: np.ndarray | None = None) -> Detections:
+        """``detections`` with ``track_ids`` (-1 where no confirmed track matched), in their own order.
+
+        ``image``: the frame (BGR), kept for flow on the next frame when it is not a detector frame.
+        """
         if self.last_timestamp is not None and timestamp <= self.last_timestamp:
             timestamp = self.last_timestamp + 1e-6  # a repeated timestamp would skip the Kalman predict
         self.last_timestamp = timestamp
@@ -68,17 +85,44 @@ class Tracker:
         self.last = {k: v for k, v in self.last.items() if k in alive}
         tracked = Detections(detections.boxes, detections.scores, detections.labels, ids)
         self.unconfirmed = tracked[ids < 0]
+        self._remember(tracked, image, None)
         return tracked
 
-    def predict(self, timestamp: float) -> Detections:
-        """Boxes of the tracks the last update matched, moved to ``timestamp`` by their motion model."""
+    def predict(self, timestamp: float, image: np.ndarray | None = None) -> Detections:
+        """Boxes of the tracks the last update matched, moved to ``timestamp`` (and ``image``, with flow)."""
         if self.last_timestamp is None:
             return Detections(track_ids=np.zeros(0, np.int64))
+        if not self.use_flow or image is None or self.image is None:
+            shown = Detections.merge([self._kalman(timestamp), self.unconfirmed])
+            self._remember(shown, image, None)
+            return shown
+        previous = self.grey if self.grey is not None else flow.prepare(self.image)
+        current = flow.prepare(image)
+        boxes, ok = flow.propagate(previous, current, self.shown.boxes)
+        lost = self.shown.track_ids[~ok]
+        if (lost >= 0).any():  # points flow could not follow: those tracks' Kalman boxes instead
+            kalman = self._kalman(timestamp, set(lost[lost >= 0].tolist()))
+            at = {int(i): box for i, box in zip(kalman.track_ids, kalman.boxes)}
+            for n in np.flatnonzero(~ok):
+                boxes[n] = at.get(int(self.shown.track_ids[n]), boxes[n])
+        shown = Detections(boxes, self.shown.scores, self.shown.labels, self.shown.track_ids)
+        self._remember(shown, image, current)
+        return shown
+
+    def _remember(self, shown: Detections, image: np.ndarray | None, grey: flow.FlowImage | None) -> None:
+        if self.use_flow:
+            self.shown, self.image, self.grey = shown, image, grey
+
+    def _kalman(self, timestamp: float, only: set[int] | None = None) -> Detections:
+        """The tracks the last update matched (those in ``only`` when given) at their Kalman position at
+        ``timestamp``, with the label and score of their latest detection."""
         elapsed = max(timestamp - self.last_timestamp, 0.0)
         timing = PredictTiming(frame_step=elapsed * self.fps, elapsed_seconds=elapsed, frame_rate=self.fps)
         boxes, scores, labels, ids = [], [], [], []
         for track in self.tracker.tracks:
             if track.tracker_id < 0 or track.time_since_update > 0 or track.tracker_id not in self.last:
+                continue
+            if only is not None and track.tracker_id not in only:
                 continue
             moved = copy.deepcopy(track)
             if elapsed > 0:
@@ -88,8 +132,7 @@ class Tracker:
             scores.append(score)
             labels.append(label)
             ids.append(track.tracker_id)
-        moved = Detections(np.reshape(boxes, (-1, 4)), scores, labels, ids)
-        return Detections.merge([moved, self.unconfirmed])
+        return Detections(np.reshape(boxes, (-1, 4)), scores, labels, ids)
 
     @property
     def tracks_seen(self) -> int:
