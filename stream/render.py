@@ -61,7 +61,7 @@ class BoxAnnotator:
 
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
         thickness = box_thickness(scene.shape)
-        for box, label in zip(np.round(detections.boxes).astype(int), detections.labels):
+        for box, label in zip(np.round(detections.boxes).astype(int), detections.shown_labels):
             x1, y1, x2, y2 = box
             cv2.rectangle(scene, (x1, y1), (x2, y2), class_color(label), thickness, cv2.LINE_8)
         return scene
@@ -103,10 +103,10 @@ class LabelAnnotator:
         scale, thickness = text_style(scene.shape[0])
         ids = detections.track_ids if detections.track_ids is not None else np.full(len(detections), -1)
         texts = [f"{'#%d ' % track if track >= 0 else ''}{LABELS[label]} {score:.2f}"
-                 for label, score, track in zip(detections.labels, detections.scores, ids)]
+                 for label, score, track in zip(detections.shown_labels, detections.scores, ids)]
         sizes = [tag_size(text, scale, thickness) for text in texts]
         rects = place_tags(detections.boxes, sizes, (scene.shape[1], scene.shape[0]))
-        for text, rect, label in zip(texts, rects, detections.labels):
+        for text, rect, label in zip(texts, rects, detections.shown_labels):
             self.draw_tag(scene, text, rect, class_color(label), scale, thickness)
         return scene
 
@@ -142,7 +142,7 @@ class TrailAnnotator:
         if detections.track_ids is None or self.length < 2:
             return scene
         present = set()
-        for box, label, track in zip(detections.boxes, detections.labels, detections.track_ids):
+        for box, label, track in zip(detections.boxes, detections.shown_labels, detections.track_ids):
             if track < 0:
                 continue
             present.add(int(track))
@@ -239,7 +239,7 @@ class Overlay:
             scene = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             scale = np.array([size[0] / image.shape[1], size[1] / image.shape[0]] * 2, np.float32)
             detections = Detections(detections.boxes * scale, detections.scores, detections.labels,
-                                    detections.track_ids)
+                                    detections.track_ids, detections.track_labels)
         else:
             scene = image.copy()
         self.trails.annotate(scene, detections)

@@ -40,7 +40,7 @@ def test_file_run_is_lossless_and_writes_video_jsonl_and_record(tmp_path, capsys
                             "nms.score_thresh=0.0"]) == 0
     lines = jsonl(tmp_path / "out" / "d.jsonl")
     assert [line["frame"] for line in lines] == list(range(14))
-    assert set(lines[0]) == {"frame", "timestamp", "boxes", "labels", "scores", "track_ids", "source"}
+    assert set(lines[0]) == {"frame", "timestamp", "boxes", "labels", "scores", "track_ids", "track_labels", "source"}
     assert all(line["source"] == "detector" and len(line["track_ids"]) == len(line["boxes"]) for line in lines)
     assert any(line["boxes"] for line in lines)
     box = next(b for line in lines for b in line["boxes"])

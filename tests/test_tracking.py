@@ -172,3 +172,23 @@ def test_a_source_without_fps_warns_that_tracking_assumes_the_fallback(tmp_path:
     Pipeline(cfg, source, "0", SlowBackend(0.0), outputs(tmp_path), progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("assume source.fallback_fps = 30" in w for w in warnings)
+
+
+def test_a_track_keeps_one_class_by_vote_while_labels_keep_the_detectors_guess() -> None:
+    """A car misread as a person for two frames: ``labels`` says so, ``track_labels`` keeps the id a car."""
+    from core.labels import LABEL_IDS
+
+    car, person = LABEL_IDS["car"], LABEL_IDS["person"]
+    tracker = Tracker(TrackConfig(min_hits=1), fps=10.0)
+    guesses = [car] * 6 + [person] * 2 + [car] * 3
+    out = []
+    for i, label in enumerate(guesses):
+        x = 100 + 4 * i
+        out.append(tracker.update(Detections([[x, 100, x + 80, 160]], [0.8], [label]), i / 10))
+    confirmed = [d for d in out if d.track_ids[0] >= 0]
+    assert len({int(d.track_ids[0]) for d in confirmed}) == 1
+    assert [int(d.labels[0]) for d in out] == guesses
+    assert {int(d.track_labels[0]) for d in confirmed} == {car}
+    predicted = tracker.predict(1.15)
+    assert predicted.track_labels.tolist() == [car]
+    assert set(Detections.merge([predicted, out[-1]]).to_json()["track_labels"]) == {"car"}

@@ -20,12 +20,14 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from trackers.utils.predict_timing import PredictTiming
 
 from core.detections import Detections
+from core.labels import NUM_CLASSES
 from tracking import flow
 from tracking.config import TrackConfig
 
 log = logging.getLogger(__name__)
 TRACKERS = {"bytetrack": ByteTrackTracker, "sort": SORTTracker, "ocsort": OCSORTTracker}
-LIBRARY_FPS = 30.0  # ``trackers`` counts lost_track_buffer in frames of a 30 FPS video
+LIBRARY_FPS = 30.0
+SWITCH_MARGIN = 1.5  # a track's class changes only when another class's summed scores pass it by this factor  # ``trackers`` counts lost_track_buffer in frames of a 30 FPS video
 
 
 def make_tracker(cfg: TrackConfig, fps: float):
@@ -43,7 +45,9 @@ class Tracker:
     """One stream's tracks. Call `update` on detector frames and `predict` on the others, in frame order, with each
     frame's image when ``track.motion`` is ``flow``.
 
-    A track keeps the class and score of the detection that last updated it. `predict` never changes the
+    A track keeps the class and score of the detection that last updated it, and a class by vote: the scores of
+    its detections summed per class; the leader changes only when another class's sum passes it by
+    `SWITCH_MARGIN`, so an id keeps one class through a few wrong guesses (``track_labels``). `predict` never changes the
     tracker's state: with flow it moves the boxes of the frame before (ids, labels and scores kept) from that
     frame's image to this one's; without (``kalman``, no image, or a box whose points flow cannot follow) it draws
     each track that the last detector frame saw at its Kalman position for the new timestamp and holds the boxes
@@ -54,9 +58,11 @@ class Tracker:
         self.cfg, self.fps = cfg, fps
         self.tracker = make_tracker(cfg, fps)
         self.last: dict[int, tuple[int, float]] = {}  # track id -> (label, score) of its latest detection
+        self.votes: dict[int, np.ndarray] = {}  # track id -> summed detection scores per class
+        self.voted: dict[int, int] = {}  # track id -> its class by vote
         self.seen: set[int] = set()
         self.last_timestamp: float | None = None
-        self.unconfirmed = Detections(track_ids=np.zeros(0, np.int64))
+        self.unconfirmed = Detections(track_ids=np.zeros(0, np.int64), track_labels=np.zeros(0, np.int64))
         self.use_flow = cfg.motion == "flow"
         # the frame before, for flow: its boxes as shown, its image (a reference, made grey only when a predict
         # needs it, so detecting every frame costs nothing) and that grey image once made
@@ -78,20 +84,35 @@ class Tracker:
         ids = np.full(len(detections), -1, np.int64)
         if len(tracked):
             ids[np.asarray(tracked.data["index"], int)] = tracked.tracker_id
+        classes = detections.labels.copy()
         for i in np.flatnonzero(ids >= 0):
-            self.last[int(ids[i])] = (int(detections.labels[i]), float(detections.scores[i]))
+            track, label, score = int(ids[i]), int(detections.labels[i]), float(detections.scores[i])
+            self.last[track] = (label, score)
+            classes[i] = self._vote(track, label, score)
         self.seen.update(int(i) for i in ids[ids >= 0])
         alive = {t.tracker_id for t in self.tracker.tracks}
         self.last = {k: v for k, v in self.last.items() if k in alive}
-        tracked = Detections(detections.boxes, detections.scores, detections.labels, ids)
+        self.votes = {k: v for k, v in self.votes.items() if k in alive}
+        self.voted = {k: v for k, v in self.voted.items() if k in alive}
+        tracked = Detections(detections.boxes, detections.scores, detections.labels, ids, classes)
         self.unconfirmed = tracked[ids < 0]
         self._remember(tracked, image, None)
         return tracked
 
+    def _vote(self, track: int, label: int, score: float) -> int:
+        votes = self.votes.setdefault(track, np.zeros(NUM_CLASSES, np.float64))
+        votes[label] += score
+        leader = self.voted.get(track, label)
+        challenger = int(np.argmax(votes))
+        if votes[challenger] > SWITCH_MARGIN * votes[leader]:
+            leader = challenger
+        self.voted[track] = leader
+        return leader
+
     def predict(self, timestamp: float, image: np.ndarray | None = None) -> Detections:
         """Boxes of the tracks the last update matched, moved to ``timestamp`` (and ``image``, with flow)."""
         if self.last_timestamp is None:
-            return Detections(track_ids=np.zeros(0, np.int64))
+            return Detections(track_ids=np.zeros(0, np.int64), track_labels=np.zeros(0, np.int64))
         if not self.use_flow or image is None or self.image is None:
             shown = Detections.merge([self._kalman(timestamp), self.unconfirmed])
             self._remember(shown, image, None)
@@ -105,7 +126,7 @@ class Tracker:
             at = {int(i): box for i, box in zip(kalman.track_ids, kalman.boxes)}
             for n in np.flatnonzero(~ok):
                 boxes[n] = at.get(int(self.shown.track_ids[n]), boxes[n])
-        shown = Detections(boxes, self.shown.scores, self.shown.labels, self.shown.track_ids)
+        shown = Detections(boxes, self.shown.scores, self.shown.labels, self.shown.track_ids, self.shown.track_labels)
         self._remember(shown, image, current)
         return shown
 
@@ -118,7 +139,7 @@ class Tracker:
         ``timestamp``, with the label and score of their latest detection."""
         elapsed = max(timestamp - self.last_timestamp, 0.0)
         timing = PredictTiming(frame_step=elapsed * self.fps, elapsed_seconds=elapsed, frame_rate=self.fps)
-        boxes, scores, labels, ids = [], [], [], []
+        boxes, scores, labels, ids, classes = [], [], [], [], []
         for track in self.tracker.tracks:
             if track.tracker_id < 0 or track.time_since_update > 0 or track.tracker_id not in self.last:
                 continue
@@ -132,7 +153,8 @@ class Tracker:
             scores.append(score)
             labels.append(label)
             ids.append(track.tracker_id)
-        return Detections(np.reshape(boxes, (-1, 4)), scores, labels, ids)
+            classes.append(self.voted.get(track.tracker_id, label))
+        return Detections(np.reshape(boxes, (-1, 4)), scores, labels, ids, classes)
 
     @property
     def tracks_seen(self) -> int:
