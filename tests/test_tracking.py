@@ -48,10 +48,10 @@ def test_predict_leaves_the_tracker_state_alone():
     tracker = Tracker(TrackConfig(), fps=30.0)
     for i in range(4):
         tracker.update(moving_car(i), i / 30)
-    before = [t.get_state_bbox().copy() for t in tracker.tracker.tracks]
+    before = [t.get_state_bbox().copy() for group in tracker.trackers for t in group.tracks]
     tracker.predict(10 / 30)
     tracker.predict(20 / 30)
-    assert all(np.allclose(a, t.get_state_bbox()) for a, t in zip(before, tracker.tracker.tracks))
+    assert all(np.allclose(a, t.get_state_bbox()) for a, t in zip(before, [t for group in tracker.trackers for t in group.tracks]))
 
 
 def test_repeated_or_backward_timestamps_still_update_without_warnings():
@@ -175,12 +175,12 @@ def test_a_source_without_fps_warns_that_tracking_assumes_the_fallback(tmp_path:
 
 
 def test_a_track_keeps_one_class_by_vote_while_labels_keep_the_detectors_guess() -> None:
-    """A car misread as a person for two frames: ``labels`` says so, ``track_labels`` keeps the id a car."""
+    """A car misread as a truck for two frames: ``labels`` says so, ``track_labels`` keeps the id a car."""
     from core.labels import LABEL_IDS
 
-    car, person = LABEL_IDS["car"], LABEL_IDS["person"]
+    car, truck = LABEL_IDS["car"], LABEL_IDS["truck"]
     tracker = Tracker(TrackConfig(min_hits=1), fps=10.0)
-    guesses = [car] * 6 + [person] * 2 + [car] * 3
+    guesses = [car] * 6 + [truck] * 2 + [car] * 3
     out = []
     for i, label in enumerate(guesses):
         x = 100 + 4 * i
@@ -192,3 +192,18 @@ def test_a_track_keeps_one_class_by_vote_while_labels_keep_the_detectors_guess()
     predicted = tracker.predict(1.15)
     assert predicted.track_labels.tolist() == [car]
     assert set(Detections.merge([predicted, out[-1]]).to_json()["track_labels"]) == {"car"}
+
+
+def test_a_track_never_passes_from_a_car_to_a_person_walking_past_it() -> None:
+    """A person box that takes over a parked car's box (the detector now sees the person there) starts a track of
+    its own: classes that one object cannot be mistaken between never share an id."""
+    from core.labels import LABEL_IDS
+
+    car, person = LABEL_IDS["car"], LABEL_IDS["person"]
+    tracker = Tracker(TrackConfig(min_hits=1), fps=10.0)
+    ids = []
+    for i in range(8):
+        label = car if i < 4 else person
+        ids.append(int(tracker.update(Detections([[100, 100, 160, 190]], [0.9], [label]), i / 10).track_ids[0]))
+    assert ids[1] >= 0 and ids[5] >= 0 and ids[1] != ids[5]
+    assert len(set(ids[1:4])) == 1 and len(set(ids[5:])) == 1

@@ -20,13 +20,19 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from trackers.utils.predict_timing import PredictTiming
 
 from core.detections import Detections
-from core.labels import NUM_CLASSES
+from core.labels import LABEL_IDS, NUM_CLASSES
 from tracking import flow
 from tracking.config import TrackConfig
 
 log = logging.getLogger(__name__)
 TRACKERS = {"bytetrack": ByteTrackTracker, "sort": SORTTracker, "ocsort": OCSORTTracker}
 LIBRARY_FPS = 30.0
+# Classes one object can be mistaken between share a tracker; across groups a match is never made
+CLASS_GROUPS = (("car", "truck", "bus"), ("motorcycle", "bicycle"), ("person",), ("traffic_light",),
+                ("stop_sign", "speed_limit", "crosswalk_sign"))
+GROUP_OF = np.zeros(NUM_CLASSES, np.int64)
+for _group, _names in enumerate(CLASS_GROUPS):
+    GROUP_OF[[LABEL_IDS[name] for name in _names]] = _group
 SWITCH_MARGIN = 1.5  # a track's class changes only when another class's summed scores pass it by this factor  # ``trackers`` counts lost_track_buffer in frames of a 30 FPS video
 
 
@@ -56,7 +62,9 @@ class Tracker:
 
     def __init__(self, cfg: TrackConfig, fps: float):
         self.cfg, self.fps = cfg, fps
-        self.tracker = make_tracker(cfg, fps)
+        # One tracker per class group: a track never passes from a car to a person walking past it
+        self.trackers = [make_tracker(cfg, fps) for _ in CLASS_GROUPS]
+        self.ids: dict[tuple[int, int], int] = {}  # (group, the library's id) -> the stream's id, numbered in order
         self.last: dict[int, tuple[int, float]] = {}  # track id -> (label, score) of its latest detection
         self.votes: dict[int, np.ndarray] = {}  # track id -> summed detection scores per class
         self.voted: dict[int, int] = {}  # track id -> its class by vote
@@ -78,19 +86,24 @@ class Tracker:
         if self.last_timestamp is not None and timestamp <= self.last_timestamp:
             timestamp = self.last_timestamp + 1e-6  # a repeated timestamp would skip the Kalman predict
         self.last_timestamp = timestamp
-        sv_dets = sv.Detections(xyxy=detections.boxes.astype(np.float32), confidence=detections.scores,
-                                class_id=detections.labels, data={"index": np.arange(len(detections))})
-        tracked = self.tracker.update(sv_dets, timestamp=timestamp)
         ids = np.full(len(detections), -1, np.int64)
-        if len(tracked):
-            ids[np.asarray(tracked.data["index"], int)] = tracked.tracker_id
+        groups = GROUP_OF[detections.labels]
+        for group, tracker in enumerate(self.trackers):
+            members = np.flatnonzero(groups == group)
+            sv_dets = sv.Detections(xyxy=detections.boxes[members].astype(np.float32).reshape(-1, 4),
+                                    confidence=detections.scores[members], class_id=detections.labels[members],
+                                    data={"index": members})
+            tracked = tracker.update(sv_dets, timestamp=timestamp)
+            for index, local in zip(np.asarray(tracked.data.get("index", []), int), tracked.tracker_id):
+                if local >= 0:
+                    ids[index] = self.ids.setdefault((group, int(local)), len(self.ids))
         classes = detections.labels.copy()
         for i in np.flatnonzero(ids >= 0):
             track, label, score = int(ids[i]), int(detections.labels[i]), float(detections.scores[i])
             self.last[track] = (label, score)
             classes[i] = self._vote(track, label, score)
         self.seen.update(int(i) for i in ids[ids >= 0])
-        alive = {t.tracker_id for t in self.tracker.tracks}
+        alive = {track_id for track_id, _ in self._tracks()}
         self.last = {k: v for k, v in self.last.items() if k in alive}
         self.votes = {k: v for k, v in self.votes.items() if k in alive}
         self.voted = {k: v for k, v in self.voted.items() if k in alive}
@@ -140,21 +153,28 @@ class Tracker:
         elapsed = max(timestamp - self.last_timestamp, 0.0)
         timing = PredictTiming(frame_step=elapsed * self.fps, elapsed_seconds=elapsed, frame_rate=self.fps)
         boxes, scores, labels, ids, classes = [], [], [], [], []
-        for track in self.tracker.tracks:
-            if track.tracker_id < 0 or track.time_since_update > 0 or track.tracker_id not in self.last:
+        for track_id, track in self._tracks():
+            if track.time_since_update > 0 or track_id not in self.last:
                 continue
-            if only is not None and track.tracker_id not in only:
+            if only is not None and track_id not in only:
                 continue
             moved = copy.deepcopy(track)
             if elapsed > 0:
                 moved.predict(timing)
-            label, score = self.last[track.tracker_id]
+            label, score = self.last[track_id]
             boxes.append(moved.get_state_bbox())
             scores.append(score)
             labels.append(label)
-            ids.append(track.tracker_id)
-            classes.append(self.voted.get(track.tracker_id, label))
+            ids.append(track_id)
+            classes.append(self.voted.get(track_id, label))
         return Detections(np.reshape(boxes, (-1, 4)), scores, labels, ids, classes)
+
+    def _tracks(self):
+        """(the stream's id, the library's track) of every track that has an id, over all class groups."""
+        for group, tracker in enumerate(self.trackers):
+            for track in tracker.tracks:
+                if track.tracker_id >= 0:
+                    yield self.ids[(group, int(track.tracker_id))], track
 
     @property
     def tracks_seen(self) -> int:
