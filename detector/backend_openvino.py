@@ -1,7 +1,7 @@
 """OpenVINO inference backend: the graph written by `detector.export`, same contract as the other backends.
 
 OpenVINO reads the ONNX file directly. On a CPU with bf16 (AVX512-BF16 or AMX) it can run the network in bf16
-(``model.precision=bf16``), which the measurements in the README put at about twice fp32 on such CPUs. An int8
+(``model.precision=bf16``), which the measurements in docs/benchmarks.md put at about twice fp32 on such CPUs. An int8
 file (static QDQ quantization, `detector.export.quantize_int8`) runs its quantized ops with int8 kernels and the
 rest in fp32. With the
 throughput hint it keeps one inference stream per pipeline worker: each worker thread owns an infer request, so

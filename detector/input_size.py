@@ -5,8 +5,8 @@ A fixed 320 x 640 range shrinks a 3.3:1 frame to 640 x 193 (cars half the size t
 keeps 640 x 360 footage exactly as before (the speed of the default is unchanged there) while HD frames keep
 more of their detail: objects in higher-resolution footage are larger in pixels, so they are shrunk less than the
 frame. No frame goes below a 320 short side; the long side is capped at ``MAX_LONG``. The exponent was 0.5 until
-2026-12-02; AP against input size on the GTSDB hold-out (README) rose up to the largest size measured, 560, for
-small signs while cars on 640 x 360 footage stayed flat beyond 320, so HD frames now get about 580.
+2026-12-02; AP against input size on the GTSDB hold-out (docs/benchmarks.md) rose up to the largest size measured,
+560, for small signs while cars on 640 x 360 footage stayed flat beyond 320, so HD frames now get about 580.
 
     640 x 360 -> 568 x 320    1242 x 375 -> 1092 x 329    1360 x 800 -> 990 x 582
     500 x 375 -> 439 x 329    1920 x 1080 -> 1296 x 729   300 x 400 (portrait) -> 320 x 426

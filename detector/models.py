@@ -40,7 +40,7 @@ TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {
 MODEL_NAMES: tuple[str, ...] = (BUNDLED_MODEL, *TORCHVISION_BUILDERS)
 
 # RPN proposals kept at test time (pre- and post-NMS), the one default for configs, builders and the exporter:
-# the tuner's choice for cars and road signs on the bundled model (README "Top-N tuned for FPS").
+# the tuner's choice for cars and road signs on the bundled model (docs/benchmarks.md "Top-N tuned for FPS").
 DEFAULT_TOP_N = 300
 
 # Candidate floor inside the model. Low on purpose: AP ranks every candidate, and a 0.05 floor cut the bundled

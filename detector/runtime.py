@@ -1,9 +1,9 @@
 """Which runtime and precision run the detector: `choose_runtime` resolves ``backend=auto`` and ``precision=auto``.
 
 Real-time must be the default, not an expert setting: on a CPU the same exported graph runs several times faster
-in OpenVINO than in torch eager mode (README "Real-time by default"). The choice is a pure function of the config
-and a `Machine` (what is installed, what the CPU computes natively), so it is tested with fakes; `probe_machine`
-looks at the real one.
+in OpenVINO than in torch eager mode (docs/benchmarks.md, "Real-time by default"). The choice is a pure function
+of the config and a `Machine` (what is installed, what the CPU computes natively), so it is tested with fakes;
+`probe_machine` looks at the real one.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecu
 
 # Precisions each backend can run, per device; the first entry of AUTO_PRECISION that a backend and machine
 # support is what ``precision=auto`` picks. Only precisions measured to cost <= 1 point of car AP@0.5 and
-# road-sign mAP@0.5 against fp32 on our val sets are listed there (README "Real-time by default").
+# road-sign mAP@0.5 against fp32 on our val sets are listed there (docs/benchmarks.md, "Real-time by default").
 SUPPORTED = {
     ("torch", "cpu"): ("fp32", "bf16"),
     ("torch", "cuda"): ("fp32", "fp16", "bf16"),
@@ -37,7 +37,7 @@ AUTO_PRECISION = {
     ("torch", "cuda"): ("fp16", "fp32"),
     ("onnx", "cpu"): ("fp32",),
     ("onnx", "cuda"): ("fp16", "fp32"),
-    # int8: 0.5 points of car AP and 0.1 of road-sign mAP lost, 1.8x fp32 model-only; bf16: 1.4 and 1.3 (README)
+    # int8: 0.5 points of car AP and 0.1 of road-sign mAP lost, 1.8x fp32 model-only; bf16: 1.4 and 1.3 (same section)
     ("openvino", "cpu"): ("int8", "fp32"),
 }
 # int8 pays only with int8 dot-product instructions: on an AVX2-only EPYC it was measured no faster than fp32

@@ -56,7 +56,8 @@ def load_fleet_config(path: str | Path | None = None, overrides: list[str] | Non
 
 
 # Cores a fleet worker takes when neither batch.threads nor model.workers says: one worker of 2 x 1 threads beat two
-# of 1 x 1 on 2 cores (README "Fleet processing"); auto workers would otherwise give every worker the whole machine
+# of 1 x 1 on 2 cores (docs/benchmarks.md, "Fleet throughput"); auto workers would otherwise give every worker the
+# whole machine
 AUTO_WORKER_THREADS = 2
 
 

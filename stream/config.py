@@ -53,10 +53,12 @@ class OutputConfig:
     ``codec`` ``auto`` is H.264 through PyAV (browser-playable MP4; NVENC when a CUDA GPU is present, else x264
     with ``h264_options``), falling back to OpenCV's MPEG-4 Part 2 writer when PyAV cannot encode. x264's
     ``ultrafast`` preset: on a 2-core CPU ``veryfast`` took 11 ms of CPU a 640x360 frame (36 ms at 720p) from the
-    detector, ``ultrafast`` 3.7 (13), for files about 2.4x larger at the same crf (README "Real-time by default").
+    detector, ``ultrafast`` 3.7 (13), for files about 2.4x larger at the same crf (docs/benchmarks.md, "Real-time by
+    default").
     ``max_size``: the annotated video's long side at most, in pixels (0: the source's size). 1280 by default: a
     1080p source is drawn and written at 1280x720, where labels still read well, for about half of x264's and the
-    overlay's CPU at 1080p, which on a 2-core CPU is time taken from the detector (README "Real time at HD").
+    overlay's CPU at 1080p, which on a 2-core CPU is time taken from the detector (docs/benchmarks.md, "Real time at
+    HD").
     Detections stay in source pixels whatever this is.
     """
 

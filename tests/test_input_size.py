@@ -16,7 +16,7 @@ from detector.models import BUNDLED_MODEL, build_detector
 from detector.weights import load_model
 from tests.test_onnx import assert_same, scene
 
-# (width, height) -> what the model sees; the README's input-size table says the same
+# (width, height) -> what the model sees; the input-size table of docs/benchmarks.md says the same
 EXPECTED = {
     (640, 360): (568, 320),     # 16:9 SD dashcam: as before the policy
     (1280, 720): (956, 538),    # 16:9 HD

