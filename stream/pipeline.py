@@ -95,6 +95,10 @@ class Pipeline:
         self.overlay = Overlay(cfg.render, cfg.track.trail if cfg.track.enabled else 0)
         info = source.info
         self.video_size = video_size(info.size, cfg.output.max_size)  # drawn at this size, for video and web view
+        m = cfg.model
+        self.input_size = "{}x{}".format(*model_input_size(m.name, m.min_size, m.max_size, *info.size))
+        log.info("%dx%d frames: the model sees %s, the annotated video is %dx%d", *info.size, self.input_size,
+                 *self.video_size)
         self.schedule = DetectorSchedule(cfg.model.interval, cfg.model.max_interval, cfg.model.interval_phase,
                                          info.fps, cfg.model.workers, info.live)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
@@ -278,7 +282,7 @@ class Pipeline:
                                                 if self.cfg.model.interval != 1 else ""),
             config=to_dict(self.cfg), precision=getattr(self.backend, "precision", m.precision),
             workers=m.workers, threads=m.threads,
-            input_size="{}x{}".format(*model_input_size(m.name, m.min_size, m.max_size, *self.source.info.size)),
+            input_size=self.input_size,
             ended=self.ended, source_frames=self.source.info.frame_count,
         )
 

@@ -33,6 +33,7 @@ from stream.frames import Frame
 log = logging.getLogger(__name__)
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
 MAX_CONSECUTIVE_BAD = 25
+MIN_SIDE = 16  # the smallest frame side the pipeline takes
 
 
 class SourceError(RuntimeError):
@@ -93,19 +94,30 @@ def _sane_fps(fps: float | None, fallback: float) -> tuple[float, bool]:
     return (fps, True) if fps and 1.0 <= fps <= 240.0 else (fallback, False)
 
 
+def check_first_size(what: str, size: tuple[int, int]) -> None:
+    """A source whose frames are smaller than `MIN_SIDE` on a side (a 1-pixel-high strip) is bad input: nothing
+    can be detected in it, and the detector's resize would have nothing to work on."""
+    if min(size) < MIN_SIDE:
+        raise SourceError(f"{what} gives {size[0]}x{size[1]} frames; frames need at least {MIN_SIDE} pixels a side")
+
+
 class SizeWatch:
     """Frames keep the size they come in, so boxes are in the pixels of the frame the source gave; a change of
-    size is said once, naming the frame (the annotated video keeps its first size, `stream.sinks.VideoSink`)."""
+    size is said once, naming the frame (the annotated video keeps its first size, `stream.sinks.VideoSink`).
+    A frame below `MIN_SIDE` pixels a side is skipped, with one warning each time the size changes to it."""
 
     def __init__(self, what: str, size: tuple[int, int]):
         self.what, self.size = what, size
 
-    def check(self, index: int, image: np.ndarray) -> None:
+    def check(self, index: int, image: np.ndarray) -> bool:
+        """Whether frame ``index`` can go on (False: skip it)."""
         size = (image.shape[1], image.shape[0])
         if size != self.size:
             log.warning("%s: frame %d is %dx%d, the frames before it %dx%d; its boxes are in its own pixels and "
-                        "the annotated video keeps its first size", self.what, index, *size, *self.size)
+                        "the annotated video keeps its first size%s", self.what, index, *size, *self.size,
+                        "" if min(size) >= MIN_SIDE else f" (below {MIN_SIDE} pixels a side: skipped)")
             self.size = size
+        return min(size) >= MIN_SIDE
 
 
 class VideoFileSource:
@@ -134,6 +146,11 @@ class VideoFileSource:
         self._first = first
         self.info = VideoInfo((first[1].shape[1], first[1].shape[0]), fps, stream.frames or None, live=False,
                               fps_known=known)
+        try:
+            check_first_size(f"video '{path}'", self.info.size)
+        except SourceError:
+            self.container.close()
+            raise
         self.skipped = 0
         self.reconnects, self.gap_seconds = 0, 0.0  # files and folders never reconnect
         self._stopping = threading.Event()
@@ -169,8 +186,10 @@ class VideoFileSource:
             for index, image in itertools.chain([self._first], self._images):
                 if self._stopping.is_set():
                     return
-                watch.check(index, image)
-                yield Frame(index, index / fps, time.perf_counter(), image)
+                if watch.check(index, image):
+                    yield Frame(index, index / fps, time.perf_counter(), image)
+                else:
+                    self.skipped += 1
         finally:
             self.container.close()
 
@@ -189,6 +208,7 @@ class ImageFolderSource:
             raise SourceError(f"none of the first images at '{spec}' is readable")
         self.info = VideoInfo((first.shape[1], first.shape[0]), cfg.fallback_fps, len(self.files), live=False,
                               fps_known=False)
+        check_first_size(f"images at '{spec}'", self.info.size)
         self.skipped = 0
         self.reconnects, self.gap_seconds = 0, 0.0  # files and folders never reconnect
         self._stopping = threading.Event()
@@ -206,8 +226,10 @@ class ImageFolderSource:
                 self.skipped += 1
                 log.warning("image %s is unreadable: skipped", path)
                 continue
-            watch.check(index, image)
-            yield Frame(index, index / self.info.fps, time.perf_counter(), image)
+            if watch.check(index, image):
+                yield Frame(index, index / self.info.fps, time.perf_counter(), image)
+            else:
+                self.skipped += 1
 
 
 class Feed(Protocol):
@@ -344,6 +366,11 @@ class LiveSource:
         image = first[0]
         fps, known = _sane_fps(self.feed.fps, cfg.fallback_fps)
         self.info = VideoInfo((image.shape[1], image.shape[0]), fps, None, live=True, fps_known=known)
+        try:
+            check_first_size(self.what, self.info.size)
+        except SourceError:
+            self.feed.close()
+            raise
         self.skipped = 0
         self.reconnects = 0
         self.gap_seconds = 0.0
@@ -406,9 +433,11 @@ class LiveSource:
                         self.gap_seconds += gap
                         log.warning("%s reconnected after a %.1f s gap", self.what, gap)
                         lost = False
-                    watch.check(index, image)
                     last_frame_at = now
-                    yield Frame(index, now - started, now, image, source_time=source_time)
+                    if watch.check(index, image):
+                        yield Frame(index, now - started, now, image, source_time=source_time)
+                    else:
+                        self.skipped += 1
                     index += 1
                 item = self.feed.read()
                 if item is None:

@@ -305,3 +305,21 @@ def test_a_1080p_source_is_drawn_and_written_at_output_max_size_with_boxes_in_so
     capture.release()
     right = max(b[2] for line in jsonl(out / "d.jsonl") for b in line["boxes"])
     assert 1280 < right <= 1920  # source pixels, not the video's
+
+
+@pytest.mark.parametrize(("size", "expected"), [((4096, 2160), "the model sees 1600x843"),
+                                                 ((360, 640), "the model sees 320x568")])
+def test_4k_and_portrait_frames_run_and_the_size_the_model_sees_is_logged_once(tmp_path, caplog, size, expected):
+    source = write_video(tmp_path / "big.avi", frames=2, size=size)
+    assert run_stream.main(["--source", str(source), "--no-video", "--detections", str(tmp_path / "d.jsonl"),
+                            "--quiet", f"output.benchmark_csv={tmp_path / 'log.csv'}", "model.backend=torch",
+                            "model.weights=random", "model.precision=fp32", "model.top_n=20"]) == 0
+    assert caplog.text.count("the model sees") == 1 and expected in caplog.text, caplog.text[-500:]
+
+
+def test_a_one_pixel_high_frame_is_one_error_line_not_a_crash(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "strip.png"), np.full((1, 640, 3), 90, np.uint8))
+    assert run_stream.main(["--source", str(tmp_path / "strip.png"), "--quiet", *RANDOM_MODEL,
+                            f"output.dir={tmp_path / 'outputs'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "640x1 frames" in err[0] and "at least 16 pixels" in err[0], err
