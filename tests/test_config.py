@@ -1,6 +1,8 @@
 """The one config loader: YAML files, dotted overrides, and errors that name the key and the valid values."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from commands import export
@@ -34,7 +36,8 @@ def test_overrides_use_dotted_keys_and_yaml_values():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.topn=5", "unknown key 'model.topn'; valid keys: model.name"),
+    ("model.topn=5", "unknown key 'model.topn' (did you mean 'model.top_n'?)"),
+    ("model.nonsense=1", "unknown key 'model.nonsense'; valid keys: model.name"),
     ("model.backend=trt", "valid values: auto, torch, onnx, openvino"),
     ("model.precision=int4", "valid values: auto, fp32, bf16, fp16, int8"),
     ("model.name=yolo", "valid values: driving_mobilenet_v2_fpn"),
@@ -45,13 +48,38 @@ def test_overrides_use_dotted_keys_and_yaml_values():
     ("source=3", "'source' must be a section"),
 ])
 def test_bad_keys_and_values_name_the_key(override, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_pipeline_config(None, [override])
 
 
 def test_override_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="not key=value"):
         parse_overrides(["model.top_n"])
+
+
+def test_every_bad_key_and_value_of_the_file_and_the_overrides_is_reported_at_once(tmp_path):
+    path = tmp_path / "typos.yaml"
+    path.write_text("model:\n  topn: 5\n  backend: trt\nnms:\n  iou: 0.5\n  scor_thresh: 0.3\ntrack:\n  trail: -1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline_config(path, ["source.queue_size=0", "model.top_n", "render.hud=maybe"])
+    assert sorted(caught.value.problems) == sorted([
+        "override 'model.top_n' is not key=value",
+        "unknown key 'model.topn' (did you mean 'model.top_n'?)",
+        "'model.backend' = 'trt' is not valid; valid values: auto, torch, onnx, openvino",
+        "unknown key 'nms.scor_thresh' (did you mean 'nms.score_thresh'?)",
+        "'track.lost_seconds' must be > 0, 'track.min_hits' >= 1 and 'track.trail' >= 0",
+        "'source.queue_size' must be >= 1, got 0",
+        "'render.hud' must be true or false, got 'maybe'",
+    ])
+    message = str(caught.value)
+    assert message.startswith("7 config errors: ") and "\n" not in message
+    assert all(problem in message for problem in caught.value.problems)
+
+
+def test_one_bad_key_is_the_whole_message():
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline_config(None, ["nms.iuo=0.3"])
+    assert str(caught.value) == "unknown key 'nms.iuo' (did you mean 'nms.iou'?)"
 
 
 def test_bad_yaml_file_is_one_clear_error(tmp_path):
