@@ -46,6 +46,18 @@ def test_overrides_use_dotted_keys_and_yaml_values():
     ("nms.classes=[cow]", "unknown class 'cow'"),
     ("source.queue_size=0", "'source.queue_size' must be >= 1"),
     ("source=3", "'source' must be a section"),
+    ("nms.score_thresh=2", "'nms.score_thresh' must be in [0, 1], got 2.0"),
+    ("nms.score_thresh=-5", "'nms.score_thresh' must be in [0, 1], got -5.0"),
+    ("nms.iou=0", "'nms.iou' must be in (0, 1], got 0.0"),
+    ("nms.class_thresh.car=1.5", "'nms.class_thresh.car' must be in [0, 1], got 1.5"),
+    ("model.score_thresh=1", "'model.score_thresh' must be in [0, 1), got 1.0"),
+    ("model.min_size=-1", "'model.min_size' must be >= 0 (0: the model's default), got -1"),
+    ("model.max_size=-320", "'model.max_size' must be >= 0 (0: the model's default), got -320"),
+    ("model.onnx.intra_op_threads=-2", "'model.onnx.intra_op_threads' must be >= 0"),
+    ("source.fallback_fps=0", "'source.fallback_fps' must be > 0, got 0.0"),
+    ("output.log_every=-1", "'output.log_every' must be >= 0 (seconds), got -1.0"),
+    ("track.min_iou=2", "'track.min_iou' must be in [0, 1], got 2.0"),
+    ("serve.quality=0", "'serve.quality' must be in 1..100, got 0"),
 ])
 def test_bad_keys_and_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -67,13 +79,22 @@ def test_every_bad_key_and_value_of_the_file_and_the_overrides_is_reported_at_on
         "unknown key 'model.topn' (did you mean 'model.top_n'?)",
         "'model.backend' = 'trt' is not valid; valid values: auto, torch, onnx, openvino",
         "unknown key 'nms.scor_thresh' (did you mean 'nms.score_thresh'?)",
-        "'track.lost_seconds' must be > 0, 'track.min_hits' >= 1 and 'track.trail' >= 0",
+        "'track.trail' must be >= 0, got -1",
         "'source.queue_size' must be >= 1, got 0",
         "'render.hud' must be true or false, got 'maybe'",
     ])
     message = str(caught.value)
     assert message.startswith("7 config errors: ") and "\n" not in message
     assert all(problem in message for problem in caught.value.problems)
+
+
+def test_a_section_reports_all_its_bad_values_and_unknown_classes_at_once():
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline_config(None, ["nms.iou=0", "nms.score_thresh=2", "nms.classes=[car, cow, pig]"])
+    assert caught.value.problems == [
+        "'nms.iou' must be in (0, 1], got 0.0", "'nms.score_thresh' must be in [0, 1], got 2.0",
+        "'nms' names unknown classes 'cow', 'pig'; valid classes: car, truck, bus, motorcycle, bicycle, person, "
+        "traffic_light, stop_sign, speed_limit, crosswalk_sign"]
 
 
 def test_one_bad_key_is_the_whole_message():
