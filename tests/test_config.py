@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -9,6 +11,7 @@ from commands import export
 from core.config import ConfigError, parse_overrides
 from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N
 from stream.config import CONFIG_DIR, load_pipeline_config
+from tests.conftest import REPO
 
 PIPELINE_CONFIGS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("train"))
 
@@ -110,3 +113,11 @@ def test_bad_yaml_file_is_one_clear_error(tmp_path):
         load_pipeline_config(bad)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_pipeline_config(tmp_path / "missing.yaml")
+
+
+def test_the_config_schemas_load_without_torch():
+    """Every config dataclass imports light, so a command checks its config before loading torch."""
+    code = ("import sys, stream.config, fleet.config, training.config\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'openvino', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
