@@ -188,7 +188,18 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"config '{path}' is not valid YAML: {exc}".splitlines()[0]) from None
         if not isinstance(data, dict):
             raise ConfigError(f"config '{path}' must be a mapping of sections")
-    parsed, problems = _parse_overrides(overrides or [])
+    return _build(cls, data, overrides or [])
+
+
+def with_overrides(cfg: T, overrides: list[str]) -> T:
+    """``cfg`` (a config dataclass, e.g. one a command built from its flags) with dotted ``key=value`` overrides
+    applied, checked and reported like a loaded config's."""
+    return _build(type(cfg), dataclasses.asdict(cfg), overrides)
+
+
+def _build(cls: type[T], data: dict[str, Any], overrides: list[str]) -> T:
+    """``cls`` from ``data`` with the overrides set in it; one `ConfigError` lists every problem of both."""
+    parsed, problems = _parse_overrides(overrides)
     for key, value in parsed.items():
         try:
             _set_dotted(data, key, value)

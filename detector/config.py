@@ -135,3 +135,16 @@ class NmsConfig:
                           f"{', '.join(map(repr, unknown))}; valid classes: {', '.join(LABELS[1:])}"),
         )
 
+
+
+# The ONNX export (`detector.export`): the opsets it can write and the precisions it offers
+DEFAULT_OPSET = 17
+OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the TorchScript exporter's last
+EXPORT_PRECISIONS = ("fp32", "int8")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What ``driving-detect export`` reads: the model section alone, from its flags then ``model.*`` overrides."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)

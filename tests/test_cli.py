@@ -100,6 +100,7 @@ def test_one_vocabulary_source_max_frames_device_and_overrides_with_help(capsys)
         assert ("--device {auto,cpu,cuda}" in text and "config overrides, dotted keys" in text) == (
             name in RUNS_A_MODEL), name
         assert "--output" not in text and "--clip" not in text and "--frames " not in text, name
+    assert "model.KEY=VALUE" in help_text("export", capsys)  # export: model.* overrides on top of its flags
 
 
 def test_device_is_the_model_device_override_after_the_others():
@@ -150,11 +151,12 @@ def test_a_config_typo_is_every_bad_key_in_one_line_before_torch_in_every_comman
     argvs = {
         "stream": ["--source", "x.mp4", *pipeline], "evaluate": ["--data", "voc:x", *pipeline],
         "train": ["--config", str(train_typos), "--device", "cpu"],
+        "export": ["--model", "driving_mobilenet_v2_fpn", "--out", "x.onnx", "model.topn=5", "nms.iou=0.3"],
         "benchmark": ["--source", "x.mp4", *pipeline], "tune": ["--source", "x.mp4", "--data", "voc:x", *pipeline],
         "interval": ["--source", "x.mp4", "--data", "coco:x", *pipeline],
         "batch": ["x.mp4", "--out", str(tmp_path / "out"), *pipeline],
     }
-    assert set(argvs) == set(SUBCOMMANDS) - {"plot", "export"}
+    assert set(argvs) == set(SUBCOMMANDS) - {"plot"}
     code = ("import contextlib, io, json, sys\nfrom commands.main import main\n"
             f"for name, argv in {argvs!r}.items():\n"
             "    err = io.StringIO()\n"
@@ -169,7 +171,9 @@ def test_a_config_typo_is_every_bad_key_in_one_line_before_torch_in_every_comman
         errors = [line for line in err.splitlines() if line.startswith("error: ")]
         assert code == 2 and len(errors) == 1 and not torch, (name, err)
         expected = {"train": "error: 2 config errors: unknown key 'epochz' (did you mean 'epochs'?); 'lr' must be "
-                             ">= 0, got -1.0"}.get(name, PIPELINE_ERROR)
+                             ">= 0, got -1.0",
+                    "export": "error: 2 config errors: unknown key 'model.topn' (did you mean 'model.top_n'?); "
+                              "unknown key 'nms'; valid keys: model"}.get(name, PIPELINE_ERROR)
         assert errors[0] == expected, name
 
 

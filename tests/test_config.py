@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from commands import export
-from core.config import ConfigError, parse_overrides
+from core.config import ConfigError, parse_overrides, with_overrides
+from detector.config import ExportConfig, ModelConfig
 from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N
 from stream.config import CONFIG_DIR, load_pipeline_config
 from tests.conftest import REPO
@@ -98,6 +99,15 @@ def test_a_section_reports_all_its_bad_values_and_unknown_classes_at_once():
         "'nms.iou' must be in (0, 1], got 0.0", "'nms.score_thresh' must be in [0, 1], got 2.0",
         "'nms' names unknown classes 'cow', 'pig'; valid classes: car, truck, bus, motorcycle, bicycle, person, "
         "traffic_light, stop_sign, speed_limit, crosswalk_sign"]
+
+
+def test_overrides_apply_to_a_config_built_in_code_and_are_checked_the_same_way():
+    built = ExportConfig(ModelConfig(top_n=10, weights="random"))
+    assert with_overrides(built, ["model.top_n=5"]).model == ModelConfig(top_n=5, weights="random")
+    with pytest.raises(ConfigError) as caught:
+        with_overrides(built, ["model.topn=5", "model.min_size=-1"])
+    assert caught.value.problems == ["unknown key 'model.topn' (did you mean 'model.top_n'?)",
+                                     "'model.min_size' must be >= 0 (0: the model's default), got -1"]
 
 
 def test_one_bad_key_is_the_whole_message():
