@@ -43,10 +43,6 @@ from stream.timing import latency_stats
 log = logging.getLogger(__name__)
 # replay: the pipeline with the backend's detections handed back at no cost, i.e. the pipeline's own ceiling
 VARIANTS = ("model-only", "pipeline", "serial", "replay")
-# name[-precision]: -int8 is the statically quantized export (`detector.export.quantize_int8`), -fp16 runs on CUDA
-# (on a CPU it falls back to fp32 with a warning); auto is the default
-BACKENDS = ("auto", "torch", "torch-fp16", "torch-bf16", "onnx", "onnx-fp16", "onnx-int8", "openvino",
-            "openvino-bf16", "openvino-int8")
 WARMUP = 3
 
 
@@ -139,8 +135,9 @@ def pipeline(cfg: PipelineConfig, source: str, backend: Backend, frames: int, ou
 
 
 def backend_config(cfg: PipelineConfig, backend: str, cache_dir: Path) -> PipelineConfig:
-    """``cfg`` switched to ``backend`` (one of BACKENDS: ``name[-precision]``, fp32 when no precision is named,
-    ``auto`` for the default choice); ONNX and OpenVINO run the graph exported once into ``cache_dir``."""
+    """``cfg`` switched to ``backend`` (one of `bench.choices.BACKENDS`: ``name[-precision]``, fp32 when no
+    precision is named, ``auto`` for the default choice); ONNX and OpenVINO run the graph exported once into
+    ``cache_dir``."""
     name, _, precision = backend.partition("-")
     model = dataclasses.replace(cfg.model, backend=name, precision=precision or ("auto" if name == "auto" else "fp32"),
                                 onnx_path="", cache_dir=str(cache_dir))

@@ -74,9 +74,10 @@ def score(lines: list[dict], truth: dict[int, AnnotatedImage]) -> tuple[float, f
     return car, float(np.mean([r.ap50 for r in results])) if results else 0.0
 
 
-def sweep(base: PipelineConfig, clip: str, data: str, intervals: list[int], benchmark_log: Path | None
-          ) -> list[IntervalPoint]:
-    """One pipeline run of the whole clip per interval; the backend is built once and shared."""
+def sweep(base: PipelineConfig, clip: str, data: str, intervals: list[int], benchmark_log: Path | None,
+          max_frames: int | None = None) -> list[IntervalPoint]:
+    """One pipeline run of the clip (its first ``max_frames`` when given) per interval; the backend is built once
+    and shared."""
     truth = labelled_frames(load_dataset(data).images)
     backend = build_backend(base.model)
     points = []
@@ -85,7 +86,7 @@ def sweep(base: PipelineConfig, clip: str, data: str, intervals: list[int], benc
             phase = 0 if k == 1 else hardest_phase(k, sorted(truth))
             cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, interval=k, interval_phase=phase))
             out = Outputs(None, Path(tmp) / f"k{k}.jsonl")
-            record = Pipeline(cfg, open_source(clip, cfg.source), clip, backend, out, progress=False).run()
+            record = Pipeline(cfg, open_source(clip, cfg.source), clip, backend, out, max_frames, progress=False).run()
             record.variant = f"interval={k} phase={phase}"
             if benchmark_log is not None:
                 write_record(record, None, benchmark_log)

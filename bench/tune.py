@@ -25,6 +25,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from bench.benchmark import WARMUP, backend_config, decode, measure
+from bench.choices import SWEEP_TOP_N
 from core.config import to_dict
 from core.labels import LABELS
 from core.log import mask_url
@@ -34,13 +35,12 @@ from detector.models import set_top_n
 from detector.nms import ClasswiseNms
 from detector.runtime import resolve_workers
 from evaluation.evaluate import dataset_name, evaluate_backend, evaluation_nms
-from stream.config import PipelineConfig, load_pipeline_config
+from stream.config import PipelineConfig
 from stream.record import BenchmarkRecord, write_record, write_table
 from stream.sources import source_name
 
 log = logging.getLogger(__name__)
 VARIANTS = ("model-only", "pipeline")
-SWEEP_TOP_N = (10, 25, 50, 100, 150, 300, 1000)
 
 
 @dataclass
@@ -302,9 +302,9 @@ def table(points: list[Measurement], front: list[Measurement], rec: Recommendati
     return "\n".join(lines)
 
 
-def run(req: TuneRequest) -> tuple[list[Measurement], list[Measurement], Recommendation, Path]:
-    """Check every input, sweep, and write the CSV, JSON, plot and (optionally) the tuned config."""
-    base = load_pipeline_config(req.config, req.overrides)
+def run(req: TuneRequest, base: PipelineConfig) -> tuple[list[Measurement], list[Measurement], Recommendation, Path]:
+    """Check every input, sweep, and write the CSV, JSON, plot and (optionally) the tuned config. ``base``: the
+    pipeline config ``req.config`` with ``req.overrides``, loaded (and so checked) by the caller first."""
     req.min_sizes = req.min_sizes or [base.model.min_size]
     req.backends = req.backends or [base.model.backend]
     req.benchmark_log = Path(req.benchmark_log or base.output.benchmark_csv)

@@ -1,8 +1,9 @@
 """``driving-detect batch`` (also ``python -m fleet``): many videos and image folders through the stream pipeline
 on Ray workers, resumable, with a fleet summary.
 
-    driving-detect batch SOURCES... --out DIR [--config FILE] [--ray-address ADDR] [--workers N] [--no-video]
-                         [--max-frames N] [--quiet] [key=value ...]
+    driving-detect batch [SOURCE ...] [--source SOURCE ...] --out DIR [--config FILE] [--ray-address ADDR]
+                         [--workers N] [--no-video] [--max-frames N] [--device auto|cpu|cuda] [--quiet]
+                         [key=value ...]
 """
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from commands.common import SUBCOMMANDS, CommandParser, bad_input
-from core.log import setup_logging
-from fleet.batch import BatchResult, run_batch
-from fleet.config import BatchError, load_fleet_config
-from stream.run import RUN_INPUT_ERRORS
+from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input,
+                             config_overrides, overrides_help, start_logging)
+from core.config import ConfigError
+from fleet.config import BatchError, FleetConfig, load_fleet_config
+
+if TYPE_CHECKING:
+    from fleet.batch import BatchResult
 
 SUMMARY = SUBCOMMANDS["batch"]
 log = logging.getLogger(__name__)
@@ -25,27 +29,27 @@ log = logging.getLogger(__name__)
 
 def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
     parser = CommandParser(prog=prog, description=SUMMARY)
-    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+    parser.add_argument("sources", nargs="*", metavar="SOURCE",
                         help="video files, folders (walked for videos and image folders) or quoted globs; "
-                             "section.key=value arguments are config overrides, e.g. model.top_n=50")
+                             "section.key=value arguments are " + overrides_help("model.top_n=50"))
+    parser.add_argument("--source", action="append", default=[], dest="more_sources", metavar="SOURCE",
+                        help="a SOURCE as in every other command (repeatable; adds to the positional ones)")
     parser.add_argument("--out", required=True, help="output folder: DIR/<relative path>/, manifest, summary")
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml), with an optional batch: section")
     parser.add_argument("--ray-address", help="an existing Ray cluster (host:port, ray://host:port or auto); "
                                               "default: an embedded local Ray")
     parser.add_argument("--workers", type=int, help="fleet workers, one model each (overrides batch.workers)")
     parser.add_argument("--no-video", action="store_true", help="write no annotated videos")
-    parser.add_argument("--max-frames", type=int, help="stop each file after N frames")
+    add_max_frames(parser, "stop each file after N frames")
     parser.add_argument("--quiet", action="store_true", help="warnings and errors only, no progress bar")
-    # key=value overrides share the positional list with SOURCES (`is_override` tells them apart)
+    add_model_options(parser, overrides=False)  # key=value overrides share the positional list with SOURCES
     args = parser.parse_intermixed_args(argv)
     args.overrides = [s for s in args.sources if is_override(s)]
-    args.sources = [s for s in args.sources if not is_override(s)]
+    args.sources = [s for s in args.sources if not is_override(s)] + args.more_sources
     if not args.sources:
         parser.error("no SOURCE given")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be >= 1")
-    if args.max_frames is not None and args.max_frames < 1:
-        parser.error("--max-frames must be >= 1")
     return args
 
 
@@ -70,9 +74,10 @@ def print_summary(result: BatchResult) -> None:
         print(f"benchmark: {result.paths['record']} (+ rows in {result.paths['log']})")
 
 
-def run(args: argparse.Namespace) -> int:
-    overrides = args.overrides + ([f"batch.workers={args.workers}"] if args.workers else [])
-    cfg = load_fleet_config(args.config, overrides)
+def run(args: argparse.Namespace, cfg: FleetConfig) -> int:
+    """The batch, its modules (Ray, torch) imported only now that the config is known to be good."""
+    from fleet.batch import run_batch
+
     result = run_batch(cfg, args.sources, args.out, args.ray_address, args.no_video, args.max_frames,
                        progress=not args.quiet)
     print_summary(result)
@@ -81,12 +86,19 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
-    setup_logging(args.quiet)
+    start_logging(args)
+    overrides = config_overrides(args) + ([f"batch.workers={args.workers}"] if args.workers else [])
+    try:
+        cfg = load_fleet_config(args.config, overrides)
+    except ConfigError as exc:
+        return bad_input(exc)
+    from stream.run import RUN_INPUT_ERRORS
+
     # SIGTERM as an exit, so the embedded Ray is shut down (its workers run in sessions of their own and would
     # outlive a plain kill); the manifest says which files were running, and a rerun does them again.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
-        return run(args)
+        return run(args, cfg)
     except (BatchError, *RUN_INPUT_ERRORS) as exc:
         return bad_input(exc)
 

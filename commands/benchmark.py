@@ -1,7 +1,8 @@
 """``driving-detect benchmark``: model-only vs threaded pipeline vs a serial loop (`bench.benchmark` does the work).
 
-    driving-detect benchmark --source CLIP [--config FILE] [--frames N] [--repeats R]
-        [--backends torch,onnx,openvino-int8] [--models NAME[:WEIGHTS],...] [--benchmark-log CSV] [key=value ...]
+    driving-detect benchmark --source CLIP [--config FILE] [--max-frames N] [--repeats R]
+        [--backends auto,torch,onnx,openvino-int8] [--models NAME[:WEIGHTS],...] [--benchmark-log CSV]
+        [--device auto|cpu|cuda] [key=value ...]
 """
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.benchmark import BACKENDS, ceilings, compare, table
-from commands.common import SUBCOMMANDS, CommandParser, bad_input
+from bench.choices import BACKENDS
+from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, backend_list,
+                             bad_input, config_overrides, positive_int, start_logging)
 from core.config import ConfigError
-from core.log import setup_logging
-from stream.config import load_pipeline_config
-from stream.sources import SourceError
+from stream.config import PipelineConfig, load_pipeline_config
 
 SUMMARY = SUBCOMMANDS["benchmark"]
 
@@ -23,34 +23,44 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser = CommandParser(prog=prog, description=SUMMARY)
     parser.add_argument("--source", required=True, help="video file to benchmark on")
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
-    parser.add_argument("--frames", type=int, default=100, help="frames per measurement (default 100)")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per variant (default 3)")
-    parser.add_argument("--backends", default="torch",
-                        help=f"comma-separated: {', '.join(BACKENDS)} (default torch)")
+    add_max_frames(parser, "frames of the source per measurement (default 100)", default=100)
+    parser.add_alias("--frames", "--max-frames")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="measurements per variant (default 3)")
+    parser.add_argument("--backends", type=backend_list,
+                        help=f"comma-separated: {', '.join(BACKENDS)} (default: the config's model.backend, "
+                             f"auto in the default config)")
     parser.add_argument("--models", default="", help="comma-separated NAME[:WEIGHTS] to compare (default: config's)")
     parser.add_argument("--onnx-dir", default="outputs/onnx", help="where ONNX exports are cached")
     parser.add_argument("--benchmark-log", default="outputs/benchmarks.csv", help="CSV log the records go to")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    add_model_options(parser)
     args = parser.parse_intermixed_args(argv)
-    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not set(args.backends) <= set(BACKENDS) or args.frames < 1 or args.repeats < 1:
-        parser.error(f"--backends takes {', '.join(BACKENDS)}; --frames and --repeats must be >= 1")
     return args
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = parse_args(argv, prog)
-    setup_logging()
+def run(args: argparse.Namespace, base: PipelineConfig) -> int:
+    """The measurements, their modules (and torch) imported only now that the config is known to be good."""
+    from bench.benchmark import ceilings, compare, table
+    from stream.sources import SourceError
+
     try:
-        base = load_pipeline_config(args.config, args.overrides)
-        results, cpu = compare(base, args.source, args.frames, args.repeats, args.backends, args.models,
-                          Path(args.onnx_dir), Path(args.benchmark_log))
-    except (ConfigError, SourceError, ValueError, OSError) as exc:
+        results, cpu = compare(base, args.source, args.max_frames, args.repeats, args.backends or [base.model.backend],
+                               args.models, Path(args.onnx_dir), Path(args.benchmark_log))
+    except (SourceError, ValueError, OSError) as exc:
         return bad_input(exc)
     print(table(results, cpu))
     print(ceilings(cpu))
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    start_logging(args)
+    try:
+        base = load_pipeline_config(args.config, config_overrides(args))
+    except ConfigError as exc:
+        return bad_input(exc)
+    return run(args, base)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """``driving-detect evaluate``: AP per class on a labelled dataset (`evaluation.evaluate` does the work).
 
     driving-detect evaluate --data voc:../shared/data/roadsigns --split ../shared/data/roadsigns/val.txt \\
-        [--config configs/default.yaml] [key=value ...] [--report out.json] [--plots DIR] [--skip-bad]
+        [--config configs/default.yaml] [--out DIR] [--report out.json] [--plots DIR] [--skip-bad]
+        [--device auto|cpu|cuda] [key=value ...]
 """
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from commands.common import SUBCOMMANDS, CommandParser, bad_input
-from core.log import setup_logging
-from evaluation.evaluate import dataset_name, evaluate_dataset, evaluation_nms, format_table
+from commands.common import (SUBCOMMANDS, CommandParser, add_model_options, bad_input, config_overrides,
+                             start_logging)
+from core.config import ConfigError
 from stream.config import load_pipeline_config
 
 SUMMARY = SUBCOMMANDS["evaluate"]
@@ -23,23 +24,32 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--data", required=True, metavar="FORMAT:PATH", help="voc|kitti|coco|yolo:PATH")
     parser.add_argument("--split", help="file of image stems to evaluate (one per line)")
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
-    parser.add_argument("--report", type=Path, help="JSON report (default: outputs/eval/<dataset>/report.json)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="output folder for report.json and pr_curves.png (default: <output.dir>/eval/<dataset>)")
+    parser.add_argument("--report", type=Path, help="JSON report (default: <out>/report.json)")
     parser.add_argument("--plots", type=Path, help="folder for pr_curves.png (default: beside the report)")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad annotations instead of stopping")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.top_n=50")
+    add_model_options(parser)
     return parser.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """0 on success, 2 with one ``error:`` line for bad input (config, data, weights, files)."""
     args = parse_args(argv, prog)
-    setup_logging()
+    start_logging(args)
+    overrides = config_overrides(args)
     try:
-        cfg = load_pipeline_config(args.config, args.overrides)
-        report_path = args.report or Path(cfg.output.dir) / "eval" / dataset_name(args.data, args.split) / "report.json"
-        report, plot_path = evaluate_dataset(cfg.model, evaluation_nms(cfg.nms, args.overrides), args.data,
+        cfg = load_pipeline_config(args.config, overrides)
+    except ConfigError as exc:  # before torch is imported
+        return bad_input(exc)
+    from evaluation.evaluate import dataset_name, evaluate_dataset, evaluation_nms, format_table
+
+    try:
+        out = args.out or Path(cfg.output.dir) / "eval" / dataset_name(args.data, args.split)
+        report_path = args.report or out / "report.json"
+        report, plot_path = evaluate_dataset(cfg.model, evaluation_nms(cfg.nms, overrides), args.data,
                                              args.split, report_path, args.plots, args.skip_bad)
-    except (ValueError, OSError) as exc:  # Config/Dataset/WeightsError, bad device: ValueErrors
+    except (ValueError, OSError) as exc:  # Dataset/WeightsError, bad device: ValueErrors
         return bad_input(exc)
     print(format_table(report))
     print(f"{report.images} images in {report.seconds:.1f} s; report: {report_path}; plot: {plot_path}")

@@ -4,6 +4,7 @@
         [--min-size S --max-size S --score-thresh F --opset K --precision fp32|int8]
         [--calibration SPEC ... --calibration-frames N]   (int8: the frames it is calibrated on)
         [--save-ranges PATH]   (int8: calibrate on the frames and save the activation ranges there too)
+        [model.KEY=VALUE ...]  (on top of the flags, e.g. model.top_n=5)
 
 An int8 export of the bundled model with the default calibration set uses the ranges shipped with it
 (`detector.export_cache.BUNDLED_RANGES`, written by ``--save-ranges``), so it needs no calibration data.
@@ -14,15 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from commands.common import SUBCOMMANDS, CommandParser, bad_input
-from core.log import setup_logging
+from commands.common import SUBCOMMANDS, CommandParser, bad_input, start_logging
+from core.config import ConfigError, with_overrides
 from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError
-from detector.config import ModelConfig
+from detector.config import (DEFAULT_OPSET, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, EXPORT_PRECISIONS, MODEL_NAMES,
+                             OPSETS, ExportConfig, ModelConfig)
 from detector.datasets import DataSource
-from detector.export import DEFAULT_OPSET, OPSETS, PRECISIONS, export
-from detector.export_cache import calibration_input, int8_calibration, save_ranges
-from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
-from detector.weights import WeightsError
 
 SUMMARY = SUBCOMMANDS["export"]
 
@@ -40,7 +38,7 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
                         help="candidate floor before the NMS stage")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="K",
                         help=f"ONNX opset, {OPSETS[0]}..{OPSETS[-1]} (default {DEFAULT_OPSET})")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    parser.add_argument("--precision", choices=EXPORT_PRECISIONS, default="fp32",
                         help="fp32 (default; same results as torch) or int8 (static quantization, calibrated)")
     parser.add_argument("--calibration", action="append", metavar="SPEC",
                         help="int8: a dataset (FORMAT:PATH) whose images calibrate it; repeatable (default: the "
@@ -50,7 +48,10 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--save-ranges", type=Path, metavar="PATH",
                         help="int8: calibrate on the frames and also save the activation ranges to PATH (JSON), "
                              "from which later int8 exports of this graph build without the frames")
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", metavar="model.KEY=VALUE",
+                        help="model config overrides on top of the flags, e.g. model.top_n=5 (the export uses the "
+                             "model's name, weights, top_n, sizes, score_thresh and calibration keys)")
+    args = parser.parse_intermixed_args(argv)
     if args.top_n < 1 or args.min_size < 0 or args.max_size < 0 or not 0.0 <= args.score_thresh < 1.0:
         parser.error("--top-n must be >= 1, sizes >= 0 and --score-thresh in [0, 1)")
     if args.calibration_frames < 1:
@@ -62,11 +63,19 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
-    setup_logging()
+    start_logging(args)
     sources = [DataSource(spec) for spec in args.calibration] if args.calibration else list(DEFAULT_CALIBRATION)
-    cfg = ModelConfig(name=args.model, weights=args.weights, top_n=args.top_n, min_size=args.min_size,
-                      max_size=args.max_size, score_thresh=args.score_thresh, calibration=sources,
-                      calibration_frames=args.calibration_frames)
+    flags = ModelConfig(name=args.model, weights=args.weights, top_n=args.top_n, min_size=args.min_size,
+                        max_size=args.max_size, score_thresh=args.score_thresh, calibration=sources,
+                        calibration_frames=args.calibration_frames)
+    try:
+        cfg = with_overrides(ExportConfig(flags), args.overrides).model
+    except ConfigError as exc:  # before torch is imported
+        return bad_input(exc)
+    from detector.export import export
+    from detector.export_cache import calibration_input, int8_calibration, save_ranges
+    from detector.weights import WeightsError
+
     try:
         calibration = None
         if args.save_ranges:
@@ -74,8 +83,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(f"wrote {args.save_ranges} (int8 activation ranges)")
         elif args.precision == "int8":
             calibration = calibration_input(int8_calibration(cfg)[1])
-        proto = export(args.model, args.weights, args.top_n, args.out, args.min_size, args.max_size,
-                       args.score_thresh, args.opset, args.precision, calibration)
+        proto = export(cfg.name, cfg.weights, cfg.top_n, args.out, cfg.min_size, cfg.max_size, cfg.score_thresh,
+                       args.opset, args.precision, calibration)
     except (WeightsError, CalibrationError, OSError) as exc:
         return bad_input(exc)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))

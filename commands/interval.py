@@ -1,7 +1,7 @@
 """``driving-detect interval``: sweep model.interval (detect every k-th frame) for FPS and car AP@0.5.
 
     driving-detect interval --source CLIP --data coco:LABELS.json [--intervals 1,2,3,4,6] [--max-ap-drop 3]
-        [--config FILE] [--out DIR] [key=value ...]
+        [--max-frames N] [--config FILE] [--out DIR] [--device auto|cpu|cuda] [key=value ...]
 """
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.interval_sweep import plot, recommend, sweep, table, write_results
-from commands.common import SUBCOMMANDS, CommandParser, bad_input, int_list
-from core.log import mask_url, setup_logging
+from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input,
+                             config_overrides, int_list, start_logging)
+from core.config import ConfigError
+from core.log import mask_url
 from stream.config import load_pipeline_config
-from stream.sources import SourceError, source_name
-from stream.stages import StageFailed
 
 SUMMARY = SUBCOMMANDS["interval"]
 
@@ -27,9 +26,10 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--intervals", type=int_list, default=[1, 2, 3, 4, 6], help="default 1,2,3,4,6")
     parser.add_argument("--max-ap-drop", type=float, default=3.0,
                         help="car AP@0.5 points (x100) the recommendation may give up against k=1 (default 3)")
+    add_max_frames(parser, "run each interval on the first N frames only (default: the whole clip)")
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
     parser.add_argument("--out", type=Path, help="output folder (default: <output.dir>/interval/<clip>)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    add_model_options(parser)
     args = parser.parse_intermixed_args(argv)
     if min(args.intervals) < 1 or 1 not in args.intervals or args.max_ap_drop < 0:
         parser.error("--intervals must include 1 and be >= 1; --max-ap-drop must be >= 0")
@@ -38,14 +38,23 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
-    setup_logging()
+    start_logging(args)
+    overrides = config_overrides(args)
     try:
-        cfg = load_pipeline_config(args.config, args.overrides)
+        cfg = load_pipeline_config(args.config, overrides)
+    except ConfigError as exc:  # before torch is imported
+        return bad_input(exc)
+    from bench.interval_sweep import plot, recommend, sweep, table, write_results
+    from stream.sources import SourceError, source_name
+    from stream.stages import StageFailed
+
+    try:
         out = args.out or Path(cfg.output.dir) / "interval" / source_name(args.source)
-        points = sweep(cfg, args.source, args.data, args.intervals, Path(cfg.output.benchmark_csv))
+        points = sweep(cfg, args.source, args.data, args.intervals, Path(cfg.output.benchmark_csv), args.max_frames)
         choice = recommend(points, args.max_ap_drop)
         write_results(points, choice, out, {"source": mask_url(args.source), "data": args.data,
-                                            "overrides": args.overrides, "max_ap_drop": args.max_ap_drop})
+                                            "overrides": overrides, "max_ap_drop": args.max_ap_drop,
+                                            "max_frames": args.max_frames})
         plot(points, choice, out / "interval.png", f"detect every k-th frame on {source_name(args.source)}")
     except (ValueError, OSError, SourceError, StageFailed) as exc:
         return bad_input(exc)

@@ -1,8 +1,8 @@
 """``driving-detect stream`` (also ``python run_stream.py``): the pipeline on a file, camera, URL or image folder.
 
-    driving-detect stream [--source SRC] [--config FILE] [--output VIDEO] [--detections JSONL] [--record JSON]
-                          [--benchmark-log FILE] [--max-frames N] [--device auto|cpu|cuda] [--display]
-                          [--serve [HOST:]PORT [--serve-token TOKEN|auto]] [key=value ...]
+    driving-detect stream [--source SRC] [--config FILE] [--out DIR] [--output VIDEO] [--detections JSONL]
+                          [--record JSON] [--benchmark-log FILE] [--max-frames N] [--device auto|cpu|cuda]
+                          [--display] [--serve [HOST:]PORT [--serve-token TOKEN|auto]] [key=value ...]
 """
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from commands.common import SUBCOMMANDS, CommandParser, bad_input
-from core.log import mask_url, setup_logging
-from serve.server import WebView, plan_serving
-from stream.config import load_pipeline_config
-from stream.pipeline import Outputs, Pipeline
-from stream.record import BenchmarkRecord
-from stream.run import RUN_INPUT_ERRORS, build_pipeline, default_outputs, run_pipeline
+from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input,
+                             config_overrides, start_logging)
+from core.config import ConfigError
+from core.log import mask_url
+from stream.config import PipelineConfig, load_pipeline_config
+
+if TYPE_CHECKING:
+    from stream.pipeline import Outputs, Pipeline
+    from stream.record import BenchmarkRecord
 
 SUMMARY = SUBCOMMANDS["stream"]
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "driving_sample.mp4"
@@ -32,12 +35,13 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--source", default=str(SAMPLE),
                         help="video file, webcam index (0), rtsp/http(s) URL, or image folder/glob (default: sample)")
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("--output", help="annotated video path (default: outputs/<source>/annotated.mp4)")
-    parser.add_argument("--detections", help="detections JSONL path (default: outputs/<source>/detections.jsonl)")
+    parser.add_argument("--out", metavar="DIR", help="output folder for annotated.mp4, detections.jsonl and "
+                                                     "benchmark.json (default: <output.dir>/<source name>)")
+    parser.add_argument("--output", metavar="VIDEO", help="annotated video path (default: <out>/annotated.mp4)")
+    parser.add_argument("--detections", help="detections JSONL path (default: <out>/detections.jsonl)")
     parser.add_argument("--record", help="benchmark record JSON path (default: benchmark.json next to the detections)")
     parser.add_argument("--benchmark-log", help="CSV log to append the benchmark record to (default: output.benchmark_csv)")
-    parser.add_argument("--max-frames", type=int, help="stop after N frames")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device (overrides model.device)")
+    add_max_frames(parser, "stop after N frames")
     parser.add_argument("--display", action="store_true", help="show the annotated stream in a window")
     parser.add_argument("--no-video", action="store_true", help="write no annotated video")
     parser.add_argument("--serve", metavar="[HOST:]PORT",
@@ -47,19 +51,18 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
                         help="token every web request must carry; needed for a non-loopback --serve "
                              "('auto' generates one; default: serve.token)")
     parser.add_argument("--quiet", action="store_true", help="warnings and errors only")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. model.top_n=50")
-    args = parser.parse_intermixed_args(argv)
-    if args.max_frames is not None and args.max_frames < 1:
-        parser.error("--max-frames must be >= 1")
-    return args
+    add_model_options(parser)
+    return parser.parse_intermixed_args(argv)
 
 
-def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + ([f"model.device={args.device}"] if args.device else [])
-    cfg = load_pipeline_config(args.config, overrides)
+def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """The run, its modules (and torch) imported only now that the config is known to be good."""
+    from serve.server import WebView, plan_serving
+    from stream.run import build_pipeline, default_outputs, run_pipeline
+
     plan = plan_serving(args.serve, args.serve_token or cfg.serve.token) if args.serve else None
     outputs = default_outputs(cfg, args.source, args.output, args.detections, args.benchmark_log, args.no_video,
-                              record=args.record)
+                              out_dir=args.out, record=args.record)
     pipeline = build_pipeline(cfg, args.source, outputs, max_frames=args.max_frames, display=args.display,
                               progress=not args.quiet)
     with stop_on_signals(pipeline), WebView(pipeline, plan) if plan else contextlib.nullcontext():
@@ -109,9 +112,15 @@ def summary(record: BenchmarkRecord, outputs: Outputs) -> None:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
-    setup_logging(args.quiet)
+    start_logging(args)
     try:
-        return run(args)
+        cfg = load_pipeline_config(args.config, config_overrides(args))
+    except ConfigError as exc:  # before torch is imported: a typo costs no model load
+        return bad_input(exc)
+    from stream.run import RUN_INPUT_ERRORS
+
+    try:
+        return run(args, cfg)
     except RUN_INPUT_ERRORS as exc:
         return bad_input(exc)
 

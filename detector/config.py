@@ -1,17 +1,31 @@
 """The detector's config sections: which model runs where (`ModelConfig`, `OnnxConfig`) and the NMS stage.
 
-Loaded by the one config loader, `core.config.load_config`, as sections of a pipeline or command config.
+Loaded by the one config loader, `core.config.load_config`, as sections of a pipeline or command config. The
+model names and defaults live here, not in `detector.models`, so that a config loads without importing torch.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Literal
 
-from core.config import ConfigError
+from core.config import validate
 from core.labels import DRIVING_CLASSES, LABELS
 from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES
 from detector.datasets import DataSource
-from detector.models import DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES
+
+BUNDLED_MODEL = "driving_mobilenet_v2_fpn"
+# torchvision's Faster R-CNN builders offered by name (`detector.models.TORCHVISION_BUILDERS`)
+TORCHVISION_MODELS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
+                      "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2")
+MODEL_NAMES: tuple[str, ...] = (BUNDLED_MODEL, *TORCHVISION_MODELS)
+
+# RPN proposals kept at test time (pre- and post-NMS), the one default for configs, builders and the exporter:
+# the tuner's choice for cars and road signs on the bundled model (docs/benchmarks.md "Top-N tuned for FPS").
+DEFAULT_TOP_N = 300
+
+# Candidate floor inside the model. Low on purpose: AP ranks every candidate, and a 0.05 floor cut the bundled
+# model's car recall on the held-out clip (MODEL_CARD); what is drawn is decided by `nms.score_thresh`.
+DEFAULT_SCORE_THRESH = 0.01
 
 
 @dataclasses.dataclass
@@ -27,6 +41,10 @@ class OnnxConfig:
     intra_op_threads: int = 0
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     trt_cache_dir: str = "outputs/trt-cache"
+
+    def __post_init__(self) -> None:
+        validate((self.intra_op_threads >= 0, f"'model.onnx.intra_op_threads' must be >= 0 (0: model.threads), "
+                                               f"got {self.intra_op_threads}"))
 
 
 @dataclasses.dataclass
@@ -81,21 +99,21 @@ class ModelConfig:
     openvino: OpenVinoConfig = dataclasses.field(default_factory=OpenVinoConfig)
 
     def __post_init__(self) -> None:
-        if self.name not in MODEL_NAMES:
-            raise ConfigError(f"'model.name' = '{self.name}' is not valid; valid values: {', '.join(MODEL_NAMES)}")
-        if self.top_n < 1:
-            raise ConfigError(f"'model.top_n' must be >= 1, got {self.top_n}")
-        if not 0.0 <= self.score_thresh < 1.0:
-            raise ConfigError(f"'model.score_thresh' must be in [0, 1), got {self.score_thresh}")
-        if (self.interval != "auto" and self.interval < 1) or self.max_interval < 1 or self.interval_phase < 0:
-            raise ConfigError(f"'model.interval' must be >= 1 or auto, 'model.max_interval' >= 1 and "
-                              f"'model.interval_phase' >= 0, got {self.interval}, {self.max_interval}, "
-                              f"{self.interval_phase}")
-        if self.calibration_frames < 1:
-            raise ConfigError(f"'model.calibration_frames' must be >= 1, got {self.calibration_frames}")
-        if self.workers < 0 or self.threads < 0:
-            raise ConfigError(f"'model.workers' and 'model.threads' must be >= 0 (0: auto), got {self.workers}, "
-                              f"{self.threads}")
+        validate(
+            (self.name in MODEL_NAMES,
+             f"'model.name' = '{self.name}' is not valid; valid values: {', '.join(MODEL_NAMES)}"),
+            (self.top_n >= 1, f"'model.top_n' must be >= 1, got {self.top_n}"),
+            (self.min_size >= 0, f"'model.min_size' must be >= 0 (0: the model's default), got {self.min_size}"),
+            (self.max_size >= 0, f"'model.max_size' must be >= 0 (0: the model's default), got {self.max_size}"),
+            (0.0 <= self.score_thresh < 1.0, f"'model.score_thresh' must be in [0, 1), got {self.score_thresh}"),
+            (self.interval == "auto" or self.interval >= 1,
+             f"'model.interval' must be >= 1 or auto, got {self.interval}"),
+            (self.max_interval >= 1, f"'model.max_interval' must be >= 1, got {self.max_interval}"),
+            (self.interval_phase >= 0, f"'model.interval_phase' must be >= 0, got {self.interval_phase}"),
+            (self.calibration_frames >= 1, f"'model.calibration_frames' must be >= 1, got {self.calibration_frames}"),
+            (self.workers >= 0, f"'model.workers' must be >= 0 (0: auto), got {self.workers}"),
+            (self.threads >= 0, f"'model.threads' must be >= 0 (0: auto), got {self.threads}"),
+        )
 
 
 @dataclasses.dataclass
@@ -114,10 +132,27 @@ class NmsConfig:
     agnostic_iou: float = 0.8
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.iou <= 1.0 or not 0.0 < self.agnostic_iou <= 1.0:
-            raise ConfigError(f"'nms.iou' and 'nms.agnostic_iou' must be in (0, 1], got {self.iou}, "
-                              f"{self.agnostic_iou}")
-        for name in [*self.classes, *self.class_thresh]:
-            if name not in LABELS[1:]:
-                raise ConfigError(f"'nms' names unknown class '{name}'; valid classes: {', '.join(LABELS[1:])}")
+        unknown = [name for name in dict.fromkeys([*self.classes, *self.class_thresh]) if name not in LABELS[1:]]
+        validate(
+            (0.0 < self.iou <= 1.0, f"'nms.iou' must be in (0, 1], got {self.iou}"),
+            (0.0 < self.agnostic_iou <= 1.0, f"'nms.agnostic_iou' must be in (0, 1], got {self.agnostic_iou}"),
+            (0.0 <= self.score_thresh <= 1.0, f"'nms.score_thresh' must be in [0, 1], got {self.score_thresh}"),
+            *((0.0 <= thresh <= 1.0, f"'nms.class_thresh.{name}' must be in [0, 1], got {thresh}")
+              for name, thresh in self.class_thresh.items()),
+            (not unknown, f"'nms' names unknown class{'es' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))}; valid classes: {', '.join(LABELS[1:])}"),
+        )
 
+
+
+# The ONNX export (`detector.export`): the opsets it can write and the precisions it offers
+DEFAULT_OPSET = 17
+OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the TorchScript exporter's last
+EXPORT_PRECISIONS = ("fp32", "int8")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What ``driving-detect export`` reads: the model section alone, from its flags then ``model.*`` overrides."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)

@@ -37,22 +37,20 @@ from torchvision.ops import FrozenBatchNorm2d, poolers
 from core.labels import LABELS
 from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
 from detector.calibration import CalibrationError
+from detector.config import DEFAULT_OPSET
 from detector.input_size import POLICY_NAME, PolicyTransform
 from detector.models import DEFAULT_SCORE_THRESH
 from detector.preprocess import to_model_input
 from detector.weights import load_model
 
-DEFAULT_OPSET = 17
 # Bump when the graph this module writes changes: cached exports (`detector.export_cache`) are keyed by it.
 EXPORTER_VERSION = 6
-PRECISIONS = ("fp32", "int8")
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 # Left fp32, as post-training quantization usually leaves a network's ends: the first convolution and inverted
 # residual (quantized, they cost the stage-2 weights 3.4 points of car AP@0.5 on pseudo/val.json: 0.563 against
 # 0.597, fp32 0.605) and the layers that output scores and box deltas (a few channels each: no measurable time).
 FP32_NODES = ("/model/backbone/body/body.0/", "/model/backbone/body/body.1/", "/model/rpn/head/cls_logits",
               "/model/rpn/head/bbox_pred", "/model/roi_heads/box_predictor/")
-OPSETS = range(11, 21)  # 11: torchvision's NMS and RoiAlign symbolics; 20: the TorchScript exporter's last
 
 
 class FrameDetector(nn.Module):

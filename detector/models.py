@@ -13,39 +13,19 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import mobilenet_v2
-from torchvision.models.detection import (
-    FasterRCNN,
-    fasterrcnn_mobilenet_v3_large_320_fpn,
-    fasterrcnn_mobilenet_v3_large_fpn,
-    fasterrcnn_resnet50_fpn,
-    fasterrcnn_resnet50_fpn_v2,
-)
+from torchvision.models import detection, mobilenet_v2
+from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from detector.config import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES, TORCHVISION_MODELS
 from detector.input_size import PolicyTransform, policy_size
 
-BUNDLED_MODEL = "driving_mobilenet_v2_fpn"
-
-TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {
-    "fasterrcnn_mobilenet_v3_large_320_fpn": fasterrcnn_mobilenet_v3_large_320_fpn,
-    "fasterrcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn,
-    "fasterrcnn_resnet50_fpn": fasterrcnn_resnet50_fpn,
-    "fasterrcnn_resnet50_fpn_v2": fasterrcnn_resnet50_fpn_v2,
-}
-MODEL_NAMES: tuple[str, ...] = (BUNDLED_MODEL, *TORCHVISION_BUILDERS)
-
-# RPN proposals kept at test time (pre- and post-NMS), the one default for configs, builders and the exporter:
-# the tuner's choice for cars and road signs on the bundled model (docs/benchmarks.md "Top-N tuned for FPS").
-DEFAULT_TOP_N = 300
-
-# Candidate floor inside the model. Low on purpose: AP ranks every candidate, and a 0.05 floor cut the bundled
-# model's car recall on the held-out clip (MODEL_CARD); what is drawn is decided by `nms.score_thresh`.
-DEFAULT_SCORE_THRESH = 0.01
+TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {name: getattr(detection, name)
+                                                              for name in TORCHVISION_MODELS}
 
 # torchvision's own input sizes per model, used when the config leaves min/max size at 0.
 DEFAULT_SIZES: dict[str, tuple[int, int]] = {

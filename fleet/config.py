@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import ConfigError, load_config, to_dict
+from core.config import load_config, to_dict, validate
 from stream.config import DEFAULT_CONFIG, PipelineConfig
 
 
@@ -37,12 +37,13 @@ class BatchConfig:
     object_store_mb: int = 100
 
     def __post_init__(self) -> None:
-        if self.workers < 0 or self.threads < 0 or self.max_retries < 0:
-            raise ConfigError("'batch.workers', 'batch.threads' and 'batch.max_retries' must be >= 0")
-        if self.connect_timeout <= 0:
-            raise ConfigError(f"'batch.connect_timeout' must be > 0, got {self.connect_timeout}")
-        if self.object_store_mb < 80:
-            raise ConfigError(f"'batch.object_store_mb' must be >= 80 (Ray's minimum), got {self.object_store_mb}")
+        validate(
+            *((getattr(self, key) >= 0, f"'batch.{key}' must be >= 0, got {getattr(self, key)}")
+              for key in ("workers", "threads", "max_retries")),
+            (self.connect_timeout > 0, f"'batch.connect_timeout' must be > 0, got {self.connect_timeout}"),
+            (self.object_store_mb >= 80,
+             f"'batch.object_store_mb' must be >= 80 (Ray's minimum), got {self.object_store_mb}"),
+        )
 
 
 @dataclass

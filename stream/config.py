@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from core.config import ConfigError, load_config
+from core.config import ConfigError, load_config, validate
 from detector.config import ModelConfig, NmsConfig
 from tracking.config import TrackConfig
 
@@ -35,12 +35,13 @@ class SourceConfig:
     fallback_fps: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.queue_size < 1:
-            raise ConfigError(f"'source.queue_size' must be >= 1, got {self.queue_size}")
-        if self.open_timeout <= 0 or self.read_timeout <= 0:
-            raise ConfigError("'source.open_timeout' and 'source.read_timeout' must be > 0")
-        if self.reconnect_backoff < 0 or self.reconnect_backoff_max < 0 or self.reconnect_attempts < 0:
-            raise ConfigError("reconnect settings ('source.reconnect_*') must be >= 0")
+        validate(
+            (self.queue_size >= 1, f"'source.queue_size' must be >= 1, got {self.queue_size}"),
+            *((getattr(self, key) > 0, f"'source.{key}' must be > 0, got {getattr(self, key)}")
+              for key in ("open_timeout", "read_timeout", "fallback_fps")),
+            *((getattr(self, key) >= 0, f"'source.{key}' must be >= 0, got {getattr(self, key)}")
+              for key in ("reconnect_attempts", "reconnect_backoff", "reconnect_backoff_max")),
+        )
 
 
 VideoCodec = Literal["auto", "h264", "mp4v", "mjpg"]
@@ -71,8 +72,11 @@ class OutputConfig:
     log_every: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.max_size < 0 or 0 < self.max_size < 16:
-            raise ConfigError(f"'output.max_size' must be 0 (the source's size) or >= 16, got {self.max_size}")
+        validate(
+            (self.max_size == 0 or self.max_size >= 16,
+             f"'output.max_size' must be 0 (the source's size) or >= 16, got {self.max_size}"),
+            (self.log_every >= 0, f"'output.log_every' must be >= 0 (seconds), got {self.log_every}"),
+        )
 
 
 HudCorner = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
@@ -106,12 +110,14 @@ class ServeConfig:
     linger: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.max_clients < 1 or self.fps <= 0 or not 1 <= self.quality <= 100:
-            raise ConfigError("'serve.max_clients' must be >= 1, 'serve.fps' > 0 and 'serve.quality' in 1..100")
-        if self.history < 1 or self.linger < 0:
-            raise ConfigError("'serve.history' must be >= 1 and 'serve.linger' >= 0")
-        if self.token is not None and not self.token.strip():
-            raise ConfigError("'serve.token' must not be empty")
+        validate(
+            (self.max_clients >= 1, f"'serve.max_clients' must be >= 1, got {self.max_clients}"),
+            (self.fps > 0, f"'serve.fps' must be > 0, got {self.fps}"),
+            (1 <= self.quality <= 100, f"'serve.quality' must be in 1..100, got {self.quality}"),
+            (self.history >= 1, f"'serve.history' must be >= 1 (seconds), got {self.history}"),
+            (self.linger >= 0, f"'serve.linger' must be >= 0 (seconds), got {self.linger}"),
+            (self.token is None or bool(self.token.strip()), "'serve.token' must not be empty"),
+        )
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from bench import benchmark
+from bench.choices import BACKENDS
 from commands.benchmark import main
 from stream.record import read_records
 from tests.conftest import RANDOM_MODEL, write_video
@@ -53,7 +54,7 @@ def test_backend_names_set_backend_and_precision(tmp_path):
     from stream.config import load_pipeline_config
 
     base = load_pipeline_config(None, RANDOM_MODEL)
-    got = {name: benchmark.backend_config(base, name, tmp_path).model for name in benchmark.BACKENDS}
+    got = {name: benchmark.backend_config(base, name, tmp_path).model for name in BACKENDS}
     assert {n: (m.backend, m.precision) for n, m in got.items()} == {
         "auto": ("auto", "auto"), "torch": ("torch", "fp32"), "torch-bf16": ("torch", "bf16"),
         "torch-fp16": ("torch", "fp16"), "onnx": ("onnx", "fp32"), "onnx-fp16": ("onnx", "fp16"),

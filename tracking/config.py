@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from core.config import ConfigError
+from core.config import validate
 
 
 @dataclasses.dataclass
@@ -31,8 +31,10 @@ class TrackConfig:
     motion: Literal["flow", "kalman"] = "flow"
 
     def __post_init__(self) -> None:
-        if self.lost_seconds <= 0 or self.min_hits < 1 or self.trail < 0:
-            raise ConfigError("'track.lost_seconds' must be > 0, 'track.min_hits' >= 1 and 'track.trail' >= 0")
-        for key in ("activation_score", "high_score", "min_iou"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"'track.{key}' must be in [0, 1], got {getattr(self, key)}")
+        validate(
+            (self.lost_seconds > 0, f"'track.lost_seconds' must be > 0, got {self.lost_seconds}"),
+            (self.min_hits >= 1, f"'track.min_hits' must be >= 1, got {self.min_hits}"),
+            (self.trail >= 0, f"'track.trail' must be >= 0, got {self.trail}"),
+            *((0.0 <= getattr(self, key) <= 1.0, f"'track.{key}' must be in [0, 1], got {getattr(self, key)}")
+              for key in ("activation_score", "high_score", "min_iou")),
+        )

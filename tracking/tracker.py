@@ -7,7 +7,7 @@ is where trackers that assume a detection every 1/30 s go wrong.
 
 On the frames the detector skips, ``track.motion=flow`` (the default) moves the boxes shown on the frame before by
 the image's optical flow (`tracking.flow`), frame to frame; ``kalman`` draws the tracks at their constant-velocity
-prediction, which lags turning and braking cars (README "Tracking and detect-every-k").
+prediction, which lags turning and braking cars (docs/benchmarks.md "Tracking and detect-every-k").
 """
 from __future__ import annotations
 

