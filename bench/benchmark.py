@@ -161,6 +161,7 @@ def measure(cfg: PipelineConfig, source: str, frames: int, backend: Backend, var
         device=str(backend.device), top_n=m.top_n, frames=len(ms),
         seconds=round(len(ms) / fps, 3), fps=round(fps, 2), stages={variant: latency_stats(ms)},
         latency=latency_stats(ms), variant=variant, config=to_dict(cfg),
+        source_size=f"{images[0].shape[1]}x{images[0].shape[0]}",
     )
 
 

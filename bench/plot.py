@@ -1,6 +1,7 @@
 """Plot runs from the shared benchmark log (the CSV that `write_record` appends to) into one PNG.
 
-Panels: FPS per setting (median over its runs, min-max bars, backends side by side), per-stage mean ms per run,
+Panels: FPS per setting (source and its resolution, kind, model, top-N, variant: median over its runs, min-max
+bars, backends side by side), per-stage mean ms per run,
 end-to-end latency p50/p95 per run, and for tune rows FPS against mAP@0.5. Rows of different kinds carry
 different columns, so each panel uses the rows that have its columns and is left out when none do. The command
 is ``driving-detect plot`` (`commands/plot.py`).
@@ -16,9 +17,8 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from stream.record import read_records
+from stream.record import KINDS, read_records
 
-KINDS = ("stream", "benchmark", "tune")
 Row = dict[str, str]
 
 
@@ -57,16 +57,25 @@ def size_text(row: Row) -> str:
     return f" s{size}" if size else ""
 
 
-def setting(row: Row) -> tuple[str, str, str, str]:
-    """What a run measured apart from its backend: kind, model, ``N=<top-N>[ s<min size>]`` and variant."""
-    return (row.get("kind") or "?", short_model(row), f"N={row.get('top_n') or '?'}{size_text(row)}",
-            row.get("variant") or "")
+def source_text(row: Row) -> str:
+    """``seattlestreet1.mp4 1920x1080``: the source's file name (a URL's last part) and its resolution when the
+    row records it (rows written before it was recorded have none)."""
+    name = (row.get("source") or "?").rstrip("/").rsplit("/", 1)[-1][-40:]
+    return f"{name} {row.get('source_size') or ''}".rstrip()
+
+
+def setting(row: Row) -> tuple[str, str, str, str, str]:
+    """What a run measured apart from its backend: source and resolution, kind, model,
+    ``N=<top-N>[ s<min size>]`` and variant. Runs of one clip at 640x360 and at 1080p are different settings."""
+    return (source_text(row), row.get("kind") or "?", short_model(row),
+            f"N={row.get('top_n') or '?'}{size_text(row)}", row.get("variant") or "")
 
 
 def run_label(index: int, row: Row) -> str:
-    """``#3 stream driving_mobilenet_v2_fpn torch N=100 policy=lossless``: the row's place in the plotted set."""
-    kind, model, top_n, variant = setting(row)
-    return f"#{index} {kind} {model} {row.get('backend') or '?'} {top_n} {variant}".rstrip()
+    """``#3 clip.mp4 640x360 stream driving_mobilenet_v2_fpn torch N=100 policy=lossless``: the row's place in the
+    plotted set."""
+    source, kind, model, top_n, variant = setting(row)
+    return f"#{index} {source} {kind} {model} {row.get('backend') or '?'} {top_n} {variant}".rstrip()
 
 
 def stage_names(rows: list[Row]) -> list[str]:
@@ -90,7 +99,8 @@ def fps_panel(ax: Axes, rows: list[Row]) -> None:
             bar = ax.barh(g + (b - (len(backends) - 1) / 2) * height, mid, height, color=f"C{b}", label=backend,
                           xerr=[[mid - min(fps)], [max(fps) - mid]], capsize=2)
             ax.bar_label(bar, [f"{mid:.2f}" + (f" (n={len(fps)})" if len(fps) > 1 else "")], padding=3, fontsize=7)
-    ax.set_yticks(range(len(groups)), [f"{k}: {m} {n} {v}".rstrip() for k, m, n, v in groups], fontsize=8)
+    ax.set_yticks(range(len(groups)), [f"{src} | {k}: {m} {n} {v}".rstrip() for src, k, m, n, v in groups],
+                  fontsize=8)
     ax.invert_yaxis()
     unique = dict(zip(*reversed(ax.get_legend_handles_labels())))
     ax.legend(unique.values(), unique.keys(), title="backend", fontsize="small", loc="upper left",
@@ -142,7 +152,7 @@ def tune_panel(ax: Axes, rows: list[Row]) -> None:
         ax.errorbar(mid, map50, xerr=[[m - min(f) for m, f in zip(mid, fps)], [max(f) - m for m, f in zip(mid, fps)]],
                     fmt="o" if series[1] == "pipeline" else "s", capsize=2, label=" ".join(filter(None, series)))
         for key, x, y in zip(groups, mid, map50):
-            ax.annotate(key[2], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.annotate(key[3], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     ax.set(xlabel="FPS (median over repeats; bars: min-max)", ylabel="mAP@0.5", title="tune runs: FPS vs mAP@0.5")

@@ -282,7 +282,7 @@ class Pipeline:
                                                 if self.cfg.model.interval != 1 else ""),
             config=to_dict(self.cfg), precision=getattr(self.backend, "precision", m.precision),
             workers=m.workers, threads=m.threads,
-            input_size=self.input_size,
+            input_size=self.input_size, source_size="{}x{}".format(*self.source.info.size),
             ended=self.ended, source_frames=self.source.info.frame_count,
         )
 

@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+KINDS = ("stream", "benchmark", "tune", "batch")  # the commands that write records, as their ``kind``
 
 
 @dataclass
 class BenchmarkRecord:
-    """One measured run. ``kind`` says which command wrote it (stream, benchmark, tune).
+    """One measured run. ``kind`` says which command wrote it (one of `KINDS`); ``source_size`` is the ``WxH``
+    of the source's first frame, so runs at different resolutions are told apart.
 
     What ran, as resolved (never ``auto``): ``backend``, ``precision``, ``workers`` x ``threads``, and
     ``input_size``, the ``WxH`` the model saw for the source's first frame. How the run ended: ``ended`` is
@@ -38,6 +40,7 @@ class BenchmarkRecord:
     workers: int = 0
     threads: int = 0
     input_size: str = ""
+    source_size: str = ""
     ended: str = ""
     source_frames: int | None = None
     stages: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -87,3 +87,19 @@ def test_unplottable_log_exits_2_with_one_line(tmp_path: Path, content: str | No
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert not path.with_suffix(".png").exists()
+
+
+def test_runs_at_two_resolutions_of_one_clip_are_two_named_settings_and_batch_rows_plot(tmp_path: Path) -> None:
+    from bench.plot import setting
+
+    path = tmp_path / "log.csv"
+    for size, fps in (("640x360", 20.0), ("1920x1080", 5.0)):
+        r = record("stream", "openvino", 300, "policy=lossless", fps)
+        r.source, r.source_size = "/data/seattlestreet1.mp4", size
+        write_record(r, None, path)
+    write_record(record("batch", "openvino", 300, "workers=2 threads=1", 30.0, stages=()), None, path)
+    rows = read_records(path)
+    assert [setting(r)[0] for r in rows[:2]] == ["seattlestreet1.mp4 640x360", "seattlestreet1.mp4 1920x1080"]
+    assert len({setting(r) for r in rows}) == 3
+    assert main([str(path), "--kind", "batch", "--out", str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
