@@ -99,8 +99,10 @@ def summary(record: BenchmarkRecord, outputs: Outputs) -> None:
         of = f" of {record.source_frames}" if record.source_frames else ""
         why = "--max-frames" if record.ended == "max_frames" else record.ended
         print(f"stopped after {record.frames}{of} frames ({why})")
+    # backend names carry any precision but fp32 ('openvino-int8'): say it once
+    runtime = record.backend if record.backend.endswith(record.precision) else f"{record.backend} {record.precision}"
     print(f"{record.frames} frames in {record.seconds:.1f} s: {record.fps:.2f} fps "
-          f"({record.model}, top-N {record.top_n}, {record.backend} {record.precision} on {record.device}, "
+          f"({record.model}, top-N {record.top_n}, {runtime} on {record.device}, "
           f"{record.workers} x {record.threads} inference workers x threads, input {record.input_size})")
     print(f"stage mean ms: {stages}; end-to-end p50 {record.latency['p50']:.0f} ms, p95 {record.latency['p95']:.0f} ms; "
           f"dropped {record.dropped}, skipped {record.skipped}")
