@@ -138,21 +138,25 @@ class LiveRun:
         return {LABELS[i]: int(n) for i, n in enumerate(self.detections) if i > 0}
 
     def status(self) -> dict[str, Any]:
-        """The benchmark record's fields, live, plus what only a live run has; the same object within a tick."""
+        """The benchmark record's fields, live, plus what only a live run has: built once a tick, but the viewer
+        count is read on every request (a count sampled before the page's own stream connected, or when the run
+        ended, would show "viewers 0" on the page that is playing the stream)."""
         with self._lock:
-            if self._status is not None and self._status[0] == self.ticks:
-                return self._status[1]
-            pipeline = self.pipeline
-            hud = pipeline.hud_stats()
-            t, fps, latency = zip(*self.history) if self.history else ((), (), ())
-            status = asdict(pipeline.record()) | {
-                "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
-                "source_up": self.source_up, "reconnects": self.reconnects,
-                "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
-                "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
-                "detections_by_class": self.detections_by_class(),
-                "viewers": self.hub.viewers, "max_viewers": self.cfg.max_clients,
-                "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},
-            }
-            self._status = (self.ticks, status)
-            return status
+            if self._status is None or self._status[0] != self.ticks:
+                self._status = (self.ticks, self._build_status())
+            return self._status[1] | {"viewers": self.hub.viewers}
+
+    def _build_status(self) -> dict[str, Any]:
+        """The per-tick part of `status` (the record's percentiles are computed here); call with the lock held."""
+        pipeline = self.pipeline
+        hud = pipeline.hud_stats()
+        t, fps, latency = zip(*self.history) if self.history else ((), (), ())
+        return asdict(pipeline.record()) | {
+            "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
+            "source_up": self.source_up, "reconnects": self.reconnects,
+            "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
+            "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
+            "detections_by_class": self.detections_by_class(),
+            "max_viewers": self.cfg.max_clients,
+            "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},
+        }

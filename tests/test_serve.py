@@ -219,6 +219,50 @@ def test_ctrl_c_while_the_final_numbers_are_served_closes_the_server_with_a_stal
     assert stalled.recv(1 << 20)  # the stream did start for it; the run never waited on it
 
 
+def test_a_page_opened_after_the_run_shows_the_last_frame_and_counts_itself_as_its_viewer(browser, tmp_path):
+    """The status is built once a tick and fixed when the run ends, but its viewer count must be the current one
+    (the page playing the stream showed "viewers 0 of 4"); and a browser shows an MJPEG part only once it has the
+    next part's headers, so the stream sends them right after each frame, or the run's last frame never shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from serve.server import ServePlan, WebView
+    from stream.pipeline import Outputs
+    from stream.run import build_pipeline, run_pipeline
+
+    cfg = load_pipeline_config(None, [*RANDOM_MODEL, "serve.linger=60"])
+    pipeline = build_pipeline(cfg, str(write_video(tmp_path / "clip.avi", frames=20)),
+                              Outputs(video=None, detections=tmp_path / "d.jsonl"), progress=False)
+    shown: list[str] = []
+    failures: list[BaseException] = []
+
+    def watch(url: str) -> None:  # runs while the main thread lingers in the view's exit
+        try:
+            deadline = time.time() + 30
+            while json.loads(urllib.request.urlopen(url + "api/status", timeout=5).read())["state"] != "finished":
+                assert time.time() < deadline, "the run did not finish"
+                time.sleep(0.1)  # the final status is built now, before the page connects
+            browser.get(url)
+            WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+                "const image = document.getElementById('stream'); return image && image.naturalWidth > 0"))
+            viewers = browser.find_element(By.ID, "viewers")
+            WebDriverWait(browser, 10).until(lambda _: viewers.text.startswith("viewers 1 "))
+            shown.append(viewers.text)
+        except BaseException as exc:  # noqa: BLE001 - raised again on the test's thread
+            failures.append(exc)
+        finally:
+            pipeline.request_stop()  # ends the linger
+
+    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+        run_pipeline(pipeline)
+        watcher = threading.Thread(target=watch, args=(view.url,))
+        watcher.start()
+    watcher.join()
+    if failures:
+        raise failures[0]
+    assert shown == ["viewers 1 of 4"]
+
+
 # ---------------------------------------------------------------- the token, on a non-loopback bind
 
 def test_non_loopback_bind_without_a_token_is_refused_with_one_error_line(tmp_path, capsys):
