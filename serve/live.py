@@ -1,5 +1,5 @@
 """What the web view knows of one running pipeline: per-class detection counts, latency histograms, a short history
-for the charts, and the status (the benchmark record's fields, live).
+for the charts, the process's CPU and memory, and the status (the benchmark record's fields, live).
 
 The pipeline is read, never changed: `LiveRun.on_frame` is the work of a stage appended after the sink (it sees
 exactly the written frames and does O(1) work: count, hand the frame to the hub), and a 1 s ticker reads the
@@ -15,6 +15,8 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+from joblib import cpu_count
+from prometheus_client import ProcessCollector
 
 from core.labels import LABELS, NUM_CLASSES
 from serve.hub import FrameHub
@@ -53,6 +55,28 @@ class Histogram:
         return [(str(le), int(n)) for le, n in zip(BUCKETS, cumulative)] + [("+Inf", int(cumulative[-1]))]
 
 
+class ProcessUsage:
+    """This process's CPU and memory, read by prometheus-client's process collector (what ``/metrics`` exports as
+    ``process_cpu_seconds_total`` and ``process_resident_memory_bytes``), so the page and a scrape agree. CPU is
+    a percentage of one CPU between two samples, as top shows it (``cpus`` x 100 % is every CPU this process may
+    use). None where the collector has no ``/proc`` to read (not Linux)."""
+
+    def __init__(self) -> None:
+        self.collector = ProcessCollector(registry=None)
+        self.cpus = cpu_count()  # logical CPUs, CPU affinity and a container's quota counted
+        self.cpu_percent: float | None = None
+        self.memory_bytes: int | None = None
+        self._last: tuple[float, float] | None = None  # (perf_counter, CPU seconds) of the previous sample
+
+    def sample(self, now: float) -> None:
+        values = {s.name: s.value for metric in self.collector.collect() for s in metric.samples}
+        cpu, rss = values.get("process_cpu_seconds_total"), values.get("process_resident_memory_bytes")
+        if cpu is not None and self._last is not None and now > self._last[0]:
+            self.cpu_percent = round((cpu - self._last[1]) / (now - self._last[0]) * 100, 1)
+        self._last = None if cpu is None else (now, cpu)
+        self.memory_bytes = None if rss is None else int(rss)
+
+
 class LiveRun:
     """Live numbers of ``pipeline`` for the dashboard, ``/api/status`` and ``/metrics``."""
 
@@ -67,11 +91,13 @@ class LiveRun:
         self.fps_recent = 0.0
         self._rates: deque[tuple[float, int]] = deque()
         self._last_end_to_end = (0.0, 0)  # (sum, count) at the last tick
+        self.process = ProcessUsage()
         self._lock = threading.Lock()
         self._status: tuple[int, dict[str, Any]] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick_loop, name="web-ticker", daemon=True)
         self.started = time.perf_counter()
+        self.process.sample(self.started)  # so the first tick has a CPU figure
 
     def on_frame(self, frame: Frame) -> Frame:
         """The web stage: count the frame's detections by class, offer the frame to the hub."""
@@ -105,7 +131,8 @@ class LiveRun:
             self.end_to_end.absorb(self.pipeline.latency)
 
     def tick(self) -> None:
-        """Absorb new durations, measure the recent FPS, add a history point (FPS, mean latency of the tick)."""
+        """Absorb new durations, measure the recent FPS and the process's CPU and memory, add a history point (FPS,
+        mean latency of the tick)."""
         self.absorb()
         pipeline = self.pipeline
         with self._lock:
@@ -119,6 +146,7 @@ class LiveRun:
                 self._rates.popleft()
             then, before = self._rates[0]
             self.fps_recent = round((written - before) / (now - then), 2) if now > then else 0.0
+            self.process.sample(now)
             self.history.append((round(now - self.started, 1), self.fps_recent, latency))
             if self.state == "starting" and pipeline.runners:
                 self.state = "running"
@@ -157,6 +185,7 @@ class LiveRun:
             "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
             "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
             "detections_by_class": self.detections_by_class(),
-            "max_viewers": self.cfg.max_clients,
+            "max_viewers": self.cfg.max_clients, "cpu_percent": self.process.cpu_percent,
+            "cpus": self.process.cpus, "memory_bytes": self.process.memory_bytes,
             "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},
         }

@@ -2,13 +2,14 @@
 
 Counters, not rates (frames, dropped, skipped, reconnects, detections per class), so a stalled camera is a flat
 line to any alert; gauges for FPS, queue depths, viewers and whether the source is up; histograms of per-stage
-and end-to-end latency. Values are read from `LiveRun` when scraped.
+and end-to-end latency. Values are read from `LiveRun` when scraped. prometheus-client's process collector adds
+the process's CPU seconds, memory and open files (``process_*``).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -52,9 +53,11 @@ class RunCollector(Collector):
 
 
 def run_registry(live: LiveRun) -> CollectorRegistry:
-    """A registry holding only this run's metrics (no process collectors: the run's numbers, nothing else)."""
+    """A registry of this run's metrics and its process's (not the global registry: nothing another library
+    registers there leaks into the run's metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RunCollector(live))
+    ProcessCollector(registry=registry)
     return registry
 
 

@@ -23,7 +23,7 @@ import pytest
 import run_stream
 from core.config import ConfigError, to_dict
 from serve.hub import FrameHub
-from serve.live import BUCKETS, Histogram
+from serve.live import BUCKETS, Histogram, ProcessUsage
 from serve.server import is_loopback, parse_address, plan_serving
 from stream.config import load_pipeline_config
 from stream.timing import StageTimer
@@ -204,6 +204,9 @@ def test_metrics_at_the_end_of_a_file_run_count_every_jsonl_line(served):
     assert {"capture", "inference", "nms", "render", "sink", "web"} <= stages
     assert {"capture", "sink"} <= {s.labels["queue"] for s in families["driving_detect_queue_depth"].samples}
     assert families["driving_detect_dropped"].samples[0].value == 0  # the web stage never drops a frame
+    cpu, memory = families["process_cpu_seconds"], families["process_resident_memory_bytes"]  # the process collector
+    assert cpu.type == "counter" and cpu.samples[0].name == "process_cpu_seconds_total" and cpu.samples[0].value > 0
+    assert memory.type == "gauge" and memory.samples[0].value > 50e6  # a process that loaded torch
 
 
 def test_ctrl_c_while_the_final_numbers_are_served_closes_the_server_with_a_stalled_client_attached(served):
@@ -358,6 +361,16 @@ def test_histogram_takes_each_duration_once_in_prometheus_buckets():
     assert dict(histogram.buckets())["0.001"] == 2 and histogram.count == 5
     assert histogram.sum == pytest.approx(20.0075)
 
+
+def test_process_usage_is_cpu_percent_of_one_cpu_between_samples_and_resident_memory():
+    usage = ProcessUsage()
+    usage.sample(time.perf_counter())
+    assert usage.cpu_percent is None and usage.memory_bytes > 50e6 and usage.cpus >= 1  # one sample: no CPU yet
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.5:  # one thread busy: up to 100 % (less when the machine is loaded)
+        pass
+    usage.sample(time.perf_counter())
+    assert 10 < usage.cpu_percent <= 110
 
 
 def test_a_failed_run_is_served_as_failed_for_the_linger_then_the_server_closes(tmp_path):
