@@ -1,10 +1,11 @@
-"""What the web view knows of one running pipeline: per-class detection counts, latency histograms, a short history
-for the charts, the process's CPU and memory, and the status (the benchmark record's fields, live).
+"""What the web view knows of one running pipeline: per-class counts (boxes written, objects seen, objects in view),
+latency histograms, a short history for the charts, progress, the process's CPU and memory, and the status (the
+benchmark record's fields, live).
 
 The pipeline is read, never changed: `LiveRun.on_frame` is the work of a stage appended after the sink (it sees
-exactly the written frames and does O(1) work: count, hand the frame to the hub), and a 1 s ticker reads the
-counters and timers the pipeline keeps anyway. The status, which computes the record's percentiles, is built only
-when asked and at most once a tick, so a run nobody watches pays nothing for it.
+exactly the written frames and does work bounded by a frame's boxes: count, hand the frame to the hub), and a 1 s
+ticker reads the counters and timers the pipeline keeps anyway. The status, which computes the record's
+percentiles, is built only when asked and at most once a tick, so a run nobody watches pays nothing for it.
 """
 from __future__ import annotations
 
@@ -77,18 +78,28 @@ class ProcessUsage:
         self.memory_bytes = None if rss is None else int(rss)
 
 
+def by_class(counts: np.ndarray) -> dict[str, int]:
+    """Per-class counts by class name (background left out)."""
+    return {LABELS[i]: int(n) for i, n in enumerate(counts) if i > 0}
+
+
 class LiveRun:
     """Live numbers of ``pipeline`` for the dashboard, ``/api/status`` and ``/metrics``."""
 
     def __init__(self, pipeline: Pipeline, cfg: ServeConfig, hub: FrameHub):
         self.pipeline, self.cfg, self.hub = pipeline, cfg, hub
-        self.detections = np.zeros(NUM_CLASSES, np.int64)
+        self.detections = np.zeros(NUM_CLASSES, np.int64)  # boxes in all written frames (a box per frame)
+        self.in_view = np.zeros(NUM_CLASSES, np.int64)     # boxes in the newest written frame: what the stream shows
+        self.tracked = pipeline.cfg.track.enabled
+        self.objects_seen = np.zeros(NUM_CLASSES, np.int64)  # confirmed tracks, each once, by its class when first seen
+        self._tracks: set[int] = set()
         self.stage_latency: dict[str, Histogram] = {}
         self.end_to_end = Histogram()
         self.history: deque[tuple[float, float, float | None]] = deque(maxlen=max(1, int(cfg.history / TICK)))
         self.ticks = 0
         self.state = "starting"
         self.fps_recent = 0.0
+        self.elapsed = 0.0  # seconds since the web view started, at the last tick
         self._rates: deque[tuple[float, int]] = deque()
         self._last_end_to_end = (0.0, 0)  # (sum, count) at the last tick
         self.process = ProcessUsage()
@@ -100,9 +111,20 @@ class LiveRun:
         self.process.sample(self.started)  # so the first tick has a CPU figure
 
     def on_frame(self, frame: Frame) -> Frame:
-        """The web stage: count the frame's detections by class, offer the frame to the hub."""
-        if frame.detections is not None and len(frame.detections.labels):
-            self.detections += np.bincount(frame.detections.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+        """The web stage: count the frame's boxes by class and the confirmed tracks not seen before, offer the
+        frame to the hub. Objects are counted here, from what was written, rather than read from the tracker,
+        whose state belongs to the track stage's thread."""
+        detections = frame.detections
+        in_view = np.zeros(NUM_CLASSES, np.int64)
+        if detections is not None and len(detections):
+            in_view = np.bincount(detections.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+            self.detections += in_view
+            if detections.track_ids is not None:
+                for track, label in zip(detections.track_ids.tolist(), detections.labels.tolist()):
+                    if track >= 0 and track not in self._tracks:
+                        self._tracks.add(track)
+                        self.objects_seen[label] += 1
+        self.in_view = in_view
         self.hub.publish(frame.annotated if frame.annotated is not None else frame.image)
         return frame
 
@@ -147,7 +169,8 @@ class LiveRun:
             then, before = self._rates[0]
             self.fps_recent = round((written - before) / (now - then), 2) if now > then else 0.0
             self.process.sample(now)
-            self.history.append((round(now - self.started, 1), self.fps_recent, latency))
+            self.elapsed = round(now - self.started, 1)
+            self.history.append((self.elapsed, self.fps_recent, latency))
             if self.state == "starting" and pipeline.runners:
                 self.state = "running"
             self.ticks += 1
@@ -162,8 +185,15 @@ class LiveRun:
     def reconnects(self) -> int:
         return self.pipeline.source.reconnects
 
-    def detections_by_class(self) -> dict[str, int]:
-        return {LABELS[i]: int(n) for i, n in enumerate(self.detections) if i > 0}
+    def progress(self) -> dict[str, Any]:
+        """Frames written of the frames the run will write (the file's count, or --max-frames; None for a live
+        source without either), and the time left at the recent FPS while it runs; the run's elapsed seconds."""
+        total, written = self.pipeline.expected_frames, self.pipeline.written
+        eta = None
+        if total is not None and self.state == "running" and self.fps_recent > 0:
+            eta = round(max(total - written, 0) / self.fps_recent, 1)
+        return {"frames": written, "total": total, "percent": round(100 * written / total, 1) if total else None,
+                "eta_seconds": eta, "elapsed_seconds": self.elapsed}
 
     def status(self) -> dict[str, Any]:
         """The benchmark record's fields, live, plus what only a live run has: built once a tick, but the viewer
@@ -184,7 +214,9 @@ class LiveRun:
             "source_up": self.source_up, "reconnects": self.reconnects,
             "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
             "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
-            "detections_by_class": self.detections_by_class(),
+            "detections_by_class": by_class(self.detections), "progress": self.progress(),
+            "objects_seen": by_class(self.objects_seen) if self.tracked else None,
+            "objects_in_view": by_class(self.in_view),
             "max_viewers": self.cfg.max_clients, "cpu_percent": self.process.cpu_percent,
             "cpus": self.process.cpus, "memory_bytes": self.process.memory_bytes,
             "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},

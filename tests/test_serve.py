@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,9 +24,12 @@ import pytest
 import run_stream
 from core.config import ConfigError, to_dict
 from serve.hub import FrameHub
-from serve.live import BUCKETS, Histogram, ProcessUsage
+from core.detections import Detections
+from core.labels import LABEL_IDS
+from serve.live import BUCKETS, Histogram, LiveRun, ProcessUsage, by_class
 from serve.server import is_loopback, parse_address, plan_serving
-from stream.config import load_pipeline_config
+from stream.config import ServeConfig, load_pipeline_config
+from stream.frames import Frame
 from stream.timing import StageTimer
 from tests.conftest import RANDOM_MODEL, REPO, write_video
 
@@ -151,6 +155,24 @@ def served(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         run.process.communicate()
 
 
+def test_api_status_mid_run_has_progress_eta_what_ran_p95_cpu_memory_and_objects(served):
+    run, _ = served
+    deadline = time.time() + 90
+    while (status := run.status())["progress"]["eta_seconds"] is None:  # the first ticks have no recent FPS yet
+        assert time.time() < deadline and status["state"] in ("starting", "running"), status["state"]
+        time.sleep(0.2)
+    progress = status["progress"]
+    assert status["state"] == "running" and progress["total"] == FRAMES == status["source_frames"]
+    assert 0 < progress["frames"] < FRAMES and progress["percent"] == round(100 * progress["frames"] / FRAMES, 1)
+    assert progress["eta_seconds"] == round((FRAMES - progress["frames"]) / status["fps_recent"], 1) > 0
+    assert progress["elapsed_seconds"] > 0
+    assert status["precision"] == "fp32" and status["backend"] == "torch" and status["workers"] >= 1
+    assert status["threads"] >= 1 and status["latency"]["p95"] >= status["latency"]["p50"] > 0
+    assert status["cpu_percent"] > 0 and status["memory_bytes"] > 50e6 and status["cpus"] >= 1
+    assert set(status["objects_seen"]) == set(status["objects_in_view"]) == set(status["detections_by_class"])
+    assert all(n >= 0 for n in [*status["objects_seen"].values(), *status["objects_in_view"].values()])
+
+
 def test_dashboard_in_chromium_shows_the_live_stream_and_the_fps_of_api_status(browser, served):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -204,6 +226,12 @@ def test_metrics_at_the_end_of_a_file_run_count_every_jsonl_line(served):
     assert {"capture", "inference", "nms", "render", "sink", "web"} <= stages
     assert {"capture", "sink"} <= {s.labels["queue"] for s in families["driving_detect_queue_depth"].samples}
     assert families["driving_detect_dropped"].samples[0].value == 0  # the web stage never drops a frame
+    assert final["progress"] | {"elapsed_seconds": 0} == {"frames": FRAMES, "total": FRAMES, "percent": 100.0,
+                                                          "eta_seconds": None, "elapsed_seconds": 0}
+    assert sum(final["objects_seen"].values()) == final["tracks"]  # each confirmed track once
+    seen = {s.labels["class"]: s.value for s in families["driving_detect_objects_seen"].samples}
+    assert seen == final["objects_seen"]
+    assert {s.labels["class"] for s in families["driving_detect_objects_in_view"].samples} == set(seen)
     cpu, memory = families["process_cpu_seconds"], families["process_resident_memory_bytes"]  # the process collector
     assert cpu.type == "counter" and cpu.samples[0].name == "process_cpu_seconds_total" and cpu.samples[0].value > 0
     assert memory.type == "gauge" and memory.samples[0].value > 50e6  # a process that loaded torch
@@ -360,6 +388,27 @@ def test_histogram_takes_each_duration_once_in_prometheus_buckets():
     histogram.absorb(timer)
     assert dict(histogram.buckets())["0.001"] == 2 and histogram.count == 5
     assert histogram.sum == pytest.approx(20.0075)
+
+
+def test_objects_seen_count_each_confirmed_track_once_and_in_view_is_the_newest_frame():
+    hub = FrameHub(fps=5, quality=80)
+    live = LiveRun(SimpleNamespace(cfg=load_pipeline_config(None, ["track.enabled=true"])), ServeConfig(), hub)
+    car, person = LABEL_IDS["car"], LABEL_IDS["person"]
+    image = np.zeros((48, 64, 3), np.uint8)
+
+    def frame(labels: list[int], ids: list[int] | None) -> Frame:
+        boxes = np.tile([1.0, 2.0, 10.0, 12.0], (len(labels), 1))
+        return Frame(0, 0.0, 0.0, image, detections=Detections(boxes, np.ones(len(labels)), labels, ids))
+
+    for labels, ids in (([car, car, person], [-1, -1, -1]),  # unconfirmed: in view, not seen
+                        ([car, car, person], [3, -1, 7]),
+                        ([car, car, person], [3, 4, 7]),  # track 3 again: not counted again
+                        ([person, car], [3, 5])):  # a track that changed class stays counted once, as a car
+        live.on_frame(frame(labels, ids))
+    hub.close()
+    assert {k: v for k, v in by_class(live.objects_seen).items() if v} == {"car": 3, "person": 1}
+    assert {k: v for k, v in by_class(live.in_view).items() if v} == {"car": 1, "person": 1}
+    assert live.detections[car] == 7 and live.detections[person] == 4  # boxes over all frames, as before
 
 
 def test_process_usage_is_cpu_percent_of_one_cpu_between_samples_and_resident_memory():
