@@ -173,7 +173,7 @@ def test_api_status_mid_run_has_progress_eta_what_ran_p95_cpu_memory_and_objects
     assert all(n >= 0 for n in [*status["objects_seen"].values(), *status["objects_in_view"].values()])
 
 
-def test_dashboard_in_chromium_shows_the_live_stream_and_the_fps_of_api_status(browser, served):
+def test_dashboard_in_chromium_shows_the_live_stream_and_the_figures_of_api_status(browser, served):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -187,23 +187,38 @@ def test_dashboard_in_chromium_shows_the_live_stream_and_the_fps_of_api_status(b
     assert run.status()["state"] == "running", "the clip ended before the second screenshot; lengthen it"
     assert first != second, "the stream image did not change between two screenshots"
 
+    def text(element_id: str) -> str:
+        return browser.find_element(By.ID, element_id).text
+
     def page_tick(driver) -> int:
-        return int(driver.find_element(By.ID, "tick").text)
+        return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-tick") or -1)
 
     for _ in range(20):  # the page shows the status of one tick; compare it with /api/status of the same tick
         status = run.status()
         WebDriverWait(browser, 10).until(lambda d: page_tick(d) >= status["tick"])
-        if page_tick(browser) == status["tick"]:
-            assert float(browser.find_element(By.ID, "fps").text) == status["fps"] > 0
-            assert int(browser.find_element(By.ID, "frames").text) == status["frames"]
+        if page_tick(browser) == status["tick"] and status["progress"]["eta_seconds"] is not None:
+            assert float(text("fps")) == status["fps"] > 0
+            assert text("frames") == f"{status['frames']} of {FRAMES}"
+            assert re.fullmatch(r"ETA \d+:\d\d · elapsed \d+:\d\d", text("eta"))
+            assert text("latency-p95") == f"{status['latency']['p95']:.0f} ms"
+            workers, threads = status["workers"], status["threads"]
+            assert text("layout") == (f"torch fp32 on cpu · {workers} worker{'s' * (workers > 1)} × {threads} "
+                                      f"thread{'s' * (threads > 1)} · input {status['input_size']} · top-N 20")
+            assert re.fullmatch(r"\d+ %", text("cpu")) and text("cpus") == f"of {status['cpus'] * 100} %"
+            assert re.fullmatch(r"\d+(\.\d\d GiB| MiB)", text("memory"))
             break
     else:
-        pytest.fail("the page never showed the tick /api/status was at")
+        pytest.fail("the page never showed a running tick /api/status was at")
+    viewers = re.fullmatch(r"viewers (\d+) of 4", text("viewers"))
+    assert viewers and int(viewers.group(1)) >= 1  # this page's <img> plays the stream (and the stalled client)
+    assert "update #" not in browser.find_element(By.TAG_NAME, "body").text
+    assert text("objects-note") == "seen: distinct tracked objects"
     final = run.wait_for_state("finished")
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "state").text == "finished")
     record = json.loads(run.record.read_text())
-    assert float(browser.find_element(By.ID, "fps").text) == final["fps"] == record["fps"]
-    assert browser.find_element(By.ID, "frames").text == str(FRAMES)
+    assert float(text("fps")) == final["fps"] == record["fps"]
+    assert text("frames") == f"{FRAMES} of {FRAMES}" and text("percent") == "(100 %)"
+    assert text("eta").startswith("elapsed ")
     browser.save_screenshot(str(run.record.parent / "dashboard.png"))
 
 
