@@ -201,9 +201,9 @@ def test_dashboard_in_chromium_shows_the_live_stream_and_the_figures_of_api_stat
             assert text("frames") == f"{status['frames']} of {FRAMES}"
             assert re.fullmatch(r"ETA \d+:\d\d · elapsed \d+:\d\d", text("eta"))
             assert text("latency-p95") == f"{status['latency']['p95']:.0f} ms"
-            workers, threads = status["workers"], status["threads"]
-            assert text("layout") == (f"torch fp32 on cpu · {workers} worker{'s' * (workers > 1)} × {threads} "
-                                      f"thread{'s' * (threads > 1)} · input {status['input_size']} · top-N 20")
+            workers = status["workers"]  # threads: 1 per worker with auto workers
+            assert text("layout") == (f"torch fp32 on cpu · {workers} worker{'s' * (workers > 1)} × 1 thread · input "
+                                      f"{status['input_size']} · top-N 20")
             assert re.fullmatch(r"\d+ %", text("cpu")) and text("cpus") == f"of {status['cpus'] * 100} %"
             assert re.fullmatch(r"\d+(\.\d\d GiB| MiB)", text("memory"))
             break
