@@ -185,10 +185,10 @@ class LiveRun:
     def reconnects(self) -> int:
         return self.pipeline.source.reconnects
 
-    def progress(self) -> dict[str, Any]:
-        """Frames written of the frames the run will write (the file's count, or --max-frames; None for a live
+    def progress(self, written: int) -> dict[str, Any]:
+        """``written`` frames of the frames the run will write (the file's count, or --max-frames; None for a live
         source without either), and the time left at the recent FPS while it runs; the run's elapsed seconds."""
-        total, written = self.pipeline.expected_frames, self.pipeline.written
+        total = self.pipeline.expected_frames
         eta = None
         if total is not None and self.state == "running" and self.fps_recent > 0:
             eta = round(max(total - written, 0) / self.fps_recent, 1)
@@ -209,12 +209,13 @@ class LiveRun:
         pipeline = self.pipeline
         hud = pipeline.hud_stats()
         t, fps, latency = zip(*self.history) if self.history else ((), (), ())
-        return asdict(pipeline.record()) | {
+        record = pipeline.record()
+        return asdict(record) | {
             "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
             "source_up": self.source_up, "reconnects": self.reconnects,
             "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
             "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
-            "detections_by_class": by_class(self.detections), "progress": self.progress(),
+            "detections_by_class": by_class(self.detections), "progress": self.progress(record.frames),
             "objects_seen": by_class(self.objects_seen) if self.tracked else None,
             "objects_in_view": by_class(self.in_view),
             "max_viewers": self.cfg.max_clients, "cpu_percent": self.process.cpu_percent,
