@@ -89,7 +89,7 @@ class LiveRun:
     def __init__(self, pipeline: Pipeline, cfg: ServeConfig, hub: FrameHub):
         self.pipeline, self.cfg, self.hub = pipeline, cfg, hub
         self.detections = np.zeros(NUM_CLASSES, np.int64)  # boxes in all written frames (a box per frame)
-        self.in_view = np.zeros(NUM_CLASSES, np.int64)     # boxes in the newest written frame: what the stream shows
+        self.in_view = np.zeros(NUM_CLASSES, np.int64)  # objects in the newest written frame (see on_frame)
         self.tracked = pipeline.cfg.track.enabled
         self.objects_seen = np.zeros(NUM_CLASSES, np.int64)  # confirmed tracks, each once, by its class when first seen
         self._tracks: set[int] = set()
@@ -111,19 +111,23 @@ class LiveRun:
         self.process.sample(self.started)  # so the first tick has a CPU figure
 
     def on_frame(self, frame: Frame) -> Frame:
-        """The web stage: count the frame's boxes by class and the confirmed tracks not seen before, offer the
-        frame to the hub. Objects are counted here, from what was written, rather than read from the tracker,
-        whose state belongs to the track stage's thread."""
+        """The web stage: count the frame's boxes and objects by class and the confirmed tracks not seen before,
+        offer the frame to the hub. With tracking, an object is a confirmed track (a box without one, ``-1``, may
+        be a one-frame false positive); without, every box. Counted here, from what was written, rather than read
+        from the tracker, whose state belongs to the track stage's thread."""
         detections = frame.detections
         in_view = np.zeros(NUM_CLASSES, np.int64)
         if detections is not None and len(detections):
-            in_view = np.bincount(detections.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
-            self.detections += in_view
+            self.detections += np.bincount(detections.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+            labels = detections.labels
             if detections.track_ids is not None:
-                for track, label in zip(detections.track_ids.tolist(), detections.labels.tolist()):
-                    if track >= 0 and track not in self._tracks:
+                confirmed = detections.track_ids >= 0
+                labels = labels[confirmed]
+                for track, label in zip(detections.track_ids[confirmed].tolist(), labels.tolist()):
+                    if track not in self._tracks:
                         self._tracks.add(track)
                         self.objects_seen[label] += 1
+            in_view = np.bincount(labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
         self.in_view = in_view
         self.hub.publish(frame.annotated if frame.annotated is not None else frame.image)
         return frame

@@ -40,8 +40,8 @@ class RunCollector(Collector):
             for label, count in by_class(live.objects_seen).items():
                 seen.add_metric([label], count)
             yield seen
-        in_view = GaugeMetricFamily(f"{PREFIX}_objects_in_view", "boxes in the newest written frame, by class",
-                                    labels=["class"])
+        in_view = GaugeMetricFamily(f"{PREFIX}_objects_in_view", "objects in the newest written frame (confirmed "
+                                    "tracks when tracked), by class", labels=["class"])
         for label, count in by_class(live.in_view).items():
             in_view.add_metric([label], count)
         yield in_view

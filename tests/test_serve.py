@@ -212,7 +212,7 @@ def test_dashboard_in_chromium_shows_the_live_stream_and_the_figures_of_api_stat
     viewers = re.fullmatch(r"viewers (\d+) of 4", text("viewers"))
     assert viewers and int(viewers.group(1)) >= 1  # this page's <img> plays the stream (and the stalled client)
     assert "update #" not in browser.find_element(By.TAG_NAME, "body").text
-    assert text("objects-note") == "seen: distinct tracked objects"
+    assert text("objects-note") == "objects: confirmed tracks; seen: each once"
     final = run.wait_for_state("finished")
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "state").text == "finished")
     record = json.loads(run.record.read_text())
@@ -405,7 +405,7 @@ def test_histogram_takes_each_duration_once_in_prometheus_buckets():
     assert histogram.sum == pytest.approx(20.0075)
 
 
-def test_objects_seen_count_each_confirmed_track_once_and_in_view_is_the_newest_frame():
+def test_objects_seen_count_each_confirmed_track_once_and_in_view_the_confirmed_ones_of_the_newest_frame():
     hub = FrameHub(fps=5, quality=80)
     live = LiveRun(SimpleNamespace(cfg=load_pipeline_config(None, ["track.enabled=true"])), ServeConfig(), hub)
     car, person = LABEL_IDS["car"], LABEL_IDS["person"]
@@ -415,15 +415,17 @@ def test_objects_seen_count_each_confirmed_track_once_and_in_view_is_the_newest_
         boxes = np.tile([1.0, 2.0, 10.0, 12.0], (len(labels), 1))
         return Frame(0, 0.0, 0.0, image, detections=Detections(boxes, np.ones(len(labels)), labels, ids))
 
-    for labels, ids in (([car, car, person], [-1, -1, -1]),  # unconfirmed: in view, not seen
+    for labels, ids in (([car, car, person], [-1, -1, -1]),  # no confirmed track: no object
                         ([car, car, person], [3, -1, 7]),
                         ([car, car, person], [3, 4, 7]),  # track 3 again: not counted again
-                        ([person, car], [3, 5])):  # a track that changed class stays counted once, as a car
+                        ([person, car, car], [3, 5, -1])):  # a track that changed class stays counted once, as a car
         live.on_frame(frame(labels, ids))
-    hub.close()
     assert {k: v for k, v in by_class(live.objects_seen).items() if v} == {"car": 3, "person": 1}
     assert {k: v for k, v in by_class(live.in_view).items() if v} == {"car": 1, "person": 1}
-    assert live.detections[car] == 7 and live.detections[person] == 4  # boxes over all frames, as before
+    live.on_frame(frame([car, car, person], None))  # untracked: every box is an object in view
+    hub.close()
+    assert {k: v for k, v in by_class(live.in_view).items() if v} == {"car": 2, "person": 1}
+    assert live.detections[car] == 10 and live.detections[person] == 5  # boxes over all frames, as before
 
 
 def test_process_usage_is_cpu_percent_of_one_cpu_between_samples_and_resident_memory():
