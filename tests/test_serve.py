@@ -428,6 +428,30 @@ def test_objects_seen_count_each_confirmed_track_once_and_in_view_the_confirmed_
     assert live.detections[car] == 10 and live.detections[person] == 5  # boxes over all frames, as before
 
 
+def test_progress_is_frames_of_the_expected_with_an_eta_while_running_and_only_elapsed_for_a_live_source():
+    from stream.pipeline import Pipeline
+
+    def expected(frame_count: int | None, max_frames: int | None) -> int | None:
+        return Pipeline.expected_frames.fget(SimpleNamespace(source=SimpleNamespace(
+            info=SimpleNamespace(frame_count=frame_count)), max_frames=max_frames))
+
+    assert (expected(1044, None), expected(1044, 100), expected(50, 100), expected(None, 100)) == (1044, 100, 50, 100)
+    assert expected(None, None) is None  # a live source without --max-frames
+    hub = FrameHub(fps=5, quality=80)
+    cfg = load_pipeline_config(None)
+    live = LiveRun(SimpleNamespace(cfg=cfg, expected_frames=1044), ServeConfig(), hub)
+    live.state, live.fps_recent, live.elapsed = "running", 12.5, 8.4
+    assert live.progress(105) == {"frames": 105, "total": 1044, "percent": 10.1, "eta_seconds": 75.1,
+                                  "elapsed_seconds": 8.4}
+    live.state = "finished"
+    assert live.progress(1044)["eta_seconds"] is None
+    live = LiveRun(SimpleNamespace(cfg=cfg, expected_frames=None), ServeConfig(), hub)
+    live.state, live.fps_recent = "running", 25.0
+    assert live.progress(300) | {"elapsed_seconds": None} == {"frames": 300, "total": None, "percent": None,
+                                                             "eta_seconds": None, "elapsed_seconds": None}
+    hub.close()
+
+
 def test_process_usage_is_cpu_percent_of_one_cpu_between_samples_and_resident_memory():
     usage = ProcessUsage()
     usage.sample(time.perf_counter())
