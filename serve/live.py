@@ -70,6 +70,7 @@ class ProcessUsage:
         self._last: tuple[float, float] | None = None  # (perf_counter, CPU seconds) of the previous sample
 
     def sample(self, now: float) -> None:
+        """Read the collector at ``now`` (perf_counter): CPU over the time since the previous sample, RSS now."""
         values = {s.name: s.value for metric in self.collector.collect() for s in metric.samples}
         cpu, rss = values.get("process_cpu_seconds_total"), values.get("process_resident_memory_bytes")
         if cpu is not None and self._last is not None and now > self._last[0]:
