@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -20,6 +21,7 @@ from serve.live import LiveRun
 from serve.metrics import CONTENT_TYPE, metrics_text, run_registry
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
+PART = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n"  # a boundary and the headers of the part after it
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 
 
@@ -71,15 +73,20 @@ class MjpegStream:
             return
         await response(scope, receive, send)
 
-    async def _parts(self):
+    async def _parts(self) -> AsyncIterator[bytes]:
+        """Each JPEG followed by the boundary and headers of the next part: a browser shows a part only once it
+        has read the next part's headers, so parts sent header first would show each frame a frame late, and
+        the last frame of a finished run (or of a stalled camera) never. The parts carry no Content-Length (not
+        known ahead); clients find the boundary, as the multipart format intends."""
         shown = 0
+        yield PART
         while not self.hub.closed:
             seq, jpeg = self.hub.jpeg()
             if seq == shown:
                 await asyncio.sleep(self.poll)
                 continue
             shown = seq
-            yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n" % (len(jpeg), jpeg)
+            yield b"%b\r\n%b" % (jpeg, PART)
 
 
 def build_app(live: LiveRun, token: str | None) -> Starlette:

@@ -1,10 +1,11 @@
-"""What the web view knows of one running pipeline: per-class detection counts, latency histograms, a short history
-for the charts, and the status (the benchmark record's fields, live).
+"""What the web view knows of one running pipeline: per-class counts (boxes written, objects seen, objects in view),
+latency histograms, a short history for the charts, progress, the process's CPU and memory, and the status (the
+benchmark record's fields, live).
 
 The pipeline is read, never changed: `LiveRun.on_frame` is the work of a stage appended after the sink (it sees
-exactly the written frames and does O(1) work: count, hand the frame to the hub), and a 1 s ticker reads the
-counters and timers the pipeline keeps anyway. The status, which computes the record's percentiles, is built only
-when asked and at most once a tick, so a run nobody watches pays nothing for it.
+exactly the written frames and does work bounded by a frame's boxes: count, hand the frame to the hub), and a 1 s
+ticker reads the counters and timers the pipeline keeps anyway. The status, which computes the record's
+percentiles, is built only when asked and at most once a tick, so a run nobody watches pays nothing for it.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+from joblib import cpu_count
+from prometheus_client import ProcessCollector
 
 from core.labels import LABELS, NUM_CLASSES
 from serve.hub import FrameHub
@@ -53,30 +56,80 @@ class Histogram:
         return [(str(le), int(n)) for le, n in zip(BUCKETS, cumulative)] + [("+Inf", int(cumulative[-1]))]
 
 
+class ProcessUsage:
+    """This process's CPU and memory, read by prometheus-client's process collector (what ``/metrics`` exports as
+    ``process_cpu_seconds_total`` and ``process_resident_memory_bytes``), so the page and a scrape agree. CPU is
+    a percentage of one CPU between two samples, as top shows it (``cpus`` x 100 % is every CPU this process may
+    use). None where the collector has no ``/proc`` to read (not Linux)."""
+
+    def __init__(self) -> None:
+        self.collector = ProcessCollector(registry=None)
+        self.cpus = cpu_count()  # logical CPUs, CPU affinity and a container's quota counted
+        self.cpu_percent: float | None = None
+        self.memory_bytes: int | None = None
+        self._last: tuple[float, float] | None = None  # (perf_counter, CPU seconds) of the previous sample
+
+    def sample(self, now: float) -> None:
+        """Read the collector at ``now`` (perf_counter): CPU over the time since the previous sample, RSS now."""
+        values = {s.name: s.value for metric in self.collector.collect() for s in metric.samples}
+        cpu, rss = values.get("process_cpu_seconds_total"), values.get("process_resident_memory_bytes")
+        if cpu is not None and self._last is not None and now > self._last[0]:
+            self.cpu_percent = round((cpu - self._last[1]) / (now - self._last[0]) * 100, 1)
+        self._last = None if cpu is None else (now, cpu)
+        self.memory_bytes = None if rss is None else int(rss)
+
+
+def by_class(counts: np.ndarray) -> dict[str, int]:
+    """Per-class counts by class name (background left out)."""
+    return {LABELS[i]: int(n) for i, n in enumerate(counts) if i > 0}
+
+
 class LiveRun:
     """Live numbers of ``pipeline`` for the dashboard, ``/api/status`` and ``/metrics``."""
 
     def __init__(self, pipeline: Pipeline, cfg: ServeConfig, hub: FrameHub):
         self.pipeline, self.cfg, self.hub = pipeline, cfg, hub
-        self.detections = np.zeros(NUM_CLASSES, np.int64)
+        self.detections = np.zeros(NUM_CLASSES, np.int64)  # boxes in all written frames (a box per frame)
+        self.in_view = np.zeros(NUM_CLASSES, np.int64)  # objects in the newest written frame (see on_frame)
+        self.tracked = pipeline.cfg.track.enabled
+        self.objects_seen = np.zeros(NUM_CLASSES, np.int64)  # confirmed tracks, each once, by its class when first seen
+        self._tracks: set[int] = set()
         self.stage_latency: dict[str, Histogram] = {}
         self.end_to_end = Histogram()
         self.history: deque[tuple[float, float, float | None]] = deque(maxlen=max(1, int(cfg.history / TICK)))
         self.ticks = 0
         self.state = "starting"
         self.fps_recent = 0.0
+        self.elapsed = 0.0  # seconds since the web view started, at the last tick
         self._rates: deque[tuple[float, int]] = deque()
         self._last_end_to_end = (0.0, 0)  # (sum, count) at the last tick
+        self.process = ProcessUsage()
         self._lock = threading.Lock()
         self._status: tuple[int, dict[str, Any]] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick_loop, name="web-ticker", daemon=True)
         self.started = time.perf_counter()
+        self.process.sample(self.started)  # so the first tick has a CPU figure
 
     def on_frame(self, frame: Frame) -> Frame:
-        """The web stage: count the frame's detections by class, offer the frame to the hub."""
-        if frame.detections is not None and len(frame.detections.labels):
-            self.detections += np.bincount(frame.detections.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+        """The web stage: count the frame's boxes and objects by class and the confirmed tracks not seen before,
+        offer the frame to the hub. With tracking, an object is a confirmed track (a box without one, ``-1``, may
+        be a one-frame false positive); without, every box. Counted here, from what was written, rather than read
+        from the tracker, whose state belongs to the track stage's thread."""
+        detections = frame.detections
+        in_view = np.zeros(NUM_CLASSES, np.int64)
+        if detections is not None and len(detections):
+            self.detections += np.bincount(detections.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+            labels = detections.labels
+            if detections.track_ids is not None:
+                confirmed = detections.track_ids >= 0
+                labels = labels[confirmed]
+                for track, label in zip(detections.track_ids[confirmed].tolist(), labels.tolist()):
+                    if track not in self._tracks:
+                        self._tracks.add(track)
+                        self.objects_seen[label] += 1
+            in_view = np.bincount(labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
+        self.in_view = in_view
         self.hub.publish(frame.annotated if frame.annotated is not None else frame.image)
         return frame
 
@@ -105,7 +158,8 @@ class LiveRun:
             self.end_to_end.absorb(self.pipeline.latency)
 
     def tick(self) -> None:
-        """Absorb new durations, measure the recent FPS, add a history point (FPS, mean latency of the tick)."""
+        """Absorb new durations, measure the recent FPS and the process's CPU and memory, add a history point (FPS,
+        mean latency of the tick)."""
         self.absorb()
         pipeline = self.pipeline
         with self._lock:
@@ -119,7 +173,9 @@ class LiveRun:
                 self._rates.popleft()
             then, before = self._rates[0]
             self.fps_recent = round((written - before) / (now - then), 2) if now > then else 0.0
-            self.history.append((round(now - self.started, 1), self.fps_recent, latency))
+            self.process.sample(now)
+            self.elapsed = round(now - self.started, 1)
+            self.history.append((self.elapsed, self.fps_recent, latency))
             if self.state == "starting" and pipeline.runners:
                 self.state = "running"
             self.ticks += 1
@@ -134,25 +190,40 @@ class LiveRun:
     def reconnects(self) -> int:
         return self.pipeline.source.reconnects
 
-    def detections_by_class(self) -> dict[str, int]:
-        return {LABELS[i]: int(n) for i, n in enumerate(self.detections) if i > 0}
+    def progress(self, written: int) -> dict[str, Any]:
+        """``written`` frames of the frames the run will write (the file's count, or --max-frames; None for a live
+        source without either), and the time left at the recent FPS while it runs; the run's elapsed seconds."""
+        total = self.pipeline.expected_frames
+        eta = None
+        if total is not None and self.state == "running" and self.fps_recent > 0:
+            eta = round(max(total - written, 0) / self.fps_recent, 1)
+        return {"frames": written, "total": total, "percent": round(100 * written / total, 1) if total else None,
+                "eta_seconds": eta, "elapsed_seconds": self.elapsed}
 
     def status(self) -> dict[str, Any]:
-        """The benchmark record's fields, live, plus what only a live run has; the same object within a tick."""
+        """The benchmark record's fields, live, plus what only a live run has: built once a tick, but the viewer
+        count is read on every request (a count sampled before the page's own stream connected, or when the run
+        ended, would show "viewers 0" on the page that is playing the stream)."""
         with self._lock:
-            if self._status is not None and self._status[0] == self.ticks:
-                return self._status[1]
-            pipeline = self.pipeline
-            hud = pipeline.hud_stats()
-            t, fps, latency = zip(*self.history) if self.history else ((), (), ())
-            status = asdict(pipeline.record()) | {
-                "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
-                "source_up": self.source_up, "reconnects": self.reconnects,
-                "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
-                "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
-                "detections_by_class": self.detections_by_class(),
-                "viewers": self.hub.viewers, "max_viewers": self.cfg.max_clients,
-                "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},
-            }
-            self._status = (self.ticks, status)
-            return status
+            if self._status is None or self._status[0] != self.ticks:
+                self._status = (self.ticks, self._build_status())
+            return self._status[1] | {"viewers": self.hub.viewers}
+
+    def _build_status(self) -> dict[str, Any]:
+        """The per-tick part of `status` (the record's percentiles are computed here); call with the lock held."""
+        pipeline = self.pipeline
+        hud = pipeline.hud_stats()
+        t, fps, latency = zip(*self.history) if self.history else ((), (), ())
+        record = pipeline.record()
+        return asdict(record) | {
+            "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
+            "source_up": self.source_up, "reconnects": self.reconnects,
+            "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
+            "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
+            "detections_by_class": by_class(self.detections), "progress": self.progress(record.frames),
+            "objects_seen": by_class(self.objects_seen) if self.tracked else None,
+            "objects_in_view": by_class(self.in_view),
+            "max_viewers": self.cfg.max_clients, "cpu_percent": self.process.cpu_percent,
+            "cpus": self.process.cpus, "memory_bytes": self.process.memory_bytes,
+            "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},
+        }

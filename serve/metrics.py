@@ -1,18 +1,19 @@
 """``/metrics``: the run in Prometheus text format (prometheus-client), from a registry of this run alone.
 
-Counters, not rates (frames, dropped, skipped, reconnects, detections per class), so a stalled camera is a flat
-line to any alert; gauges for FPS, queue depths, viewers and whether the source is up; histograms of per-stage
-and end-to-end latency. Values are read from `LiveRun` when scraped.
+Counters, not rates (frames, dropped, skipped, reconnects, detections and objects seen per class), so a stalled
+camera is a flat line to any alert; gauges for FPS, queue depths, viewers, objects in view and whether the source
+is up; histograms of per-stage and end-to-end latency. Values are read from `LiveRun` when scraped.
+prometheus-client's process collector adds the process's CPU seconds, memory and open files (``process_*``).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from serve.live import LiveRun
+from serve.live import LiveRun, by_class
 
 PREFIX = "driving_detect"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -31,9 +32,19 @@ class RunCollector(Collector):
                                  ("reconnects", live.reconnects, "reconnects of a live source")):
             yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
         detections = CounterMetricFamily(f"{PREFIX}_detections", "boxes in written frames, by class", labels=["class"])
-        for label, count in live.detections_by_class().items():
+        for label, count in by_class(live.detections).items():
             detections.add_metric([label], count)
         yield detections
+        if live.tracked:
+            seen = CounterMetricFamily(f"{PREFIX}_objects_seen", "confirmed tracks, by class", labels=["class"])
+            for label, count in by_class(live.objects_seen).items():
+                seen.add_metric([label], count)
+            yield seen
+        in_view = GaugeMetricFamily(f"{PREFIX}_objects_in_view", "objects in the newest written frame (confirmed "
+                                    "tracks when tracked), by class", labels=["class"])
+        for label, count in by_class(live.in_view).items():
+            in_view.add_metric([label], count)
+        yield in_view
         yield GaugeMetricFamily(f"{PREFIX}_fps", "frames written per second, recent", value=live.fps_recent)
         yield GaugeMetricFamily(f"{PREFIX}_source_up", "1 while the source delivers frames", value=int(live.source_up))
         yield GaugeMetricFamily(f"{PREFIX}_viewers", "MJPEG viewers connected", value=live.hub.viewers)
@@ -52,9 +63,11 @@ class RunCollector(Collector):
 
 
 def run_registry(live: LiveRun) -> CollectorRegistry:
-    """A registry holding only this run's metrics (no process collectors: the run's numbers, nothing else)."""
+    """A registry of this run's metrics and its process's (not the global registry: nothing another library
+    registers there leaks into the run's metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RunCollector(live))
+    ProcessCollector(registry=registry)
     return registry
 
 

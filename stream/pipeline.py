@@ -219,12 +219,18 @@ class Pipeline:
     def dropped(self) -> int:
         return sum(q.dropped for q in self.queues.values())
 
+    @property
+    def expected_frames(self) -> int | None:
+        """Frames a run to the end writes: the source's frame count, capped by ``max_frames`` (None: neither is
+        known, e.g. a live source without --max-frames)."""
+        known = [n for n in (self.source.info.frame_count, self.max_frames) if n]
+        return min(known) if known else None
+
     def run(self) -> BenchmarkRecord:
         """Run to the end of the stream (or a stop); sinks are finalised on every path. Raises `StageFailed`
         (an output that fails while it is written or finalised, e.g. on a full disk, is the ``sink`` stage's
         failure), or `SinkError` when an output cannot be opened at all (bad input)."""
-        info = self.source.info
-        total = min(info.frame_count, self.max_frames) if info.frame_count and self.max_frames else info.frame_count
+        info, total = self.source.info, self.expected_frames
         with ExitStack() as opening:
             if self.outputs.video is not None:
                 self._video = opening.enter_context(VideoSink(self.outputs.video, info.fps, self.video_size,

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,9 +24,12 @@ import pytest
 import run_stream
 from core.config import ConfigError, to_dict
 from serve.hub import FrameHub
-from serve.live import BUCKETS, Histogram
+from core.detections import Detections
+from core.labels import LABEL_IDS
+from serve.live import BUCKETS, Histogram, LiveRun, ProcessUsage, by_class
 from serve.server import is_loopback, parse_address, plan_serving
-from stream.config import load_pipeline_config
+from stream.config import ServeConfig, load_pipeline_config
+from stream.frames import Frame
 from stream.timing import StageTimer
 from tests.conftest import RANDOM_MODEL, REPO, write_video
 
@@ -151,7 +155,25 @@ def served(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         run.process.communicate()
 
 
-def test_dashboard_in_chromium_shows_the_live_stream_and_the_fps_of_api_status(browser, served):
+def test_api_status_mid_run_has_progress_eta_what_ran_p95_cpu_memory_and_objects(served):
+    run, _ = served
+    deadline = time.time() + 90
+    while (status := run.status())["progress"]["eta_seconds"] is None:  # the first ticks have no recent FPS yet
+        assert time.time() < deadline and status["state"] in ("starting", "running"), status["state"]
+        time.sleep(0.2)
+    progress = status["progress"]
+    assert status["state"] == "running" and progress["total"] == FRAMES == status["source_frames"]
+    assert 0 < progress["frames"] < FRAMES and progress["percent"] == round(100 * progress["frames"] / FRAMES, 1)
+    assert progress["eta_seconds"] == round((FRAMES - progress["frames"]) / status["fps_recent"], 1) > 0
+    assert progress["elapsed_seconds"] > 0
+    assert status["precision"] == "fp32" and status["backend"] == "torch" and status["workers"] >= 1
+    assert status["threads"] >= 1 and status["latency"]["p95"] >= status["latency"]["p50"] > 0
+    assert status["cpu_percent"] > 0 and status["memory_bytes"] > 50e6 and status["cpus"] >= 1
+    assert set(status["objects_seen"]) == set(status["objects_in_view"]) == set(status["detections_by_class"])
+    assert all(n >= 0 for n in [*status["objects_seen"].values(), *status["objects_in_view"].values()])
+
+
+def test_dashboard_in_chromium_shows_the_live_stream_and_the_figures_of_api_status(browser, served):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -165,23 +187,38 @@ def test_dashboard_in_chromium_shows_the_live_stream_and_the_fps_of_api_status(b
     assert run.status()["state"] == "running", "the clip ended before the second screenshot; lengthen it"
     assert first != second, "the stream image did not change between two screenshots"
 
+    def text(element_id: str) -> str:
+        return browser.find_element(By.ID, element_id).text
+
     def page_tick(driver) -> int:
-        return int(driver.find_element(By.ID, "tick").text)
+        return int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-tick") or -1)
 
     for _ in range(20):  # the page shows the status of one tick; compare it with /api/status of the same tick
         status = run.status()
         WebDriverWait(browser, 10).until(lambda d: page_tick(d) >= status["tick"])
-        if page_tick(browser) == status["tick"]:
-            assert float(browser.find_element(By.ID, "fps").text) == status["fps"] > 0
-            assert int(browser.find_element(By.ID, "frames").text) == status["frames"]
+        if page_tick(browser) == status["tick"] and status["progress"]["eta_seconds"] is not None:
+            assert float(text("fps")) == status["fps"] > 0
+            assert text("frames") == f"{status['frames']} of {FRAMES}"
+            assert re.fullmatch(r"ETA \d+:\d\d · elapsed \d+:\d\d", text("eta"))
+            assert text("latency-p95") == f"{status['latency']['p95']:.0f} ms"
+            workers = status["workers"]  # threads: 1 per worker with auto workers
+            assert text("layout") == (f"torch fp32 on cpu · {workers} worker{'s' * (workers > 1)} × 1 thread · input "
+                                      f"{status['input_size']} · top-N 20")
+            assert re.fullmatch(r"\d+ %", text("cpu")) and text("cpus") == f"of {status['cpus'] * 100} %"
+            assert re.fullmatch(r"\d+(\.\d\d GiB| MiB)", text("memory"))
             break
     else:
-        pytest.fail("the page never showed the tick /api/status was at")
+        pytest.fail("the page never showed a running tick /api/status was at")
+    viewers = re.fullmatch(r"viewers (\d+) of 4", text("viewers"))
+    assert viewers and int(viewers.group(1)) >= 1  # this page's <img> plays the stream (and the stalled client)
+    assert "update #" not in browser.find_element(By.TAG_NAME, "body").text
+    assert text("objects-note") == "objects: confirmed tracks; seen: each once"
     final = run.wait_for_state("finished")
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "state").text == "finished")
     record = json.loads(run.record.read_text())
-    assert float(browser.find_element(By.ID, "fps").text) == final["fps"] == record["fps"]
-    assert browser.find_element(By.ID, "frames").text == str(FRAMES)
+    assert float(text("fps")) == final["fps"] == record["fps"]
+    assert text("frames") == f"{FRAMES} of {FRAMES}" and text("percent") == "(100 %)"
+    assert text("eta").startswith("elapsed ")
     browser.save_screenshot(str(run.record.parent / "dashboard.png"))
 
 
@@ -204,6 +241,15 @@ def test_metrics_at_the_end_of_a_file_run_count_every_jsonl_line(served):
     assert {"capture", "inference", "nms", "render", "sink", "web"} <= stages
     assert {"capture", "sink"} <= {s.labels["queue"] for s in families["driving_detect_queue_depth"].samples}
     assert families["driving_detect_dropped"].samples[0].value == 0  # the web stage never drops a frame
+    assert final["progress"] | {"elapsed_seconds": 0} == {"frames": FRAMES, "total": FRAMES, "percent": 100.0,
+                                                          "eta_seconds": None, "elapsed_seconds": 0}
+    assert sum(final["objects_seen"].values()) == final["tracks"]  # each confirmed track once
+    seen = {s.labels["class"]: s.value for s in families["driving_detect_objects_seen"].samples}
+    assert seen == final["objects_seen"]
+    assert {s.labels["class"] for s in families["driving_detect_objects_in_view"].samples} == set(seen)
+    cpu, memory = families["process_cpu_seconds"], families["process_resident_memory_bytes"]  # the process collector
+    assert cpu.type == "counter" and cpu.samples[0].name == "process_cpu_seconds_total" and cpu.samples[0].value > 0
+    assert memory.type == "gauge" and memory.samples[0].value > 50e6  # a process that loaded torch
 
 
 def test_ctrl_c_while_the_final_numbers_are_served_closes_the_server_with_a_stalled_client_attached(served):
@@ -217,6 +263,50 @@ def test_ctrl_c_while_the_final_numbers_are_served_closes_the_server_with_a_stal
         urllib.request.urlopen(run.url + "api/status", timeout=5)
     stalled.settimeout(5)
     assert stalled.recv(1 << 20)  # the stream did start for it; the run never waited on it
+
+
+def test_a_page_opened_after_the_run_shows_the_last_frame_and_counts_itself_as_its_viewer(browser, tmp_path):
+    """The status is built once a tick and fixed when the run ends, but its viewer count must be the current one
+    (the page playing the stream showed "viewers 0 of 4"); and a browser shows an MJPEG part only once it has the
+    next part's headers, so the stream sends them right after each frame, or the run's last frame never shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from serve.server import ServePlan, WebView
+    from stream.pipeline import Outputs
+    from stream.run import build_pipeline, run_pipeline
+
+    cfg = load_pipeline_config(None, [*RANDOM_MODEL, "serve.linger=60"])
+    pipeline = build_pipeline(cfg, str(write_video(tmp_path / "clip.avi", frames=20)),
+                              Outputs(video=None, detections=tmp_path / "d.jsonl"), progress=False)
+    shown: list[str] = []
+    failures: list[BaseException] = []
+
+    def watch(url: str) -> None:  # runs while the main thread lingers in the view's exit
+        try:
+            deadline = time.time() + 30
+            while json.loads(urllib.request.urlopen(url + "api/status", timeout=5).read())["state"] != "finished":
+                assert time.time() < deadline, "the run did not finish"
+                time.sleep(0.1)  # the final status is built now, before the page connects
+            browser.get(url)
+            WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+                "const image = document.getElementById('stream'); return image && image.naturalWidth > 0"))
+            viewers = browser.find_element(By.ID, "viewers")
+            WebDriverWait(browser, 10).until(lambda _: viewers.text.startswith("viewers 1 "))
+            shown.append(viewers.text)
+        except BaseException as exc:  # noqa: BLE001 - raised again on the test's thread
+            failures.append(exc)
+        finally:
+            pipeline.request_stop()  # ends the linger
+
+    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+        run_pipeline(pipeline)
+        watcher = threading.Thread(target=watch, args=(view.url,))
+        watcher.start()
+    watcher.join()
+    if failures:
+        raise failures[0]
+    assert shown == ["viewers 1 of 4"]
 
 
 # ---------------------------------------------------------------- the token, on a non-loopback bind
@@ -314,6 +404,63 @@ def test_histogram_takes_each_duration_once_in_prometheus_buckets():
     assert dict(histogram.buckets())["0.001"] == 2 and histogram.count == 5
     assert histogram.sum == pytest.approx(20.0075)
 
+
+def test_objects_seen_count_each_confirmed_track_once_and_in_view_the_confirmed_ones_of_the_newest_frame():
+    hub = FrameHub(fps=5, quality=80)
+    live = LiveRun(SimpleNamespace(cfg=load_pipeline_config(None, ["track.enabled=true"])), ServeConfig(), hub)
+    car, person = LABEL_IDS["car"], LABEL_IDS["person"]
+    image = np.zeros((48, 64, 3), np.uint8)
+
+    def frame(labels: list[int], ids: list[int] | None) -> Frame:
+        boxes = np.tile([1.0, 2.0, 10.0, 12.0], (len(labels), 1))
+        return Frame(0, 0.0, 0.0, image, detections=Detections(boxes, np.ones(len(labels)), labels, ids))
+
+    for labels, ids in (([car, car, person], [-1, -1, -1]),  # no confirmed track: no object
+                        ([car, car, person], [3, -1, 7]),
+                        ([car, car, person], [3, 4, 7]),  # track 3 again: not counted again
+                        ([person, car, car], [3, 5, -1])):  # a track that changed class stays counted once, as a car
+        live.on_frame(frame(labels, ids))
+    assert {k: v for k, v in by_class(live.objects_seen).items() if v} == {"car": 3, "person": 1}
+    assert {k: v for k, v in by_class(live.in_view).items() if v} == {"car": 1, "person": 1}
+    live.on_frame(frame([car, car, person], None))  # untracked: every box is an object in view
+    hub.close()
+    assert {k: v for k, v in by_class(live.in_view).items() if v} == {"car": 2, "person": 1}
+    assert live.detections[car] == 10 and live.detections[person] == 5  # boxes over all frames, as before
+
+
+def test_progress_is_frames_of_the_expected_with_an_eta_while_running_and_only_elapsed_for_a_live_source():
+    from stream.pipeline import Pipeline
+
+    def expected(frame_count: int | None, max_frames: int | None) -> int | None:
+        return Pipeline.expected_frames.fget(SimpleNamespace(source=SimpleNamespace(
+            info=SimpleNamespace(frame_count=frame_count)), max_frames=max_frames))
+
+    assert (expected(1044, None), expected(1044, 100), expected(50, 100), expected(None, 100)) == (1044, 100, 50, 100)
+    assert expected(None, None) is None  # a live source without --max-frames
+    hub = FrameHub(fps=5, quality=80)
+    cfg = load_pipeline_config(None)
+    live = LiveRun(SimpleNamespace(cfg=cfg, expected_frames=1044), ServeConfig(), hub)
+    live.state, live.fps_recent, live.elapsed = "running", 12.5, 8.4
+    assert live.progress(105) == {"frames": 105, "total": 1044, "percent": 10.1, "eta_seconds": 75.1,
+                                  "elapsed_seconds": 8.4}
+    live.state = "finished"
+    assert live.progress(1044)["eta_seconds"] is None
+    live = LiveRun(SimpleNamespace(cfg=cfg, expected_frames=None), ServeConfig(), hub)
+    live.state, live.fps_recent = "running", 25.0
+    assert live.progress(300) | {"elapsed_seconds": None} == {"frames": 300, "total": None, "percent": None,
+                                                             "eta_seconds": None, "elapsed_seconds": None}
+    hub.close()
+
+
+def test_process_usage_is_cpu_percent_of_one_cpu_between_samples_and_resident_memory():
+    usage = ProcessUsage()
+    usage.sample(time.perf_counter())
+    assert usage.cpu_percent is None and usage.memory_bytes > 50e6 and usage.cpus >= 1  # one sample: no CPU yet
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.5:  # one thread busy: up to 100 % (less when the machine is loaded)
+        pass
+    usage.sample(time.perf_counter())
+    assert 10 < usage.cpu_percent <= 110
 
 
 def test_a_failed_run_is_served_as_failed_for_the_linger_then_the_server_closes(tmp_path):
