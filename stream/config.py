@@ -57,10 +57,9 @@ class OutputConfig:
     detector, ``ultrafast`` 3.7 (13), for files about 2.4x larger at the same crf (docs/benchmarks.md, "Real-time by
     default").
     ``max_size``: the annotated video's long side at most, in pixels (0: the source's size). 1280 by default: a
-    1080p source is drawn and written at 1280x720, where labels still read well, for about half of x264's and the
-    overlay's CPU at 1080p, which on a 2-core CPU is time taken from the detector (docs/benchmarks.md, "Real time at
-    HD").
-    Detections stay in source pixels whatever this is.
+    1080p source is drawn and written at 1280x720, where labels still read well, with 44% of the pixels to draw
+    and encode, CPU that a 2-core machine otherwise takes from the detector (docs/benchmarks.md, "Real time at
+    HD"). Detections stay in source pixels whatever this is.
     """
 
     dir: str = "outputs"
