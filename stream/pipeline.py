@@ -153,7 +153,8 @@ class Pipeline:
         for count, frame in enumerate(itertools.islice(self.source, self.max_frames), 1):
             if self.source_done.is_set():
                 return
-            self.reached_max = count == self.max_frames
+            known = self.source.info.frame_count
+            self.reached_max = count == self.max_frames and (known is None or count < known)
             yield frame
 
     def _schedule(self, frame: Frame) -> Frame:
@@ -286,7 +287,7 @@ class Pipeline:
                     for n, q in self.queues.items()},
             variant=f"policy={self.policy}" + (f" interval={self.cfg.model.interval}"
                                                 if self.cfg.model.interval != 1 else ""),
-            config=to_dict(self.cfg), precision=getattr(self.backend, "precision", m.precision),
+            config=to_dict(self.cfg), precision=m.precision,
             workers=m.workers, threads=m.threads,
             input_size=self.input_size, source_size="{}x{}".format(*self.source.info.size),
             ended=self.ended, source_frames=self.source.info.frame_count,

@@ -20,9 +20,9 @@ from stream.sinks import SinkError, check_writable
 from stream.sources import SourceError, glob_folder, is_glob, is_live, open_source, source_name
 from stream.stages import StageFailed
 
+log = logging.getLogger(__name__)
 # What `build_pipeline` and `default_outputs` raise for input that cannot run as given (a config, source, output,
 # weights or data problem): the stream command's one-line bad input, a fleet worker's failed file.
-log = logging.getLogger(__name__)
 RUN_INPUT_ERRORS = (ConfigError, SourceError, SinkError, WeightsError, DatasetError, ValueError, OSError)
 
 
