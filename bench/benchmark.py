@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.clips import scaled_clip
 from core.config import to_dict
 from core.detections import Detections
 from core.log import mask_url
@@ -175,36 +176,43 @@ def model_configs(base: PipelineConfig, models: list[str]) -> list[PipelineConfi
     return configs
 
 
-Key = tuple[str, str, str]  # (model, backend, variant)
+Key = tuple[str, str, str, str]  # (source size, model, backend, variant)
 
 
 def compare(base: PipelineConfig, source: str, frames: int, repeats: int, backends: list[str], models: list[str],
-            onnx_dir: Path, benchmark_log: Path) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
-    """FPS, and CPU ms a frame, of every (model, backend, variant) on the first ``frames`` of ``source``,
-    ``repeats`` times each."""
-    images = decode(source, frames)
+            onnx_dir: Path, benchmark_log: Path,
+            sizes: list[str] | None = None) -> tuple[dict[Key, list[float]], dict[Key, list[float]]]:
+    """FPS, and CPU ms a frame, of every (source size, model, backend, variant) on the first ``frames`` of
+    ``source`` (scaled to each of ``sizes`` by `bench.clips.scaled_clip` when given), ``repeats`` times each; each
+    repeat measures every size in turn, so drift hits them alike."""
     results: dict[Key, list[float]] = {}
     cpu: dict[Key, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = []
+        clips = [str(scaled_clip(Path(source), size, frames, Path(tmp))) for size in sizes] if sizes else [source]
+        footage = [(clip, decode(clip, frames)) for clip in clips]
+        built = []
         for model_cfg in model_configs(base, models):
             for name in backends:
                 cfg = backend_config(model_cfg, name, onnx_dir)
                 backend = build_backend(cfg.model)
-                for image in images[:WARMUP]:
+                for image in footage[0][1][:WARMUP]:
                     backend(image)
-                runs.append((cfg, backend, ReplayBackend(backend, images)))
+                built.append((cfg, backend))
+        runs = [(clip, images, cfg, backend, ReplayBackend(backend, images))
+                for clip, images in footage for cfg, backend in built]
         for repeat in range(repeats):
-            for cfg, backend, replay in runs:
+            for clip, images, cfg, backend, replay in runs:
+                size = f"{images[0].shape[1]}x{images[0].shape[0]}"
                 for variant in VARIANTS:
                     started = cpu_seconds()
-                    record = measure(cfg, source, len(images), backend, variant, Path(tmp), images, replay)
+                    record = measure(cfg, clip, len(images), backend, variant, Path(tmp), images, replay)
                     cpu_ms = (cpu_seconds() - started) / max(record.frames, 1) * 1000
                     write_record(record, None, benchmark_log)
-                    results.setdefault((cfg.model.name, backend.name, variant), []).append(record.fps)
-                    cpu.setdefault((cfg.model.name, backend.name, variant), []).append(cpu_ms)
-                    log.info("repeat %d/%d %s %s %s: %.2f fps, %.1f ms of CPU a frame", repeat + 1, repeats,
-                             cfg.model.name, backend.name, variant, record.fps, cpu_ms)
+                    key = (size, cfg.model.name, backend.name, variant)
+                    results.setdefault(key, []).append(record.fps)
+                    cpu.setdefault(key, []).append(cpu_ms)
+                    log.info("repeat %d/%d %s %s %s %s: %.2f fps, %.1f ms of CPU a frame", repeat + 1, repeats,
+                             size, cfg.model.name, backend.name, variant, record.fps, cpu_ms)
     return results, cpu
 
 
@@ -212,15 +220,16 @@ def table(results: dict[Key, list[float]], cpu: dict[Key, list[float]] | None = 
     """Median FPS (min, max) per measurement, the median CPU ms a frame when ``cpu`` is given, and the ratio to the
     same model and backend alone: the median and range of each repeat's ratio, since a repeat measures both back
     to back and so shares the machine's drift."""
-    width = max(len(k[0]) for k in results)
+    width = max(len(k[1]) for k in results)
     cpu_head = f" {'CPU ms':>7}" if cpu else ""
-    lines = [f"{'model':{width}} {'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7}{cpu_head} "
-             f"{'ratio range':>11} {'vs model-only':>14}"]
+    lines = [f"{'source':>9} {'model':{width}} {'backend':8} {'variant':11} {'FPS median':>10} {'min':>7} {'max':>7}"
+             f"{cpu_head} {'ratio range':>11} {'vs model-only':>14}"]
     for key, fps in results.items():
-        model, backend, variant = key
-        ratios = [f / m for f, m in zip(fps, results[(model, backend, "model-only")])]
+        size, model, backend, variant = key
+        ratios = [f / m for f, m in zip(fps, results[(size, model, backend, "model-only")])]
         cpu_cell = f" {statistics.median(cpu[key]):7.1f}" if cpu else ""
-        lines.append(f"{model:{width}} {backend:8} {variant:11} {statistics.median(fps):10.2f} {min(fps):7.2f} "
+        lines.append(f"{size:>9} {model:{width}} {backend:8} {variant:11} {statistics.median(fps):10.2f} "
+                     f"{min(fps):7.2f} "
                      f"{max(fps):7.2f}{cpu_cell} {min(ratios):5.2f}-{max(ratios):4.2f} "
                      f"{statistics.median(ratios):13.2f}x")
     return "\n".join(lines)
@@ -230,10 +239,10 @@ def ceilings(cpu: dict[Key, list[float]]) -> str:
     """Per model and backend, what the pipeline can reach when the CPU is its limit: inference's CPU a frame
     (model-only) over that plus everything else's (replay), so a miss reads as work or as waiting."""
     lines = []
-    for model, backend, variant in cpu:
-        if variant != "model-only" or (model, backend, "replay") not in cpu:
+    for size, model, backend, variant in cpu:
+        if variant != "model-only" or (size, model, backend, "replay") not in cpu:
             continue
-        infer, rest = (statistics.median(cpu[(model, backend, v)]) for v in ("model-only", "replay"))
-        lines.append(f"{model} {backend}: pipeline ceiling on a CPU-bound machine {infer / (infer + rest):.2f}x of "
+        infer, rest = (statistics.median(cpu[(size, model, backend, v)]) for v in ("model-only", "replay"))
+        lines.append(f"{size} {model} {backend}: pipeline ceiling on a CPU-bound machine {infer / (infer + rest):.2f}x of "
                      f"model-only (inference {infer:.1f} ms of CPU a frame, everything else {rest:.1f})")
     return "\n".join(lines)

@@ -20,19 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.clips import parse_sizes, scaled_clip
 from bench.machine import cpu_description, load_average
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r"(\d+) frames in ([\d.]+) s: ([\d.]+) fps")
-
-
-def scaled_clip(source: Path, size: str, frames: int, folder: Path) -> Path:
-    out = folder / f"{source.stem}-{size}.mp4"
-    if not out.exists():
-        width, height = size.split("x")
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-frames:v", str(frames), "-vf",
-                        f"scale={width}:{height}", "-c:v", "libx264", "-crf", "20", str(out)], check=True)
-    return out
 
 
 def parse_variant(text: str) -> tuple[str, Path, list[str]]:
@@ -65,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [parse_variant(v) for v in args.variant] or [("default", REPO, [])]
     cpu = cpu_description()
     print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs, SIMD flags: {cpu['simd_flags']}; load {load_average()}")
-    sizes = args.sizes.split(",")
+    sizes = parse_sizes(args.sizes)
     fps: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -1,6 +1,6 @@
 """``driving-detect benchmark``: model-only vs threaded pipeline vs a serial loop (`bench.benchmark` does the work).
 
-    driving-detect benchmark --source CLIP [--config FILE] [--max-frames N] [--repeats R]
+    driving-detect benchmark --source CLIP [--config FILE] [--max-frames N] [--repeats R] [--sizes WxH,...]
         [--backends auto,torch,onnx,openvino-int8] [--models NAME[:WEIGHTS],...] [--benchmark-log CSV]
         [--device auto|cpu|cuda] [key=value ...]
 """
@@ -19,6 +19,16 @@ from stream.config import PipelineConfig, load_pipeline_config
 SUMMARY = SUBCOMMANDS["benchmark"]
 
 
+def size_list(text: str) -> list[str]:
+    """argparse type: ``WxH,...`` sizes, a bad one a one-line usage error."""
+    from bench.clips import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
     parser = CommandParser(prog=prog, description=SUMMARY)
     parser.add_argument("--source", required=True, help="video file to benchmark on")
@@ -26,6 +36,9 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     add_max_frames(parser, "frames of the source per measurement (default 100)", default=100)
     parser.add_alias("--frames", "--max-frames")
     parser.add_argument("--repeats", type=positive_int, default=3, help="measurements per variant (default 3)")
+    parser.add_argument("--sizes", type=size_list, metavar="WxH,...",
+                        help="the source scaled by ffmpeg to each size, measured side by side "
+                             "(e.g. 640x360,1280x720,1920x1080; default: the source as it is)")
     parser.add_argument("--backends", type=backend_list,
                         help=f"comma-separated: {', '.join(BACKENDS)} (default: the config's model.backend, "
                              f"auto in the default config)")
@@ -45,7 +58,7 @@ def run(args: argparse.Namespace, base: PipelineConfig) -> int:
 
     try:
         results, cpu = compare(base, args.source, args.max_frames, args.repeats, args.backends or [base.model.backend],
-                               args.models, Path(args.onnx_dir), Path(args.benchmark_log))
+                               args.models, Path(args.onnx_dir), Path(args.benchmark_log), args.sizes)
     except (SourceError, ValueError, OSError) as exc:
         return bad_input(exc)
     print(table(results, cpu))

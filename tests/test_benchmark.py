@@ -1,6 +1,10 @@
 """The benchmark script measures every variant and writes one record each (timings themselves are not asserted)."""
 from __future__ import annotations
 
+import shutil
+
+import pytest
+
 from bench import benchmark
 from bench.choices import BACKENDS
 from commands.benchmark import main
@@ -83,15 +87,35 @@ def test_output_video_false_measures_without_writing_a_video(tmp_path):
 
 def test_ratio_is_taken_per_repeat_so_drift_between_repeats_cancels():
     """Repeat 2 ran on a machine twice as fast for both variants: each repeat's own ratio is what counts."""
-    results = {("m", "b", "model-only"): [10.0, 20.0], ("m", "b", "pipeline"): [9.0, 10.0]}
+    results = {("640x360", "m", "b", "model-only"): [10.0, 20.0], ("640x360", "m", "b", "pipeline"): [9.0, 10.0]}
     row = benchmark.table(results).splitlines()[2].split()
     assert row[-2:] == ["0.50-0.90", "0.70x"]  # the ratio of medians would be 0.63x
 
 
 def test_the_ceiling_is_inference_cpu_over_all_cpu():
     """63.5 ms of CPU for inference and 9.4 for everything else: on 2 busy cores the pipeline can't pass 0.87x."""
-    cpu = {("m", "b", "model-only"): [60.0, 63.5, 70.0], ("m", "b", "replay"): [9.4, 9.0, 12.0],
-           ("m", "b", "pipeline"): [80.0, 80.0, 80.0], ("m", "c", "model-only"): [5.0]}
+    cpu = {("1x1", "m", "b", "model-only"): [60.0, 63.5, 70.0], ("1x1", "m", "b", "replay"): [9.4, 9.0, 12.0],
+           ("1x1", "m", "b", "pipeline"): [80.0, 80.0, 80.0], ("1x1", "m", "c", "model-only"): [5.0]}
     line, = benchmark.ceilings(cpu).splitlines()  # backend c has no replay: no line
-    assert line.startswith("m b: pipeline ceiling on a CPU-bound machine 0.87x of model-only")
+    assert line.startswith("1x1 m b: pipeline ceiling on a CPU-bound machine 0.87x of model-only")
     assert "inference 63.5 ms" in line and "everything else 9.4" in line
+
+
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs FFmpeg (Debian package ffmpeg; .ci/run installs it)")
+def test_sizes_measure_the_source_scaled_to_each_resolution_side_by_side(tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.avi", frames=4)
+    log = tmp_path / "log.csv"
+    assert main(["--source", str(clip), "--max-frames", "3", "--repeats", "1", "--sizes", "96x64,192x128",
+                 "--benchmark-log", str(log), *RANDOM_MODEL, "output.codec=mjpg"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines[1:] if line.split()[0] in ("96x64", "192x128") and "ceiling" not in line]
+    assert [r[0] for r in rows] == ["96x64"] * len(benchmark.VARIANTS) + ["192x128"] * len(benchmark.VARIANTS)
+    assert sorted(r["source_size"] for r in read_records(log)) == sorted(["96x64", "192x128"] * len(benchmark.VARIANTS))
+    assert sum("pipeline ceiling" in line for line in lines) == 2
+
+
+def test_a_bad_size_is_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--source", str(write_video(tmp_path / "c.avi", 2)), "--sizes", "1920x0", *RANDOM_MODEL])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: argument --sizes: '1920x0' is not a size")
