@@ -120,6 +120,18 @@ class SizeWatch:
         return min(size) >= MIN_SIDE
 
 
+# A stream's display rotation (counterclockwise degrees, as PyAV gives it) -> the OpenCV turn that applies it
+ROTATIONS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as BGR the way players show it: a phone's portrait video is stored landscape with a rotation in
+    its display matrix, which PyAV reports but does not apply (OpenCV's capture did)."""
+    image = frame.to_ndarray(format="bgr24")
+    turn = ROTATIONS.get(round((frame.rotation or 0) / 90) % 4)
+    return image if turn is None else cv2.rotate(image, turn)
+
+
 class VideoFileSource:
     """A video file, every frame in order and at the size it was encoded (FFmpeg through PyAV, with its decoder
     threads); a corrupt frame in the middle is skipped and counted."""
@@ -176,7 +188,7 @@ class VideoFileSource:
                 log.warning("frames %d-%d of %s could not be decoded: skipped", index - bad, index - 1, self.path)
             for frame in frames:
                 bad = 0
-                yield index, frame.to_ndarray(format="bgr24")
+                yield index, upright(frame)
                 index += 1
 
     def __iter__(self) -> Iterator[Frame]:

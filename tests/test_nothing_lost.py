@@ -323,3 +323,23 @@ def test_a_one_pixel_high_frame_is_one_error_line_not_a_crash(tmp_path, capsys):
                             f"output.dir={tmp_path / 'outputs'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "640x1 frames" in err[0] and "at least 16 pixels" in err[0], err
+
+
+@needs_ffmpeg
+def test_a_phone_video_stored_with_a_rotation_comes_out_upright_as_players_show_it(tmp_path):
+    from stream.config import SourceConfig
+    from stream.sources import open_source
+
+    landscape = tmp_path / "land.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-frames:v", "3",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(landscape)], check=True)
+    portrait = tmp_path / "phone.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(landscape), "-c", "copy", "-metadata:s:v:0", "rotate=90",
+                    str(portrait)], check=True)
+    source = open_source(str(portrait), SourceConfig())
+    frames = [f.image for f in source]
+    assert source.info.size == (240, 320) and [f.shape for f in frames] == [(320, 240, 3)] * 3
+    capture = cv2.VideoCapture(str(portrait))  # what a player (and OpenCV) shows
+    shown = capture.read()[1]
+    capture.release()
+    assert np.abs(frames[0].astype(int) - shown.astype(int)).mean() < 2
