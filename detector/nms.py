@@ -42,11 +42,26 @@ def classwise_nms(
 def agnostic_suppression(detections: Detections, iou: float) -> Detections:
     """Drop a box that overlaps a higher-scored box of another class by at least ``iou``: one object, two class
     guesses (a lorry as ``bus 0.54`` and ``truck 0.46``). A high ``iou`` keeps objects that merely overlap, such
-    as a rider and the bicycle. Expects the class-wise NMS output (sorted by score); keeps that order."""
-    if len(detections) < 2 or iou >= 1.0:
+    as a rider and the bicycle. Expects the class-wise NMS output (sorted by score); keeps that order.
+
+    In numpy rather than torchvision's ``nms``: a frame's few dozen boxes need no kernel, and each torch call
+    hands the GIL to the pipeline's other threads (see `classwise_nms`)."""
+    count = len(detections)
+    if count < 2 or iou >= 1.0:
         return detections
-    return detections[np.sort(nms(torch.from_numpy(detections.boxes), torch.from_numpy(detections.scores), iou)
-                              .numpy())]
+    boxes = detections.boxes.astype(np.float64)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    width = np.clip(np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0]),
+                    0, None)
+    height = np.clip(np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1]),
+                     0, None)
+    inter = width * height
+    overlap = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+    keep = np.ones(count, bool)
+    for i in range(count):  # greedy, best score first, as NMS
+        if keep[i]:
+            keep[i + 1:] &= overlap[i, i + 1:] < iou
+    return detections[keep]
 
 
 class ClasswiseNms:

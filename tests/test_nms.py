@@ -82,3 +82,24 @@ def test_the_pipeline_keeps_one_box_per_object_but_the_rider_and_the_bicycle() -
     assert sorted(kept.labels.tolist()) == sorted([ids["bus"], ids["person"], ids["bicycle"]])
     assert list(kept.scores) == sorted(kept.scores, reverse=True)
     assert len(PipelineNms(NmsConfig(score_thresh=0.3, agnostic_iou=1.0))(dets)) == 4  # off
+
+
+def test_agnostic_suppression_keeps_what_torchvision_nms_keeps() -> None:
+    """The numpy greedy pass is NMS: the same boxes as torchvision's on crowded random boxes, in score order."""
+    import torch
+    from torchvision.ops import nms
+
+    from detector.nms import agnostic_suppression
+
+    rng = np.random.default_rng(1)
+    kept = []
+    for iou in (0.3, 0.5, 0.8):
+        xy = rng.uniform(0, 200, (40, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(20, 80, (40, 2))], 1).astype(np.float32)
+        scores = np.sort(rng.uniform(0.4, 1.0, 40))[::-1].astype(np.float32)
+        found = Detections(boxes, scores, rng.integers(1, 10, 40))
+        expected = np.sort(nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou).numpy())
+        got = agnostic_suppression(found, iou)
+        assert np.array_equal(got.boxes, boxes[expected])
+        kept.append(len(got))
+    assert kept[0] < kept[1] <= kept[2]  # the crowd really overlaps
