@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input,
-                             config_overrides, overrides_help, start_logging)
-from core.config import ConfigError
+                             config_overrides, overrides_help, run_with_config)
 from fleet.config import BatchError, FleetConfig, load_fleet_config
 
 if TYPE_CHECKING:
@@ -77,30 +76,24 @@ def print_summary(result: BatchResult) -> None:
 def run(args: argparse.Namespace, cfg: FleetConfig) -> int:
     """The batch, its modules (Ray, torch) imported only now that the config is known to be good."""
     from fleet.batch import run_batch
-
-    result = run_batch(cfg, args.sources, args.out, args.ray_address, args.no_video, args.max_frames,
-                       progress=not args.quiet)
-    print_summary(result)
-    return 1 if result.failed else 0
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = parse_args(argv, prog)
-    start_logging(args)
-    overrides = config_overrides(args) + ([f"batch.workers={args.workers}"] if args.workers else [])
-    try:
-        cfg = load_fleet_config(args.config, overrides)
-    except ConfigError as exc:
-        return bad_input(exc)
     from stream.run import RUN_INPUT_ERRORS
 
     # SIGTERM as an exit, so the embedded Ray is shut down (its workers run in sessions of their own and would
     # outlive a plain kill); the manifest says which files were running, and a rerun does them again.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
-        return run(args, cfg)
+        result = run_batch(cfg, args.sources, args.out, args.ray_address, args.no_video, args.max_frames,
+                           progress=not args.quiet)
     except (BatchError, *RUN_INPUT_ERRORS) as exc:
         return bad_input(exc)
+    print_summary(result)
+    return 1 if result.failed else 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    overrides = config_overrides(args) + ([f"batch.workers={args.workers}"] if args.workers else [])
+    return run_with_config(args, run, load_fleet_config, overrides)
 
 
 if __name__ == "__main__":

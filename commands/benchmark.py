@@ -12,9 +12,8 @@ from pathlib import Path
 
 from bench.choices import BACKENDS
 from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, backend_list,
-                             bad_input, config_overrides, positive_int, start_logging)
-from core.config import ConfigError
-from stream.config import PipelineConfig, load_pipeline_config
+                             bad_input, positive_int, run_with_config)
+from stream.config import PipelineConfig
 
 SUMMARY = SUBCOMMANDS["benchmark"]
 
@@ -67,13 +66,7 @@ def run(args: argparse.Namespace, base: PipelineConfig) -> int:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = parse_args(argv, prog)
-    start_logging(args)
-    try:
-        base = load_pipeline_config(args.config, config_overrides(args))
-    except ConfigError as exc:
-        return bad_input(exc)
-    return run(args, base)
+    return run_with_config(parse_args(argv, prog), run)
 
 
 if __name__ == "__main__":

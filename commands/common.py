@@ -14,13 +14,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 from bench.choices import BACKENDS
+from core.config import ConfigError
 from core.log import mask_url, setup_logging
+from stream.config import load_pipeline_config
 
 BAD_INPUT_EXIT = 2
+Config = TypeVar("Config")
 DEVICES = ("auto", "cpu", "cuda")
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,20 @@ def overrides_help(example: str) -> str:
 def config_overrides(args: argparse.Namespace, device_key: str = "model.device") -> list[str]:
     """The command line's ``key=value`` overrides, with ``--device`` as ``device_key=...`` after them (it wins)."""
     return [*args.overrides, *([f"{device_key}={args.device}"] if args.device else [])]
+
+
+def run_with_config(args: argparse.Namespace, run: Callable[[argparse.Namespace, Config], int],
+                    load: Callable[[str | Path | None, list[str]], Config] = load_pipeline_config,
+                    overrides: list[str] | None = None) -> int:
+    """A command's start: logging, then its config (``--config`` with ``overrides``, by default the command line's
+    ``key=value`` and ``--device``) loaded and checked before ``run`` imports anything heavy, so a bad config is
+    one ``error:`` line in well under a second; then ``run(args, cfg)``."""
+    start_logging(args)
+    try:
+        cfg = load(args.config, config_overrides(args) if overrides is None else overrides)
+    except ConfigError as exc:  # before torch is imported: a typo costs no model load
+        return bad_input(exc)
+    return run(args, cfg)
 
 
 def bad_input(exc: BaseException) -> int:

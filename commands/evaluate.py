@@ -10,10 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from commands.common import (SUBCOMMANDS, CommandParser, add_model_options, bad_input, config_overrides,
-                             start_logging)
-from core.config import ConfigError
-from stream.config import load_pipeline_config
+from commands.common import SUBCOMMANDS, CommandParser, add_model_options, bad_input, config_overrides, run_with_config
+from stream.config import PipelineConfig
 
 SUMMARY = SUBCOMMANDS["evaluate"]
 
@@ -33,27 +31,25 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     return parser.parse_intermixed_args(argv)
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """0 on success, 2 with one ``error:`` line for bad input (config, data, weights, files)."""
-    args = parse_args(argv, prog)
-    start_logging(args)
-    overrides = config_overrides(args)
-    try:
-        cfg = load_pipeline_config(args.config, overrides)
-    except ConfigError as exc:  # before torch is imported
-        return bad_input(exc)
+def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """The evaluation, its modules (and torch) imported only now that the config is known to be good."""
     from evaluation.evaluate import dataset_name, evaluate_dataset, evaluation_nms, format_table
 
     try:
         out = args.out or Path(cfg.output.dir) / "eval" / dataset_name(args.data, args.split)
         report_path = args.report or out / "report.json"
-        report, plot_path = evaluate_dataset(cfg.model, evaluation_nms(cfg.nms, overrides), args.data,
+        report, plot_path = evaluate_dataset(cfg.model, evaluation_nms(cfg.nms, config_overrides(args)), args.data,
                                              args.split, report_path, args.plots, args.skip_bad)
     except (ValueError, OSError) as exc:  # Dataset/WeightsError, bad device: ValueErrors
         return bad_input(exc)
     print(format_table(report))
     print(f"{report.images} images in {report.seconds:.1f} s; report: {report_path}; plot: {plot_path}")
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """0 on success, 2 with one ``error:`` line for bad input (config, data, weights, files)."""
+    return run_with_config(parse_args(argv, prog), run)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input,
-                             config_overrides, int_list, start_logging)
-from core.config import ConfigError
+                             config_overrides, int_list, run_with_config)
 from core.log import mask_url
-from stream.config import load_pipeline_config
+from stream.config import PipelineConfig
 
 SUMMARY = SUBCOMMANDS["interval"]
 
@@ -36,14 +35,8 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     return args
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = parse_args(argv, prog)
-    start_logging(args)
-    overrides = config_overrides(args)
-    try:
-        cfg = load_pipeline_config(args.config, overrides)
-    except ConfigError as exc:  # before torch is imported
-        return bad_input(exc)
+def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """The sweep, its modules (and torch) imported only now that the config is known to be good."""
     from bench.interval_sweep import plot, recommend, sweep, table, write_results
     from stream.sources import SourceError, source_name
     from stream.stages import StageFailed
@@ -53,7 +46,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         points = sweep(cfg, args.source, args.data, args.intervals, Path(cfg.output.benchmark_csv), args.max_frames)
         choice = recommend(points, args.max_ap_drop)
         write_results(points, choice, out, {"source": mask_url(args.source), "data": args.data,
-                                            "overrides": overrides, "max_ap_drop": args.max_ap_drop,
+                                            "overrides": config_overrides(args), "max_ap_drop": args.max_ap_drop,
                                             "max_frames": args.max_frames})
         plot(points, choice, out / "interval.png", f"detect every k-th frame on {source_name(args.source)}")
     except (ValueError, OSError, SourceError, StageFailed) as exc:
@@ -62,6 +55,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(f"recommended: model.interval={choice.interval} (fastest within {args.max_ap_drop:g} points of k=1's car "
           f"AP@0.5); results: {out}/interval.csv, interval.json, interval.png")
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return run_with_config(parse_args(argv, prog), run)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input,
-                             config_overrides, start_logging)
-from core.config import ConfigError
+from commands.common import SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input, run_with_config
 from core.log import mask_url
-from stream.config import PipelineConfig, load_pipeline_config
+from stream.config import PipelineConfig
 
 if TYPE_CHECKING:
     from stream.pipeline import Outputs, Pipeline
@@ -57,6 +55,15 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
 
 def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     """The run, its modules (and torch) imported only now that the config is known to be good."""
+    from stream.run import RUN_INPUT_ERRORS
+
+    try:
+        return run_stream(args, cfg)
+    except RUN_INPUT_ERRORS as exc:
+        return bad_input(exc)
+
+
+def run_stream(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     from serve.server import WebView, plan_serving
     from stream.run import build_pipeline, default_outputs, run_pipeline
 
@@ -113,18 +120,7 @@ def summary(record: BenchmarkRecord, outputs: Outputs) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = parse_args(argv, prog)
-    start_logging(args)
-    try:
-        cfg = load_pipeline_config(args.config, config_overrides(args))
-    except ConfigError as exc:  # before torch is imported: a typo costs no model load
-        return bad_input(exc)
-    from stream.run import RUN_INPUT_ERRORS
-
-    try:
-        return run(args, cfg)
-    except RUN_INPUT_ERRORS as exc:
-        return bad_input(exc)
+    return run_with_config(parse_args(argv, prog), run)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from bench.choices import BACKENDS, SWEEP_TOP_N
 from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, backend_list,
-                             bad_input, config_overrides, int_list, positive_int, start_logging)
-from core.config import ConfigError
-from stream.config import load_pipeline_config
+                             bad_input, config_overrides, int_list, positive_int, run_with_config)
+from stream.config import PipelineConfig
 
 SUMMARY = SUBCOMMANDS["tune"]
 
@@ -53,26 +52,20 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     return args
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """0 on success, 2 with one ``error:`` line for bad input (config, data, clip, weights, files)."""
-    args = parse_args(argv, prog)
-    start_logging(args)
-    overrides = config_overrides(args)
-    try:
-        base = load_pipeline_config(args.config, overrides)
-    except ConfigError as exc:  # before torch is imported
-        return bad_input(exc)
-    from bench.tune import TuneRequest, run, table
+def run(args: argparse.Namespace, base: PipelineConfig) -> int:
+    """The sweep, its modules (and torch) imported only now that the config is known to be good."""
+    from bench.tune import TuneRequest, table
+    from bench.tune import run as sweep
     from stream.sources import SourceError
     from stream.stages import StageFailed
 
-    req = TuneRequest(clip=args.source, data=args.data, split=args.split, config=args.config, overrides=overrides,
-                      target_fps=args.target_fps, max_map_drop=args.max_map_drop, top_n=args.top_n,
-                      min_sizes=args.min_sizes, backends=args.backends, frames=args.max_frames,
+    req = TuneRequest(clip=args.source, data=args.data, split=args.split, config=args.config,
+                      overrides=config_overrides(args), target_fps=args.target_fps, max_map_drop=args.max_map_drop,
+                      top_n=args.top_n, min_sizes=args.min_sizes, backends=args.backends, frames=args.max_frames,
                       repeats=args.repeats, out=args.out, onnx_dir=args.onnx_dir, benchmark_log=args.benchmark_log,
                       write_config=args.write_config)
     try:
-        points, front, rec, out = run(req, base)
+        points, front, rec, out = sweep(req, base)
     except (ValueError, OSError, SourceError, StageFailed) as exc:
         return bad_input(exc)
     print(table(points, front, rec))
@@ -80,6 +73,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     written = f"; config: {req.write_config}" if req.write_config else ""
     print(f"results: {out}/tune.csv, tune.json, tune.png; log: {req.benchmark_log}{written}")
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """0 on success, 2 with one ``error:`` line for bad input (config, data, clip, weights, files)."""
+    return run_with_config(parse_args(argv, prog), run)
 
 
 if __name__ == "__main__":
