@@ -243,6 +243,7 @@ def ceilings(cpu: dict[Key, list[float]]) -> str:
         if variant != "model-only" or (size, model, backend, "replay") not in cpu:
             continue
         infer, rest = (statistics.median(cpu[(size, model, backend, v)]) for v in ("model-only", "replay"))
-        lines.append(f"{size} {model} {backend}: pipeline ceiling on a CPU-bound machine {infer / (infer + rest):.2f}x of "
+        lines.append(f"{size} {model} {backend}: pipeline ceiling on a CPU-bound machine "
+                     f"{infer / (infer + rest):.2f}x of "
                      f"model-only (inference {infer:.1f} ms of CPU a frame, everything else {rest:.1f})")
     return "\n".join(lines)

@@ -51,11 +51,8 @@ def agnostic_suppression(detections: Detections, iou: float) -> Detections:
         return detections
     boxes = detections.boxes.astype(np.float64)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    width = np.clip(np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0]),
-                    0, None)
-    height = np.clip(np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1]),
-                     0, None)
-    inter = width * height
+    corners = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:]) - np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    inter = np.prod(np.clip(corners, 0, None), axis=2)
     overlap = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
     keep = np.ones(count, bool)
     for i in range(count):  # greedy, best score first, as NMS

@@ -26,14 +26,14 @@ from tracking.config import TrackConfig
 
 log = logging.getLogger(__name__)
 TRACKERS = {"bytetrack": ByteTrackTracker, "sort": SORTTracker, "ocsort": OCSORTTracker}
-LIBRARY_FPS = 30.0
+LIBRARY_FPS = 30.0  # ``trackers`` counts lost_track_buffer in frames of a 30 FPS video
 # Classes one object can be mistaken between share a tracker; across groups a match is never made
 CLASS_GROUPS = (("car", "truck", "bus"), ("motorcycle", "bicycle"), ("person",), ("traffic_light",),
                 ("stop_sign", "speed_limit", "crosswalk_sign"))
 GROUP_OF = np.zeros(NUM_CLASSES, np.int64)
 for _group, _names in enumerate(CLASS_GROUPS):
     GROUP_OF[[LABEL_IDS[name] for name in _names]] = _group
-SWITCH_MARGIN = 1.5  # a track's class changes only when another class's summed scores pass it by this factor  # ``trackers`` counts lost_track_buffer in frames of a 30 FPS video
+SWITCH_MARGIN = 1.5  # a track's class changes only when another class's summed scores pass it by this factor
 
 
 def make_tracker(cfg: TrackConfig, fps: float):
@@ -53,11 +53,11 @@ class Tracker:
 
     A track keeps the class and score of the detection that last updated it, and a class by vote: the scores of
     its detections summed per class; the leader changes only when another class's sum passes it by
-    `SWITCH_MARGIN`, so an id keeps one class through a few wrong guesses (``track_labels``). `predict` never changes the
-    tracker's state: with flow it moves the boxes of the frame before (ids, labels and scores kept) from that
-    frame's image to this one's; without (``kalman``, no image, or a box whose points flow cannot follow) it draws
-    each track that the last detector frame saw at its Kalman position for the new timestamp and holds the boxes
-    that had no confirmed track yet where they were (so early frames are not empty).
+    `SWITCH_MARGIN`, so an id keeps one class through a few wrong guesses (``track_labels``). `predict` never
+    changes the tracker's state: with flow it moves the boxes of the frame before (ids, labels and scores kept)
+    from that frame's image to this one's; without (``kalman``, no image, or a box whose points flow cannot
+    follow) it draws each track that the last detector frame saw at its Kalman position for the new timestamp and
+    holds the boxes that had no confirmed track yet where they were (so early frames are not empty).
     """
 
     def __init__(self, cfg: TrackConfig, fps: float):
