@@ -14,10 +14,12 @@ from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES
 from detector.datasets import DataSource
 
 BUNDLED_MODEL = "driving_mobilenet_v2_fpn"
+LITE_MODEL = "driving_mobilenet_v2_lite"  # half the FLOPs, distilled from BUNDLED_MODEL (docs/MODEL_CARD.md)
+DRIVING_MODELS = (BUNDLED_MODEL, LITE_MODEL)  # ours: the driving label set, the input-size policy, weights bundled
 # torchvision's Faster R-CNN builders offered by name (`detector.models.TORCHVISION_BUILDERS`)
 TORCHVISION_MODELS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
                       "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2")
-MODEL_NAMES: tuple[str, ...] = (BUNDLED_MODEL, *TORCHVISION_MODELS)
+MODEL_NAMES: tuple[str, ...] = (*DRIVING_MODELS, *TORCHVISION_MODELS)
 
 # RPN proposals kept at test time (pre- and post-NMS), the one default for configs, builders and the exporter:
 # the tuner's choice for cars and road signs on the bundled model (docs/benchmarks.md "Top-N tuned for FPS").

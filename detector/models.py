@@ -1,4 +1,4 @@
-"""Faster R-CNN builders by name: torchvision's four, and the project's bundled driving model.
+"""Faster R-CNN builders by name: torchvision's four, and the project's two bundled driving models.
 
 Every builder takes the RPN top-N (kept proposals at test time, pre- and post-NMS), the input size range and
 the score threshold, and sets the model's own box NMS to IoU 1.0: that NMS then suppresses nothing, so the
@@ -17,11 +17,12 @@ from torchvision.models import detection, mobilenet_v2
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, RPNHead, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detector.config import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, MODEL_NAMES, TORCHVISION_MODELS
+from detector.config import (BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, DRIVING_MODELS, LITE_MODEL, MODEL_NAMES,
+                             TORCHVISION_MODELS)
 from detector.input_size import PolicyTransform, policy_size
 
 TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {name: getattr(detection, name)
@@ -30,6 +31,7 @@ TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {name: getattr(dete
 # torchvision's own input sizes per model, used when the config leaves min/max size at 0.
 DEFAULT_SIZES: dict[str, tuple[int, int]] = {
     BUNDLED_MODEL: (320, 640),
+    LITE_MODEL: (320, 640),
     "fasterrcnn_mobilenet_v3_large_320_fpn": (320, 640),
     "fasterrcnn_mobilenet_v3_large_fpn": (800, 1333),
     "fasterrcnn_resnet50_fpn": (800, 1333),
@@ -81,10 +83,7 @@ def build_driving_mobilenet_v2_fpn(
 ) -> FasterRCNN:
     """The bundled driving detector: small anchors on stride 8 for distant cars and signs, a 512-wide box head."""
     backbone = mobilenet_v2_fpn_backbone(imagenet_weights, frozen_stages)
-    anchors = AnchorGenerator(
-        sizes=((16, 24), (32, 48), (64, 96), (128, 256)),
-        aspect_ratios=((0.5, 1.0, 2.0),) * 4,
-    )
+    anchors = driving_anchors()
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
     return FasterRCNN(
         backbone,
@@ -95,6 +94,72 @@ def build_driving_mobilenet_v2_fpn(
         box_predictor=FastRCNNPredictor(512, num_classes),
         **kwargs,
     )
+
+
+# MobileNetV2's (expansion, channels, blocks, stride) rows with every expansion of 6 halved to 3: the expanded
+# 1x1 convolutions and depthwise layers at strides 2-8 are most of the backbone's time on a CPU.
+LITE_BLOCKS = [[1, 16, 1, 1], [3, 24, 2, 2], [3, 32, 3, 2], [3, 64, 4, 2], [3, 96, 3, 1], [3, 160, 3, 2], [3, 320, 1, 1]]
+LITE_THIN_CHANNELS = 32
+
+
+def separable_conv(channels: int, out_channels: int) -> nn.Sequential:
+    """A 3x3 depthwise then 1x1 pointwise convolution: a dense 3x3's job at about a ninth of its multiply-adds."""
+    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+                         nn.Conv2d(channels, out_channels, 1))
+
+
+class ThinBoxHead(nn.Module):
+    """Light-Head R-CNN's idea on a budget: a 1x1 convolution thins each pooled RoI to ``thin`` channels before the
+    two FC layers, so the first FC multiplies ``thin x 7 x 7`` inputs instead of ``channels x 7 x 7``.
+
+    Args:
+        channels: C of the pooled RoI features (N, C, 7, 7).
+        thin: channels after the 1x1 convolution.
+        representation: width of both FC layers; the output is (N, representation).
+    """
+
+    def __init__(self, channels: int, thin: int, representation: int):
+        super().__init__()
+        self.thin = nn.Conv2d(channels, thin, 1, bias=False)
+        self.fc6 = nn.Linear(thin * 7 * 7, representation)
+        self.fc7 = nn.Linear(representation, representation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.thin(x).flatten(1)
+        return nn.functional.relu(self.fc7(nn.functional.relu(self.fc6(x))))
+
+
+def build_driving_mobilenet_v2_lite(num_classes: int, frozen_stages: int = 1, **kwargs) -> FasterRCNN:
+    """The light driving detector: the bundled model's two stages, anchors and pooling with half its FLOPs.
+
+    MobileNetV2 at expansion 3, depthwise-separable FPN outputs and RPN convolution, and `ThinBoxHead`. Trained by
+    distillation from the bundled model (`training.distill`), which also initialises every layer from it.
+    """
+    features = mobilenet_v2(inverted_residual_setting=LITE_BLOCKS, norm_layer=FrozenBatchNorm2d).features
+    for layer in features[:frozen_stages]:
+        layer.requires_grad_(False)
+    backbone = BackboneWithFPN(features, return_layers={"6": "0", "13": "1", "17": "2"},
+                               in_channels_list=[32, 96, 320], out_channels=128)
+    for i in range(len(backbone.fpn.layer_blocks)):
+        backbone.fpn.layer_blocks[i] = separable_conv(128, 128)
+    anchors = driving_anchors()
+    rpn_head = RPNHead(128, anchors.num_anchors_per_location()[0])
+    rpn_head.conv = nn.Sequential(separable_conv(128, 128), nn.ReLU(inplace=True))
+    return FasterRCNN(
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        rpn_head=rpn_head,
+        box_roi_pool=MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2),
+        box_head=ThinBoxHead(128, LITE_THIN_CHANNELS, 512),
+        box_predictor=FastRCNNPredictor(512, num_classes),
+        **kwargs,
+    )
+
+
+def driving_anchors() -> AnchorGenerator:
+    """Both driving models' anchors: small ones on stride 8 for distant cars and signs."""
+    return AnchorGenerator(sizes=((16, 24), (32, 48), (64, 96), (128, 256)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
 
 
 def build_detector(
@@ -116,9 +181,10 @@ def build_detector(
     default_min, default_max = DEFAULT_SIZES[name]
     kwargs = detection_kwargs(top_n, min_size or default_min, max_size or default_max, score_thresh)
     kwargs.update(train_kwargs)
-    if name != BUNDLED_MODEL:
+    if name not in DRIVING_MODELS:
         return TORCHVISION_BUILDERS[name](weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
-    model = build_driving_mobilenet_v2_fpn(num_classes, **kwargs)
+    builder = build_driving_mobilenet_v2_fpn if name == BUNDLED_MODEL else build_driving_mobilenet_v2_lite
+    model = builder(num_classes, **kwargs)
     if uses_size_policy(name, min_size):
         t = model.transform
         model.transform = PolicyTransform(t.min_size, t.max_size, t.image_mean, t.image_std, t.size_divisible)
@@ -126,8 +192,8 @@ def build_detector(
 
 
 def uses_size_policy(name: str, min_size: int | tuple[int, ...]) -> bool:
-    """Whether ``name`` built with ``min_size`` resizes by the input-size policy (the bundled model, no size set)."""
-    return name == BUNDLED_MODEL and not min_size
+    """Whether ``name`` built with ``min_size`` resizes by the input-size policy (a driving model, no size set)."""
+    return name in DRIVING_MODELS and not min_size
 
 
 def model_input_size(name: str, min_size: int, max_size: int, width: int, height: int) -> tuple[int, int]:

@@ -13,10 +13,11 @@ from torch import nn
 from torchvision.models import get_model_weights
 
 from core.labels import COCO_CATEGORIES, NUM_CLASSES, coco_to_driving
-from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, build_detector
+from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DRIVING_MODELS, LITE_MODEL, build_detector
 
 log = logging.getLogger(__name__)
-BUNDLED_WEIGHTS = Path(__file__).parent / "weights" / f"{BUNDLED_MODEL}.pt"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+BUNDLED_WEIGHTS = WEIGHTS_DIR / f"{BUNDLED_MODEL}.pt"
 PREDICTOR_KEY = "roi_heads.box_predictor.cls_score.weight"
 
 
@@ -33,16 +34,16 @@ def coco_class_map() -> np.ndarray:
 
 def coco_weights_url(name: str) -> tuple[str, Path]:
     """torchvision's COCO weights URL for ``name`` and where the torch hub cache keeps that file."""
-    if name == BUNDLED_MODEL:
+    if name in DRIVING_MODELS:
         raise WeightsError(f"'coco' weights exist only for torchvision models, not '{name}'")
     url = get_model_weights(name).DEFAULT.url
     return url, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
 def resolve_weights(name: str, weights: str) -> str:
-    """``default`` -> the bundled file for the driving model, ``coco`` for torchvision's; others as given."""
+    """``default`` -> the bundled file of a driving model, ``coco`` for torchvision's; others as given."""
     if weights == "default":
-        return str(BUNDLED_WEIGHTS) if name == BUNDLED_MODEL else "coco"
+        return str(WEIGHTS_DIR / f"{name}.pt") if name in DRIVING_MODELS else "coco"
     return weights
 
 
@@ -111,6 +112,9 @@ def load_model(
         log.warning("RANDOM WEIGHTS: model '%s' is untrained and its detections are noise (tests only)", name)
         model = build_detector(name, NUM_CLASSES, top_n, min_size, max_size, score_thresh)
         return model.eval(), np.arange(NUM_CLASSES)
+    if name == LITE_MODEL and Path(weights) == WEIGHTS_DIR / f"{name}.pt" and not Path(weights).exists():
+        raise WeightsError(f"'{name}' has no bundled weights yet: train them with "
+                           "driving-detect train --config configs/train-driving-lite.yaml (docs/MODEL_CARD.md)")
     state = coco_state_dict(name) if weights == "coco" else read_state_dict(Path(weights))
     num_classes = state[PREDICTOR_KEY].shape[0]
     model = build_detector(name, num_classes, top_n, min_size, max_size, score_thresh)

@@ -25,7 +25,10 @@ class TrainConfig:
     at. ``hflip``, ``crop`` (SSD-style random crops, down to ``crop_min_scale``): probabilities; ``color_jitter``:
     strength. ``min_teacher_score``: teacher boxes below it are dropped from the training sets. ``eval_top_n``:
     the test-time top-N of val, every ``eval_every`` epochs and after the last. ``amp``: mixed precision on CUDA.
-    ``threads`` 0: torch's default.
+    ``threads`` 0: torch's default. ``teacher``: weights of the bundled model to distill from (``default``: the
+    bundled file; ``""``: no distillation); a `LITE_MODEL` student without ``init_weights`` starts from it
+    (`training.distill`). ``checkpoint_every``: also write ``last.pt`` every that many iterations (0: epochs only),
+    so a long run resumes mid-epoch.
     """
 
     model: str = BUNDLED_MODEL
@@ -62,6 +65,8 @@ class TrainConfig:
     amp: bool = True
     seed: int = 0
     threads: int = 0
+    teacher: str = ""
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         validate(
@@ -73,7 +78,7 @@ class TrainConfig:
                           "rpn_post_nms_top_n_train", "box_batch_size_per_image")),
             *((getattr(self, key) >= 0, f"'{key}' must be >= 0, got {getattr(self, key)}")
               for key in ("frozen_stages", "max_iters", "warmup_iters", "eval_every", "threads", "weight_decay",
-                          "color_jitter")),
+                          "color_jitter", "checkpoint_every")),
             (self.lr >= 0, f"'lr' must be >= 0, got {self.lr}"),
             (self.grad_clip > 0, f"'grad_clip' must be > 0, got {self.grad_clip}"),
             (all(size >= 1 for size in self.train_min_sizes),

