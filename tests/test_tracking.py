@@ -217,6 +217,21 @@ def test_a_car_box_inside_a_bus_box_starts_no_second_id_that_later_turns_bus() -
     assert {next(iter(names)) for names in classes.values()} == {"bus"}
 
 
+def test_label_switches_counts_the_ids_whose_voted_class_changes() -> None:
+    """bench.label_switches over JSONL records: id 4 goes car -> bus, id 5 keeps truck whatever the detector
+    said, unconfirmed boxes (null ids) are no track."""
+    from bench.label_switches import id_histories, switched
+
+    records = [{"frame": 0, "track_ids": [4, 5, None], "track_labels": ["car", "truck", "bus"],
+                "labels": ["car", "bus", "bus"]},
+               {"frame": 1, "track_ids": [4, 5], "track_labels": ["bus", "truck"], "labels": ["bus", "truck"]},
+               {"frame": 2, "track_ids": [4], "track_labels": ["bus"], "labels": ["bus"]}]
+    histories = id_histories(records)
+    assert set(histories) == {4, 5}
+    assert list(switched(histories)) == [4]
+    assert histories[4].changes() == [(0, "car"), (1, "bus")] and histories[5].detected == ["bus", "truck"]
+
+
 def test_a_track_never_passes_from_a_car_to_a_person_walking_past_it() -> None:
     """A person box that takes over a parked car's box (the detector now sees the person there) starts a track of
     its own: classes that one object cannot be mistaken between never share an id."""
