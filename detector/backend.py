@@ -60,11 +60,15 @@ def build_backend(cfg: ModelConfig, machine: Machine | None = None) -> Backend:
 
 def export_device(cfg: ModelConfig, graph_precision: str = "fp32") -> str:
     """``cpu`` or ``cuda``: where `check_exported` runs a ``graph_precision`` graph for ``model.device``, asked
-    before exporting so a device it cannot run on costs no export. An int8 graph runs on CPUs only
-    (`detector.runtime.SUPPORTED`): ``auto`` picks the CPU for it, ``cuda`` is a `ConfigError`."""
+    before exporting so a device it cannot run on costs no export. ``auto`` is CUDA when ONNX Runtime can run
+    there too, else the CPU. An int8 graph runs on CPUs only (`detector.runtime.SUPPORTED`): ``auto`` picks the
+    CPU for it, ``cuda`` is a `ConfigError`."""
+    import onnxruntime as ort
     import torch
 
     device = device_kind(cfg, torch.cuda.is_available())
+    if cfg.device == "auto" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        device = "cpu"
     if graph_precision in SUPPORTED[("onnx", device)]:
         return device
     if cfg.device == "cuda":

@@ -231,10 +231,14 @@ def test_cli_export_for_a_device_it_cannot_run_on_is_one_line_exit_2_before_expo
 
 
 def test_export_device_is_where_the_graph_can_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """auto follows CUDA when present; an int8 graph runs on CPUs only: auto checks it there, cuda is refused."""
+    """auto follows CUDA when present and ONNX Runtime can run there; an int8 graph runs on CPUs only: auto checks
+    it there, cuda is refused."""
     from detector.backend import export_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert export_device(ModelConfig(device="auto")) == "cpu"
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert export_device(ModelConfig(device="auto")) == "cuda"
     assert export_device(ModelConfig(device="cpu")) == "cpu"
     assert export_device(ModelConfig(device="auto"), "int8") == "cpu"
