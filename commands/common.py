@@ -104,10 +104,12 @@ def add_max_frames(parser: CommandParser, help: str, default: int | None = None)
     parser.add_argument("--max-frames", type=positive_int, default=default, metavar="N", help=help)
 
 
-def add_model_options(parser: CommandParser, example: str = "model.top_n=50", overrides: bool = True) -> None:
+def add_model_options(parser: CommandParser, example: str = "model.top_n=50", overrides: bool = True,
+                      device_help: str = "where the model runs") -> None:
     """``--device`` and the ``key=value`` config overrides (with ``example`` in their help) of a command that runs
-    a model; ``overrides`` False when the command parses its positionals itself (batch: sources and overrides)."""
-    parser.add_argument("--device", choices=DEVICES, help="where the model runs (overrides the config's device)")
+    a model; ``overrides`` False when the command parses its positionals itself (batch: sources and overrides);
+    ``device_help`` when the device means more than that (export: where the written graph must run)."""
+    parser.add_argument("--device", choices=DEVICES, help=f"{device_help} (overrides the config's device)")
     if overrides:
         parser.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help(example))
 

@@ -4,7 +4,12 @@
         [--min-size S --max-size S --score-thresh F --opset K --precision fp32|int8]
         [--calibration SPEC ... --calibration-frames N]   (int8: the frames it is calibrated on)
         [--save-ranges PATH]   (int8: calibrate on the frames and save the activation ranges there too)
+        [--device auto|cpu|cuda]   (where the written file is run once: on CUDA, TensorRT builds its engine)
         [model.KEY=VALUE ...]  (on top of the flags, e.g. model.top_n=5)
+
+The graph is traced on the CPU whatever ``--device`` says: an ONNX file is the same for every device, and byte for
+byte reproducible, which the export cache and the saved int8 ranges rely on. ``--device`` is where the file must
+run: the project's backend for a ``model.onnx_path`` runs it there on one frame before the command reports success.
 
 An int8 export of the bundled model with the default calibration set uses the ranges shipped with it
 (`detector.export_cache.BUNDLED_RANGES`, written by ``--save-ranges``), so it needs no calibration data.
@@ -15,7 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from commands.common import SUBCOMMANDS, CommandParser, bad_input, start_logging
+from commands.common import (SUBCOMMANDS, CommandParser, add_model_options, bad_input, config_overrides,
+                             start_logging)
 from core.config import ConfigError, with_overrides
 from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError
 from detector.config import (DEFAULT_OPSET, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, EXPORT_PRECISIONS, MODEL_NAMES,
@@ -48,9 +54,9 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--save-ranges", type=Path, metavar="PATH",
                         help="int8: calibrate on the frames and also save the activation ranges to PATH (JSON), "
                              "from which later int8 exports of this graph build without the frames")
-    parser.add_argument("overrides", nargs="*", metavar="model.KEY=VALUE",
-                        help="model config overrides on top of the flags, e.g. model.top_n=5 (the export uses the "
-                             "model's name, weights, top_n, sizes, score_thresh and calibration keys)")
+    add_model_options(parser, example="model.top_n=5 (model.* keys, on top of the flags)",
+                      device_help="where the written graph must run: it is run there on one frame (on CUDA by "
+                                  "TensorRT, whose engine is built and cached now); the graph is traced on the CPU")
     args = parser.parse_intermixed_args(argv)
     if args.top_n < 1 or args.min_size < 0 or args.max_size < 0 or not 0.0 <= args.score_thresh < 1.0:
         parser.error("--top-n must be >= 1, sizes >= 0 and --score-thresh in [0, 1)")
@@ -69,14 +75,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         max_size=args.max_size, score_thresh=args.score_thresh, calibration=sources,
                         calibration_frames=args.calibration_frames)
     try:
-        cfg = with_overrides(ExportConfig(flags), args.overrides).model
+        cfg = with_overrides(ExportConfig(flags), config_overrides(args)).model
     except ConfigError as exc:  # before torch is imported
         return bad_input(exc)
+    from detector.backend import check_exported, export_device
+    from detector.backend_onnx import OnnxModelError
     from detector.export import export
     from detector.export_cache import calibration_input, int8_calibration, save_ranges
     from detector.weights import WeightsError
 
     try:
+        device = export_device(cfg, args.precision)
         calibration = None
         if args.save_ranges:
             calibration = save_ranges(cfg, args.save_ranges)
@@ -85,10 +94,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             calibration = calibration_input(int8_calibration(cfg)[1])
         proto = export(cfg.name, cfg.weights, cfg.top_n, args.out, cfg.min_size, cfg.max_size, cfg.score_thresh,
                        args.opset, args.precision, calibration)
-    except (WeightsError, CalibrationError, OSError) as exc:
+        backend = check_exported(cfg, args.out, device)
+    except (ConfigError, WeightsError, CalibrationError, OnnxModelError, OSError) as exc:
         return bad_input(exc)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {opset}, {args.precision}, checked)")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {opset}, {args.precision}, checked; "
+          f"ran a frame on {backend.device})")
     return 0
 
 

@@ -17,6 +17,16 @@ LABELS: tuple[str, ...] = (
 NUM_CLASSES = len(LABELS)
 LABEL_IDS: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
 
+# Classes one object can be mistaken between (a lorry as truck or bus): the tracker never passes an id from one
+# group to another, and the pipeline's NMS stage suppresses across the classes of a group as within one class.
+CLASS_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("car", "truck", "bus"), ("motorcycle", "bicycle"), ("person",), ("traffic_light",),
+    ("stop_sign", "speed_limit", "crosswalk_sign"),
+)
+# class id -> its index in CLASS_GROUPS (-1: background)
+GROUP_IDS: tuple[int, ...] = tuple(next((g for g, names in enumerate(CLASS_GROUPS) if name in names), -1)
+                                   for name in LABELS)
+
 # The default class filter of the NMS stage: the classes a COCO model and the bundled model share with driving.
 DRIVING_CLASSES: tuple[str, ...] = (
     "person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic_light", "stop_sign",

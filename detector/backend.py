@@ -17,7 +17,7 @@ from core.config import ConfigError
 from core.detections import Detections
 from core.labels import LABELS
 from detector.config import ModelConfig, NmsConfig
-from detector.runtime import Machine, resolve_runtime
+from detector.runtime import SUPPORTED, Machine, device_kind, resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,38 @@ def build_backend(cfg: ModelConfig, machine: Machine | None = None) -> Backend:
     cfg = resolve_runtime(cfg, machine)
     backend = _load(cfg)
     backend.runtime = dataclasses.replace(cfg, precision=backend.precision)  # a graph file decides its precision
+    return backend
+
+
+def export_device(cfg: ModelConfig, graph_precision: str = "fp32") -> str:
+    """``cpu`` or ``cuda``: where `check_exported` runs a ``graph_precision`` graph for ``model.device``, asked
+    before exporting so a device it cannot run on costs no export. ``auto`` is CUDA when ONNX Runtime can run
+    there too, else the CPU. An int8 graph runs on CPUs only (`detector.runtime.SUPPORTED`): ``auto`` picks the
+    CPU for it, ``cuda`` is a `ConfigError`."""
+    import onnxruntime as ort
+    import torch
+
+    device = device_kind(cfg, torch.cuda.is_available())
+    if cfg.device == "auto" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        device = "cpu"
+    if graph_precision in SUPPORTED[("onnx", device)]:
+        return device
+    if cfg.device == "cuda":
+        raise ConfigError(f"a {graph_precision} graph runs on the CPU only (OpenVINO or ONNX Runtime); export it "
+                          "with --device cpu, or export fp32 for CUDA")
+    return "cpu"
+
+
+def check_exported(cfg: ModelConfig, path: Path, device: str) -> Backend:
+    """The exported graph at ``path`` loaded on ``device`` (`export_device`) by the backend a pipeline with
+    ``model.onnx_path`` set to it gets there, and run on one frame, so an export that cannot run where it is meant
+    to fails at export time rather than on a stream's first frame. On CUDA that is ONNX Runtime with TensorRT then
+    CUDA: the TensorRT engine for the frame's shape is built now and cached (``model.onnx.trt_cache_dir``)."""
+    from detector.backend_onnx import read_metadata
+
+    meta = read_metadata(path)
+    backend = build_backend(dataclasses.replace(cfg, backend="auto", onnx_path=str(path), device=device))
+    backend(np.zeros((meta.min_size, meta.max_size, 3), np.uint8))
     return backend
 
 

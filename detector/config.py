@@ -123,8 +123,10 @@ class NmsConfig:
     """The class-wise NMS stage: IoU, score thresholds (global and per class) and the classes kept.
 
     ``agnostic_iou``: after the class-wise NMS, the pipeline drops a box that overlaps a higher-scored box of
-    another class at least this much (one object, one box on screen and in the tracker; 1 turns it off); the
-    evaluate command scores the class-wise output without it.
+    another class at least this much (one object, one box on screen and in the tracker; 1 turns it off), and at
+    ``iou`` already when both classes are ones an object can be mistaken between (car, truck and bus; motorcycle
+    and bicycle; the road signs), as within one class; the evaluate command scores the class-wise output without
+    it.
     """
 
     iou: float = 0.5

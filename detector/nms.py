@@ -6,8 +6,10 @@ import torch
 from torchvision.ops import nms
 
 from core.detections import Detections
-from core.labels import LABEL_IDS, NUM_CLASSES
+from core.labels import GROUP_IDS, LABEL_IDS, NUM_CLASSES
 from detector.config import NmsConfig
+
+GROUP_OF = np.asarray(GROUP_IDS, np.int64)
 
 
 def classwise_nms(
@@ -39,10 +41,14 @@ def classwise_nms(
     return detections[order]
 
 
-def agnostic_suppression(detections: Detections, iou: float) -> Detections:
+def agnostic_suppression(detections: Detections, iou: float, group_iou: float | None = None) -> Detections:
     """Drop a box that overlaps a higher-scored box of another class by at least ``iou``: one object, two class
     guesses (a lorry as ``bus 0.54`` and ``truck 0.46``). A high ``iou`` keeps objects that merely overlap, such
-    as a rider and the bicycle. Expects the class-wise NMS output (sorted by score); keeps that order.
+    as a rider and the bicycle. ``group_iou`` (None: ``iou``) applies instead between classes of one
+    `core.labels.CLASS_GROUPS` group, which one object can be mistaken between: there the class-wise NMS IoU
+    suits, as for one class (a bus's box and a car box inside it at IoU 0.78 are one object, and the car box
+    would otherwise start a second track on it). Expects the class-wise NMS output (sorted by score); keeps
+    that order.
 
     In numpy rather than torchvision's ``nms``: a frame's few dozen boxes need no kernel, and each torch call
     hands the GIL to the pipeline's other threads (see `classwise_nms`)."""
@@ -54,10 +60,12 @@ def agnostic_suppression(detections: Detections, iou: float) -> Detections:
     corners = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:]) - np.maximum(boxes[:, None, :2], boxes[None, :, :2])
     inter = np.prod(np.clip(corners, 0, None), axis=2)
     overlap = inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+    groups = GROUP_OF[detections.labels]
+    limit = np.where(groups[:, None] == groups[None, :], iou if group_iou is None else group_iou, iou)
     keep = np.ones(count, bool)
     for i in range(count):  # greedy, best score first, as NMS
         if keep[i]:
-            keep[i + 1:] &= overlap[i, i + 1:] < iou
+            keep[i + 1:] &= overlap[i, i + 1:] < limit[i, i + 1:]
     return detections[keep]
 
 
@@ -77,12 +85,13 @@ class ClasswiseNms:
 
 
 class PipelineNms(ClasswiseNms):
-    """The pipeline's NMS stage: the class-wise NMS, then `agnostic_suppression` at ``nms.agnostic_iou`` so the
-    overlay and the tracker see one box per object. The evaluate command scores the class-wise output alone."""
+    """The pipeline's NMS stage: the class-wise NMS, then `agnostic_suppression` at ``nms.agnostic_iou`` (at
+    ``nms.iou`` between classes one object can be mistaken between) so the overlay and the tracker see one box
+    per object. The evaluate command scores the class-wise output alone."""
 
     def __init__(self, cfg: NmsConfig):
         super().__init__(cfg)
-        self.agnostic_iou = cfg.agnostic_iou
+        self.agnostic_iou, self.group_iou = cfg.agnostic_iou, min(cfg.iou, cfg.agnostic_iou)
 
     def __call__(self, detections: Detections) -> Detections:
-        return agnostic_suppression(super().__call__(detections), self.agnostic_iou)
+        return agnostic_suppression(super().__call__(detections), self.agnostic_iou, self.group_iou)

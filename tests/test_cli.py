@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from commands import batch, benchmark, stream, train, tune
+from commands import batch, benchmark, export, stream, train, tune
 from commands.common import SUBCOMMANDS, config_overrides, start_logging
 from commands.main import main
 from stream.config import load_pipeline_config
@@ -81,7 +81,7 @@ def test_every_python_dash_m_form_still_runs_its_command():
 
 
 READS_VIDEO = ("stream", "benchmark", "tune", "interval", "batch")
-RUNS_A_MODEL = ("stream", "evaluate", "train", "benchmark", "tune", "interval", "batch")
+RUNS_A_MODEL = ("stream", "evaluate", "train", "export", "benchmark", "tune", "interval", "batch")
 PIPELINE_TYPOS = "model:\n  topn: 5\nnms:\n  score_thresh: 2\n  iuo: 0.3\n"
 PIPELINE_ERROR = ("error: 3 config errors: unknown key 'model.topn' (did you mean 'model.top_n'?); unknown key "
                   "'nms.iuo' (did you mean 'nms.iou'?); 'nms.score_thresh' must be in [0, 1], got 2.0")
@@ -101,7 +101,7 @@ def test_one_vocabulary_source_max_frames_device_and_overrides_with_help(capsys)
             name in RUNS_A_MODEL), name
         assert "--clip" not in text and "--frames " not in text, name
         assert ("--output VIDEO" in text) == (name == "stream"), name  # the annotated video's path, stream only
-    assert "model.KEY=VALUE" in help_text("export", capsys)  # export: model.* overrides on top of its flags
+    assert "model.* keys, on top of the flags" in help_text("export", capsys)  # export: overrides after its flags
 
 
 def test_device_is_the_model_device_override_after_the_others():
@@ -111,6 +111,9 @@ def test_device_is_the_model_device_override_after_the_others():
     _, args = train.parse_args(["--config", "t.yaml", "--device", "cuda", "epochs=3"])
     assert config_overrides(args, device_key="device") == ["epochs=3", "device=cuda"]
     assert batch.parse_args(["a.mp4", "--device", "cpu", "model.top_n=5", "--out", "o"]).device == "cpu"
+    args = export.parse_args(["--model", "driving_mobilenet_v2_fpn", "--out", "x.onnx", "--device", "cuda",
+                              "model.device=cpu", "model.top_n=5"])
+    assert config_overrides(args) == ["model.device=cpu", "model.top_n=5", "model.device=cuda"]
 
 
 def test_old_spellings_are_hidden_aliases_that_warn(caplog):

@@ -103,3 +103,14 @@ def test_agnostic_suppression_keeps_what_torchvision_nms_keeps() -> None:
         assert np.array_equal(got.boxes, boxes[expected])
         kept.append(len(got))
     assert kept[0] < kept[1] <= kept[2]  # the crowd really overlaps
+
+
+def test_classes_one_object_can_be_mistaken_between_are_suppressed_as_one_class() -> None:
+    """A car box inside a bus box at IoU 0.79 is one vehicle (the class-wise IoU, 0.5, applies across car, truck
+    and bus), but a person over a car at the same overlap is two objects (nms.agnostic_iou, 0.8, applies)."""
+    bus = LABEL_IDS["bus"]
+    vehicle = dets((100, 100, 170, 143, 0.7, bus), (103, 102, 167, 139, 0.6, CAR))
+    assert PipelineNms(NmsConfig(score_thresh=0.3))(vehicle).labels.tolist() == [bus]
+    unrelated = dets((100, 100, 170, 143, 0.7, CAR), (103, 102, 167, 139, 0.6, PERSON))
+    assert len(PipelineNms(NmsConfig(score_thresh=0.3))(unrelated)) == 2
+    assert len(PipelineNms(NmsConfig(score_thresh=0.3, agnostic_iou=1.0))(vehicle)) == 2  # off

@@ -210,12 +210,42 @@ def test_coco_labels_map_to_driving_names(exported: tuple[Path, TorchBackend]) -
 def test_cli_exports_reproducible_random_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli.onnx"
     args = ["--model", BUNDLED_MODEL, "--weights", "random", "--top-n", "10", "--out", str(out),
-            "--min-size", "96", "--max-size", "128"]
+            "--min-size", "96", "--max-size", "128", "--device", "cpu"]
     assert main(args) == 0
-    assert f"opset {DEFAULT_OPSET}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"opset {DEFAULT_OPSET}" in printed and "ran a frame on cpu" in printed
     torch.manual_seed(0)
     model, _ = load_model(BUNDLED_MODEL, "random", 10, 96, 128)
     assert read_metadata(out).weights_sha256 == state_sha256(model)
+
+
+def test_cli_export_for_a_device_it_cannot_run_on_is_one_line_exit_2_before_exporting(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = ["--model", BUNDLED_MODEL, "--weights", "random", "--out", str(tmp_path / "x.onnx"), "--device", "cuda"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == ("error: 'model.device' = 'cuda' but no CUDA device is available; "
+                                       "use auto or cpu\n")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_device_is_where_the_graph_can_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto follows CUDA when present and ONNX Runtime can run there; an int8 graph runs on CPUs only: auto checks
+    it there, cuda is refused."""
+    from detector.backend import export_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert export_device(ModelConfig(device="auto")) == "cpu"
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert export_device(ModelConfig(device="auto")) == "cuda"
+    assert export_device(ModelConfig(device="cpu")) == "cpu"
+    assert export_device(ModelConfig(device="auto"), "int8") == "cpu"
+    with pytest.raises(ConfigError, match="int8 graph runs on the CPU only"):
+        export_device(ModelConfig(device="cuda"), "int8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert export_device(ModelConfig(device="auto")) == "cpu"
 
 
 def test_cli_bad_weights_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

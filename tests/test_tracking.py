@@ -194,6 +194,44 @@ def test_a_track_keeps_one_class_by_vote_while_labels_keep_the_detectors_guess()
     assert set(Detections.merge([predicted, out[-1]]).to_json()["track_labels"]) == {"car"}
 
 
+def test_a_car_box_inside_a_bus_box_starts_no_second_id_that_later_turns_bus() -> None:
+    """seattlestreet1's one class switch, synthetic: the detector sees a bus and, inside its box, a car (IoU 0.79),
+    then the car alone, then the bus and a bus-labelled part of it. The car box must not start an id of its own:
+    that id took the part's bus votes and its class changed from car to bus. Every id keeps one class."""
+    from core.labels import LABEL_IDS
+    from detector.config import NmsConfig
+    from detector.nms import PipelineNms
+
+    car, bus = LABEL_IDS["car"], LABEL_IDS["bus"]
+    whole, inner, part = [100, 100, 170, 143], [103, 102, 167, 139], [103, 101, 141, 140]
+    frames = ([([whole], [0.9], [bus])] * 10 + [([whole, inner], [0.7, 0.6], [bus, car])] * 4
+              + [([inner], [0.7], [car])] * 6 + [([whole, part], [0.9, 0.6], [bus, bus])] * 30)
+    nms, tracker = PipelineNms(NmsConfig(score_thresh=0.3)), Tracker(TrackConfig(), fps=10.0)
+    classes: dict[int, set[str]] = {}
+    for i, (boxes, scores, labels) in enumerate(frames):
+        out = tracker.update(nms(Detections(boxes, scores, labels)), i / 10).to_json()
+        for track, label in zip(out["track_ids"], out["track_labels"]):
+            if track is not None:
+                classes.setdefault(track, set()).add(label)
+    assert classes and all(len(names) == 1 for names in classes.values()), classes
+    assert {next(iter(names)) for names in classes.values()} == {"bus"}
+
+
+def test_label_switches_counts_the_ids_whose_voted_class_changes() -> None:
+    """bench.label_switches over JSONL records: id 4 goes car -> bus, id 5 keeps truck whatever the detector
+    said, unconfirmed boxes (null ids) are no track."""
+    from bench.label_switches import id_histories, switched
+
+    records = [{"frame": 0, "track_ids": [4, 5, None], "track_labels": ["car", "truck", "bus"],
+                "labels": ["car", "bus", "bus"]},
+               {"frame": 1, "track_ids": [4, 5], "track_labels": ["bus", "truck"], "labels": ["bus", "truck"]},
+               {"frame": 2, "track_ids": [4], "track_labels": ["bus"], "labels": ["bus"]}]
+    histories = id_histories(records)
+    assert set(histories) == {4, 5}
+    assert list(switched(histories)) == [4]
+    assert histories[4].changes() == [(0, "car"), (1, "bus")] and histories[5].detected == ["bus", "truck"]
+
+
 def test_a_track_never_passes_from_a_car_to_a_person_walking_past_it() -> None:
     """A person box that takes over a parked car's box (the detector now sees the person there) starts a track of
     its own: classes that one object cannot be mistaken between never share an id."""

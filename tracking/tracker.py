@@ -20,19 +20,14 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from trackers.utils.predict_timing import PredictTiming
 
 from core.detections import Detections
-from core.labels import LABEL_IDS, NUM_CLASSES
+from core.labels import CLASS_GROUPS, GROUP_IDS, NUM_CLASSES
 from tracking import flow
 from tracking.config import TrackConfig
 
 log = logging.getLogger(__name__)
 TRACKERS = {"bytetrack": ByteTrackTracker, "sort": SORTTracker, "ocsort": OCSORTTracker}
 LIBRARY_FPS = 30.0  # ``trackers`` counts lost_track_buffer in frames of a 30 FPS video
-# Classes one object can be mistaken between share a tracker; across groups a match is never made
-CLASS_GROUPS = (("car", "truck", "bus"), ("motorcycle", "bicycle"), ("person",), ("traffic_light",),
-                ("stop_sign", "speed_limit", "crosswalk_sign"))
-GROUP_OF = np.zeros(NUM_CLASSES, np.int64)
-for _group, _names in enumerate(CLASS_GROUPS):
-    GROUP_OF[[LABEL_IDS[name] for name in _names]] = _group
+GROUP_OF = np.asarray(GROUP_IDS, np.int64)  # one tracker per class group: a match never crosses groups
 SWITCH_MARGIN = 1.5  # a track's class changes only when another class's summed scores pass it by this factor
 
 
