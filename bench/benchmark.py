@@ -247,3 +247,23 @@ def ceilings(cpu: dict[Key, list[float]]) -> str:
                      f"{infer / (infer + rest):.2f}x of "
                      f"model-only (inference {infer:.1f} ms of CPU a frame, everything else {rest:.1f})")
     return "\n".join(lines)
+
+
+def flops_table(base: PipelineConfig, models: list[str], sizes: list[str]) -> str:
+    """GFLOPs a frame per model part for every model and frame size (no weights needed: the count is the
+    architecture's at the input size the model resizes each frame to)."""
+    from core.labels import NUM_CLASSES
+    from detector.flops import PARTS, frame_gflops
+    from detector.models import build_detector, model_input_size
+
+    rows = [f"{'model':<40} {'frame':>10} {'input':>10} " + " ".join(f"{p:>10}" for p in (*PARTS, "total"))]
+    for cfg in model_configs(base, models):
+        m = cfg.model
+        model = build_detector(m.name, NUM_CLASSES, m.top_n, m.min_size, m.max_size, m.score_thresh)
+        for size in sizes:
+            width, height = (int(v) for v in size.split("x"))
+            gflops = frame_gflops(model, width, height)
+            seen = "x".join(map(str, model_input_size(m.name, m.min_size, m.max_size, width, height)))
+            rows.append(f"{m.name:<40} {size:>10} {seen:>10} "
+                        + " ".join(f"{gflops[p]:>10.2f}" for p in (*PARTS, "total")))
+    return "GFLOPs a frame (torch FLOP counter; top-N " + str(base.model.top_n) + ")\n" + "\n".join(rows)

@@ -1,5 +1,6 @@
 """``driving-detect benchmark``: model-only vs threaded pipeline vs a serial loop (`bench.benchmark` does the work).
 
+    driving-detect benchmark --flops [--sizes WxH,...] [--models NAME,...] [key=value ...]
     driving-detect benchmark --source CLIP [--config FILE] [--max-frames N] [--repeats R] [--sizes WxH,...]
         [--backends auto,torch,onnx,openvino-int8] [--models NAME[:WEIGHTS],...] [--benchmark-log CSV]
         [--device auto|cpu|cuda] [key=value ...]
@@ -16,6 +17,7 @@ from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_mod
 from stream.config import PipelineConfig
 
 SUMMARY = SUBCOMMANDS["benchmark"]
+FLOPS_SIZES = ("640x360", "1280x720", "1920x1080")
 
 
 def size_list(text: str) -> list[str]:
@@ -30,7 +32,10 @@ def size_list(text: str) -> list[str]:
 
 def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
     parser = CommandParser(prog=prog, description=SUMMARY)
-    parser.add_argument("--source", required=True, help="video file to benchmark on")
+    parser.add_argument("--source", help="video file to benchmark on (required unless --flops)")
+    parser.add_argument("--flops", action="store_true",
+                        help="print each model's GFLOPs a frame per part at each --sizes frame size (default "
+                             f"{','.join(FLOPS_SIZES)}) and exit; no video is read")
     parser.add_argument("--config", help="pipeline YAML (default: configs/default.yaml)")
     add_max_frames(parser, "frames of the source per measurement (default 100)", default=100)
     parser.add_alias("--frames", "--max-frames")
@@ -46,14 +51,23 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser.add_argument("--benchmark-log", default="outputs/benchmarks.csv", help="CSV log the records go to")
     add_model_options(parser)
     args = parser.parse_intermixed_args(argv)
+    if not args.flops and not args.source:
+        parser.error("the following arguments are required: --source")
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     return args
 
 
 def run(args: argparse.Namespace, base: PipelineConfig) -> int:
     """The measurements, their modules (and torch) imported only now that the config is known to be good."""
-    from bench.benchmark import ceilings, compare, table
+    from bench.benchmark import ceilings, compare, flops_table, table
     from stream.sources import SourceError
+
+    if args.flops:
+        try:
+            print(flops_table(base, args.models, args.sizes or list(FLOPS_SIZES)))
+        except ValueError as exc:  # a model name --models gave that does not exist
+            return bad_input(exc)
+        return 0
 
     try:
         results, cpu = compare(base, args.source, args.max_frames, args.repeats, args.backends or [base.model.backend],
