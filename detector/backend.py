@@ -52,6 +52,12 @@ def build_backend(cfg: ModelConfig, machine: Machine | None = None) -> Backend:
     ONNX Runtime and OpenVINO run ``model.onnx_path`` when given, else the graph exported on first use into the
     cache (`detector.export_cache`). Errors are `WeightsError`/`ConfigError`/`OnnxModelError` one-liners.
     """
+    if machine is None:
+        from detector.precision_timing import with_measured_speeds
+        from detector.runtime import probe_machine
+
+        probed = probe_machine(cfg)
+        machine = with_measured_speeds(cfg, probed, lambda timed: build_backend(timed, probed))
     cfg = resolve_runtime(cfg, machine)
     backend = _load(cfg)
     backend.runtime = dataclasses.replace(cfg, precision=backend.precision)  # a graph file decides its precision

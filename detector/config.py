@@ -66,8 +66,8 @@ class ModelConfig:
 
     ``backend`` auto: on CUDA ONNX Runtime (TensorRT, then CUDA) else torch; on CPU OpenVINO when installed, else
     ONNX Runtime, else torch (`detector.runtime.choose_runtime`, which logs what it chose and why).
-    ``precision`` auto: the fastest precision measured to cost <= 1 point of AP@0.5 (docs/benchmarks.md,
-    "Real-time by default").
+    ``precision`` auto: of the precisions measured to cost <= 1 point of AP@0.5 (docs/benchmarks.md, "Real-time
+    by default"), the one that runs fastest on this CPU, timed on first use and cached (`detector.precision_timing`).
     ``onnx_path`` empty: the graph is exported on first use into ``cache_dir`` (empty: the user's cache folder).
     ``workers``: inference workers in the pipeline, each on its own frame (results keep frame order); 0 (auto):
     one per usable core on a CPU, two on CUDA (`detector.runtime.pick_workers`);

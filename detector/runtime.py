@@ -54,7 +54,9 @@ class Machine:
     CUDA provider; cpu_bf16: the CPU computes bf16 natively (AVX512-BF16 or AMX), as OpenVINO reports it;
     no_calibration: why no int8 graph can be built here (no saved ranges apply and the calibration frames are
     missing), '' when one can;
-    cores: the physical cores this process may use (`usable_cores`).
+    cores: the physical cores this process may use (`usable_cores`);
+    speeds: ms a frame per precision measured on this CPU (`detector.precision_timing`), empty when not measured:
+    ``precision=auto`` then picks the fastest of its candidates instead of following the instruction-set rule.
     """
 
     cuda: bool
@@ -65,6 +67,7 @@ class Machine:
     cpu_int8: bool = False
     no_calibration: str = ""
     cores: int = 2
+    speeds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def probe_machine(cfg: ModelConfig | None = None) -> Machine:
@@ -137,12 +140,28 @@ def pick_backend(cfg: ModelConfig, machine: Machine, device: str) -> tuple[str, 
     return "torch", "CPU without OpenVINO or ONNX Runtime"
 
 
+def supported_precisions(machine: Machine, backend: str, device: str) -> list[str]:
+    """What ``backend`` can run on ``device`` here: bf16 needs a CPU that computes it, int8 a calibration."""
+    return [p for p in SUPPORTED[(backend, device)] if (p != "bf16" or device == "cuda" or machine.cpu_bf16)
+            and (p != "int8" or not machine.no_calibration)]
+
+
+def auto_candidates(machine: Machine, backend: str, device: str) -> list[str]:
+    """The precisions ``precision=auto`` chooses among on this machine (AUTO_PRECISION's, where supported)."""
+    supported = supported_precisions(machine, backend, device)
+    return [p for p in AUTO_PRECISION[(backend, device)] if p in supported]
+
+
 def pick_precision(cfg: ModelConfig, machine: Machine, backend: str, device: str) -> tuple[str, str]:
     """The precision and why; a requested one the backend or CPU lacks falls back with one warning."""
     native = SUPPORTED[(backend, device)]
-    supported = [p for p in native if (p != "bf16" or device == "cuda" or machine.cpu_bf16)
-                 and (p != "int8" or not machine.no_calibration)]
+    supported = supported_precisions(machine, backend, device)
     if cfg.precision == "auto":
+        measured = auto_candidates(machine, backend, device)
+        if len(measured) > 1 and all(p in machine.speeds for p in measured):
+            chosen = min(measured, key=machine.speeds.__getitem__)
+            times = ", ".join(f"{p} {machine.speeds[p]:.1f} ms" for p in measured)
+            return chosen, f"auto: the fastest measured on this CPU ({times} a frame)"
         candidates = AUTO_PRECISION[(backend, device)]
         chosen = next(p for p in candidates if p in supported and (p != "int8" or machine.cpu_int8))
         why = {"fp16": "CUDA", "int8": "static int8 measured within 1 point of fp32",
