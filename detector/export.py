@@ -35,7 +35,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import FrozenBatchNorm2d, poolers
 
 from core.labels import LABELS
-from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
+from detector.graph import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
 from detector.calibration import CalibrationError
 from detector.config import DEFAULT_OPSET
 from detector.input_size import POLICY_NAME, PolicyTransform

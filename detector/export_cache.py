@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.backend_onnx import OnnxModelError, read_metadata
+from detector.graph import OnnxModelError, read_metadata
 from detector.calibration import CalibrationError, calibration_missing, calibration_paths, fingerprint, read_frames
 from detector.config import ModelConfig
 from detector.export import EXPORTER_VERSION, Int8Ranges, export, measure_ranges
