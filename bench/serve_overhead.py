@@ -5,7 +5,7 @@ The conditions alternate within each repeat (so drifting load on a shared machin
 medians and spreads are printed with the CPU model, its flags and the load average before and after. The
 pipeline runs in this process on the main thread, as ``driving-detect stream`` runs it; the reading viewers are
 ``curl`` processes, the stalled client a socket here that never reads, so no viewer competes for this GIL.
-Besides FPS it reports this process's CPU time per frame (all its threads: pipeline, web stage, encoder,
+Besides FPS it reports this process's CPU time per frame (all its threads: pipeline, web sink, encoder,
 server), which other programs on a shared machine disturb far less than they disturb FPS.
 
     python -m bench.serve_overhead [--source CLIP] [--max-frames N] [--repeats R] [--json OUT] [key=value ...]

@@ -24,11 +24,11 @@ class RunCollector(Collector):
         self.live = live
 
     def collect(self) -> Iterator[Metric]:
-        live, pipeline = self.live, self.live.pipeline
+        live, stats = self.live, self.live.stats
         live.absorb()
-        for name, value, doc in (("frames", pipeline.written, "frames written (video and detections)"),
-                                 ("dropped", pipeline.dropped, "frames dropped by drop-oldest queues"),
-                                 ("skipped", pipeline.source.skipped, "corrupt source frames skipped"),
+        for name, value, doc in (("frames", stats.written, "frames written (video and detections)"),
+                                 ("dropped", stats.dropped, "frames dropped by drop-oldest queues"),
+                                 ("skipped", stats.skipped, "corrupt source frames skipped"),
                                  ("reconnects", live.reconnects, "reconnects of a live source")):
             yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
         detections = CounterMetricFamily(f"{PREFIX}_detections", "boxes in written frames, by class", labels=["class"])
@@ -49,8 +49,8 @@ class RunCollector(Collector):
         yield GaugeMetricFamily(f"{PREFIX}_source_up", "1 while the source delivers frames", value=int(live.source_up))
         yield GaugeMetricFamily(f"{PREFIX}_viewers", "MJPEG viewers connected", value=live.hub.viewers)
         depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "items waiting in the queue after a stage", labels=["queue"])
-        for name, queue in pipeline.queues.items():
-            depth.add_metric([name], queue.depth())
+        for name, value in stats.queue_depths().items():
+            depth.add_metric([name], value)
         yield depth
         stages = HistogramMetricFamily(f"{PREFIX}_stage_latency_seconds", "time per item in each stage",
                                        labels=["stage"])

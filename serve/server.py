@@ -23,9 +23,8 @@ import uvicorn
 from core.config import ConfigError
 from serve.app import build_app
 from serve.hub import FrameHub
-from serve.live import LiveRun
+from serve.live import LiveRun, WebSink
 from stream.pipeline import Pipeline
-from stream.stages import Stage
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
@@ -96,8 +95,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class WebView:
-    """The web view of ``pipeline`` (built, not yet run): adds the web stage after the sink, serves while in
-    the ``with`` block."""
+    """The web view of ``pipeline`` (built, not yet run): adds the web sink after its other sinks, serves while
+    in the ``with`` block."""
 
     def __init__(self, pipeline: Pipeline, plan: ServePlan):
         cfg = pipeline.cfg.serve
@@ -105,9 +104,8 @@ class WebView:
         self.sock = bind(plan.host, plan.port)
         self.port = self.sock.getsockname()[1]
         self.hub = FrameHub(cfg.fps, cfg.quality)
-        self.live = LiveRun(pipeline, cfg, self.hub)
-        pipeline.stages.append(Stage("web", self.live.on_frame))
-        pipeline.annotate = True
+        self.live = LiveRun(pipeline.stats, cfg, self.hub)
+        pipeline.sinks.append(WebSink(self.live))
         config = uvicorn.Config(build_app(self.live, plan.token), log_config=None, log_level="warning",
                                 access_log=False, lifespan="off", http="h11", ws="none", server_header=False,
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE)
@@ -131,13 +129,13 @@ class WebView:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         pipeline = self.pipeline
-        stopped = pipeline.source_done.is_set()  # Ctrl-C, SIGTERM or a closed display window
-        state = "failed" if pipeline.errors or exc is not None else "stopped" if stopped else "finished"
+        stopped = pipeline.stopping  # Ctrl-C, SIGTERM or a closed display window
+        state = "failed" if pipeline.failed or exc is not None else "stopped" if stopped else "finished"
         self.live.finish(state)
         if exc is None and not stopped and self.cfg.linger > 0:
             log.info("run %s; its final numbers stay at %s for %g s (Ctrl-C to leave now)", state, self.url,
                      self.cfg.linger)
-            pipeline.source_done.wait(self.cfg.linger)  # a stop request ends the wait
+            pipeline.wait_stop(self.cfg.linger)  # a stop request ends the wait
         self.close()
 
     def close(self) -> None:
