@@ -63,7 +63,7 @@ def run_once(cfg: PipelineConfig, source: str, backend: Backend, condition: str,
         record = pipeline.run()
         return {"fps": record.fps, "cpu_ms": (time.process_time() - cpu) * 1000 / record.frames, "jpegs": 0}
     with ExitStack() as stack:
-        view = stack.enter_context(WebView(pipeline, ServePlan("127.0.0.1", 0, None)))
+        view = stack.enter_context(WebView([pipeline], ServePlan("127.0.0.1", 0, None)))
         if condition == "stalled client":
             stack.callback(stalled_client(view.url).close)
         elif condition == "2 viewers":

@@ -217,7 +217,7 @@ class LiveRun:
         t, fps, latency = zip(*self.history) if self.history else ((), (), ())
         record = stats.record()
         return asdict(record) | {
-            "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
+            "name": self.source_id, "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
             "source_up": self.source_up, "reconnects": self.reconnects,
             "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
             "queue_depth": stats.queue_depths(),

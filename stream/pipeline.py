@@ -19,7 +19,9 @@ frame before onto them by optical flow (or the tracks' Kalman prediction, ``trac
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import sys
@@ -42,6 +44,7 @@ from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.frames import Frame
 from stream.interval import DetectorSchedule
+from stream.pool import InferencePool
 from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
 from stream.sinks import DisplaySink, JsonlSink, Sink, SinkError, VideoSink, video_size
@@ -86,11 +89,16 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, source: Source, source_spec: str, backend: Backend, outputs: Outputs,
                  max_frames: int | None = None, display: bool = False, progress: bool = True,
-                 source_id: str | None = None):
+                 source_id: str | None = None, pool: InferencePool | None = None):
         cfg = dataclasses.replace(cfg, model=resolved_model(cfg.model, backend))
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
         self.max_frames, self.progress = max_frames, progress
         self.source_id = source_id or source_name(source_spec)
+        # With a pool (several sources in one run) the pool's workers run the backend for every source; this
+        # source's inference stage only hands frames over and waits, off the main thread, which the pool has.
+        self._detect = backend if pool is None else functools.partial(pool.infer, self.source_id)
+        if pool is not None:
+            pool.register(self.source_id)
         self.nms = PipelineNms(cfg.nms)
         self.overlay = Overlay(cfg.render, cfg.track.trail if cfg.track.enabled else 0)
         info = source.info
@@ -124,8 +132,9 @@ class Pipeline:
         ]
         self.stages: list[Stage] = [
             Stage("capture", self._schedule, overflow="drop_oldest" if policy == "latest" else "block"),
-            Stage("inference", self._infer, workers=cfg.model.workers, worker_context=backend.worker_threads,
-                  main_thread=True),
+            Stage("inference", self._infer, workers=cfg.model.workers,
+                  worker_context=backend.worker_threads if pool is None else contextlib.nullcontext,
+                  main_thread=pool is None),
             Stage("nms", self._nms),
             *([Stage("track", self._track)] if self.tracker is not None else []),
             Stage("render", self._render),
@@ -154,7 +163,7 @@ class Pipeline:
 
     @property
     def stopping(self) -> bool:
-        """A stop was requested (Ctrl-C, SIGTERM, a closed window) or the run ended."""
+        """A stop was requested (Ctrl-C, SIGTERM, a closed window)."""
         return self.source_done.is_set()
 
     def wait_stop(self, timeout: float) -> bool:
@@ -185,7 +194,7 @@ class Pipeline:
     def _infer(self, frame: Frame) -> Frame:
         if frame.detect:
             started = time.perf_counter()
-            frame.detections = self.backend(frame.image)
+            frame.detections = self._detect(frame.image)
             self.schedule.observe(time.perf_counter() - started)
         return frame
 

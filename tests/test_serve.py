@@ -299,7 +299,7 @@ def test_a_page_opened_after_the_run_shows_the_last_frame_and_counts_itself_as_i
         finally:
             pipeline.request_stop()  # ends the linger
 
-    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+    with WebView([pipeline], ServePlan("127.0.0.1", 0, None)) as view:
         run_pipeline(pipeline)
         watcher = threading.Thread(target=watch, args=(view.url,))
         watcher.start()
@@ -481,7 +481,7 @@ def test_a_failed_run_is_served_as_failed_for_the_linger_then_the_server_closes(
             time.sleep(0.1)
 
     started = time.perf_counter()
-    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+    with WebView([pipeline], ServePlan("127.0.0.1", 0, None)) as view:
         _, failure = run_pipeline(pipeline)
         watcher = threading.Thread(target=watch, args=(view.url,))
         watcher.start()
