@@ -199,7 +199,6 @@ def build_multi_run(cfg: PipelineConfig, entries: list[SourceEntry], outputs: di
         if entry.name in sources:
             pipeline = Pipeline(cfg, sources[entry.name], entry.spec, backend, outputs[entry.name], max_frames,
                                 progress=False, source_id=entry.name, pool=pool)
-            pipeline.log_source = True
             pipelines.append(pipeline)
     record_csv = next(iter(outputs.values())).record_csv
     return MultiRun(pipelines, pool, run_record, record_csv, failed)

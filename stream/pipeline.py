@@ -99,14 +99,15 @@ class Pipeline:
         self._detect = backend if pool is None else functools.partial(pool.infer, self.source_id)
         if pool is not None:
             pool.register(self.source_id)
+        self.log_source = pool is not None  # log lines name the source in a run of several
         self.nms = PipelineNms(cfg.nms)
         self.overlay = Overlay(cfg.render, cfg.track.trail if cfg.track.enabled else 0)
         info = source.info
         self.video_size = video_size(info.size, cfg.output.max_size)  # drawn at this size, for video and web view
         m = cfg.model
         self.input_size = "{}x{}".format(*model_input_size(m.name, m.min_size, m.max_size, *info.size))
-        log.info("%dx%d frames: the model sees %s, the annotated video is %dx%d", *info.size, self.input_size,
-                 *self.video_size)
+        log.info("%s%dx%d frames: the model sees %s, the annotated video is %dx%d", self._log_prefix(), *info.size,
+                 self.input_size, *self.video_size)
         self.schedule = DetectorSchedule(cfg.model.interval, cfg.model.max_interval, cfg.model.interval_phase,
                                          info.fps, cfg.model.workers, info.live)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
@@ -144,7 +145,6 @@ class Pipeline:
         # Draw the overlay only for a sink that shows it (set when the run starts, from the sinks then in the list):
         # with --no-video it is about 1 ms of CPU a frame taken from inference on a small CPU.
         self.annotate = False
-        self.log_source = False  # log lines name the source (a run of several)
         self._bar: tqdm | None = None
         self._last_log = 0.0
         self._hud: HudStats | None = None
