@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +23,7 @@ from core.detections import Detections
 from stream.multi import SourceEntry, parse_sources
 from stream.pool import InferencePool
 from stream.queues import Stopped
-from tests.conftest import RANDOM_MODEL, write_video
+from tests.conftest import RANDOM_MODEL, REPO, write_video
 
 MODEL = [*RANDOM_MODEL, "model.score_thresh=0.0", "nms.score_thresh=0.0", "track.enabled=true"]
 
@@ -144,3 +150,43 @@ def test_the_pool_serves_sources_in_turn_so_a_flooding_source_does_not_starve_a_
     slow = backend.order.count(2)
     assert slow >= 15 and backend.order.count(1) >= slow  # in turn: about one frame per 25 ms, ~40 in all
     assert pool.served["stalled"] == 0
+
+
+def test_one_web_view_serves_every_source_a_grid_a_page_each_and_metrics_by_source(tmp_path):
+    a = write_video(tmp_path / "a.avi", frames=20)
+    b = write_video(tmp_path / "b.avi", frames=12)
+    stderr = tmp_path / "stderr.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "commands.main", "stream", "--source", str(a), "--source", f"rear={b}", "--no-video",
+         "--out", str(tmp_path / "run"), "--benchmark-log", str(tmp_path / "log.csv"), "--serve", "127.0.0.1:0",
+         "--serve-token", "tok3n", "serve.linger=60", *MODEL],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=stderr.open("w"), text=True)
+    try:
+        deadline = time.time() + 120
+        while not (found := re.search(r"serving (http://\S+?/)", stderr.read_text())):
+            assert time.time() < deadline and process.poll() is None, stderr.read_text()[-2000:]
+            time.sleep(0.1)
+        url = found.group(1)
+
+        def get(path: str) -> str:
+            with urllib.request.urlopen(f"{url}{path}?token=tok3n", timeout=10) as response:
+                return response.read().decode()
+
+        while json.loads(get("api/status"))["sources"]["rear"]["state"] != "finished" or \
+                json.loads(get("api/status"))["sources"]["a"]["state"] != "finished":
+            assert time.time() < deadline, get("api/status")[:500]
+            time.sleep(0.2)
+        grid = get("")
+        assert 'href="source/a/"' in grid and 'data-src="source/rear/stream.mjpg"' in grid
+        assert 'id="stream"' in get("source/rear/")  # the one-source dashboard, under the source's prefix
+        rear = json.loads(get("source/rear/api/status"))
+        assert rear["name"] == "rear" and rear["frames"] == 12 and rear["state"] == "finished"
+        frames = {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+                  for line in get("metrics").splitlines() if line.startswith("driving_detect_frames_total{")}
+        assert frames == {'source="a"': 20.0, 'source="rear"': 12.0}
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{url}source/rear/api/status", timeout=10)  # the token guards every page
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert process.returncode == 0
