@@ -64,7 +64,7 @@ class OnnxMetadata:
         if missing:
             raise OnnxModelError(
                 f"'{source}' lacks this project's metadata ({', '.join(missing)}); "
-                "export it with python -m detector.export"
+                "export it with driving-detect export"
             )
         try:
             meta = cls(**{name: json.loads(props[name]) for name in names})
@@ -105,14 +105,14 @@ class OnnxMetadata:
         if differ:
             raise OnnxModelError(
                 f"'{source}' was exported with other settings than the config ({'; '.join(differ)}); "
-                "set those keys or re-export with python -m detector.export"
+                "set those keys or re-export with driving-detect export"
             )
 
 
 def read_metadata(path: Path) -> OnnxMetadata:
     """The project metadata of an exported file, read without starting a session (TensorRT builds are slow)."""
     if not path.is_file():
-        raise OnnxModelError(f"ONNX model '{path}' does not exist; create it with python -m detector.export")
+        raise OnnxModelError(f"ONNX model '{path}' does not exist; create it with driving-detect export")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError) as exc:

@@ -2,8 +2,8 @@
 
 Layers, lowest first (docs/guide/architecture.md): core -> detector -> evaluation -> training -> tracking -> stream
 -> serve -> fleet -> bench -> commands.
-Imports inside a module's ``if __name__ == "__main__":`` block don't count: they run only when the module is a
-script (the ``python -m detector.tune`` shims), never when another module imports it.
+Every import counts, at any depth (functions too, and ``if __name__ == "__main__":`` blocks): the library layers
+are no scripts, ``driving-detect`` is the one entry point (`test_no_library_module_is_a_command`).
 """
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ def is_main_guard(node: ast.stmt) -> bool:
 
 
 def imported_modules(source: str) -> set[str]:
-    """Every module a file imports, at any depth (functions too), except under ``if __name__ == "__main__":``."""
+    """Every module a file imports, at any depth (functions and ``__main__`` blocks too)."""
     found: set[str] = set()
-    body = [node for node in ast.parse(source).body if not is_main_guard(node)]
-    for node in (n for top in body for n in ast.walk(top)):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -69,7 +68,7 @@ def test_no_module_imports_a_layer_above_its_own():
     assert len(graph) > 40 and violations(graph) == []
 
 
-def test_the_check_catches_a_back_import_and_exempts_script_entry_points(tmp_path: Path):
+def test_the_check_catches_a_back_import_also_in_a_function_or_a_main_block(tmp_path: Path):
     synthetic = {
         "core.types": {"numpy"},
         "detector.models": {"core.types", "torch"},
@@ -84,17 +83,31 @@ def test_the_check_catches_a_back_import_and_exempts_script_entry_points(tmp_pat
     source = ("import numpy\n"
               "def f():\n    from stream.pipeline import Pipeline\n"
               "if __name__ == '__main__':\n    from commands.tune import main\n")
-    assert imported_modules(source) == {"numpy", "stream.pipeline", "stream.pipeline.Pipeline"}
+    assert imported_modules(source) == {"numpy", "stream.pipeline", "stream.pipeline.Pipeline", "commands.tune",
+                                        "commands.tune.main"}
     assert violations({"detector.shim": imported_modules(source)}) == [
+        "detector.shim imports commands.tune (commands is above detector)",
+        "detector.shim imports commands.tune.main (commands is above detector)",
         "detector.shim imports stream.pipeline (stream is above detector)",
         "detector.shim imports stream.pipeline.Pipeline (stream is above detector)",
     ]
 
 
+def test_no_library_module_is_a_command():
+    """No ``python -m detector.tune`` style forms: below commands/ (and bench/'s measuring scripts) no module has
+    a ``__main__`` block or is a package's ``__main__.py``."""
+    scripts = []
+    for layer in LAYERS[:LAYERS.index("bench")]:
+        for path in sorted((REPO / layer).rglob("*.py")):
+            if path.name == "__main__.py" or any(is_main_guard(n) for n in ast.parse(path.read_text()).body):
+                scripts.append(str(path.relative_to(REPO)))
+    assert scripts == []
+
+
 def test_importing_the_lower_layers_loads_nothing_above_them():
     """At run time too: the detector, evaluation and training load no stream, bench or command module."""
     code = ("import sys, detector.backend, detector.export, detector.backend_onnx, evaluation.evaluate, "
-            "training.train, detector.tune, detector.train, detector.evaluate\n"
+            "training.train\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('stream', 'bench', 'commands')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
