@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import sys
 import tempfile
 import warnings
 from pathlib import Path
