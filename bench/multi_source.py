@@ -7,10 +7,11 @@ round-robin), then N ``driving-detect stream`` processes started together, one s
 process sizing its workers to the whole machine, as N commands in N shells would). Every source is the same
 clip, read to ``--max-frames`` frames, lossless (a file), without video, so the frames are the same work in both.
 
-Reported per N and layout: frames summed; FPS summed (the processing FPS of the records: the run's record for
-one process, the sum of the processes' records for separate ones, which ran side by side); wall seconds of the
-whole command (model loads included); CPU ms a frame (user + system of the processes, from ``wait4``); memory
-(peak RSS of the one process, or the sum of the processes' peaks). Prints the CPU and the load average before
+Reported per N and layout: frames summed; FPS in all, frames over the processing window (from the first
+record's start to the last one's end: a record's file is written as its run ends, and says how long it ran,
+so model loads are left out and separate processes that started apart are not counted as overlapping); wall
+seconds of the whole command (model loads included); CPU ms a frame (user + system of the processes, from
+``wait4``); memory (peak RSS of the one process, or the sum of the processes' peaks). Prints the CPU and the load average before
 and after: other users of the machine skew every number, so run it on a quiet one.
 """
 from __future__ import annotations
@@ -60,20 +61,32 @@ def run_all(commands: list[list[str]]) -> tuple[float, float, float]:
     return time.perf_counter() - started, cpu, memory
 
 
+def processing_fps(records: list[Path]) -> tuple[int, float]:
+    """Frames of ``records`` and their frames per second over the window from the earliest start to the latest
+    end (end: the record file's modification time; start: that less the record's ``seconds``)."""
+    spans = []
+    frames = 0
+    for path in records:
+        record = json.loads(path.read_text())
+        end = path.stat().st_mtime
+        spans.append((end - record["seconds"], end))
+        frames += record["frames"]
+    window = max(end for _, end in spans) - min(start for start, _ in spans)
+    return frames, frames / window if window > 0 else 0.0
+
+
 def measure(clip: Path, count: int, together: bool, out: Path, common: list[str]) -> Layout:
     folder = out / f"{count}-{'one' if together else 'separate'}"
     stream = [sys.executable, "-m", "commands.main", "stream", *common, "--benchmark-log", str(folder / "log.csv")]
     if together:
         sources = [arg for i in range(count) for arg in ("--source", f"s{i}={clip}")]
         wall, cpu, memory = run_all([[*stream, *sources, "--out", str(folder)]])
-        record = json.loads((folder / "run.json").read_text()) if count > 1 else \
-            json.loads((folder / "benchmark.json").read_text())
-        frames, fps = record["frames"], record["fps"]
+        paths = [folder / ("run.json" if count > 1 else "benchmark.json")]
     else:
         wall, cpu, memory = run_all([[*stream, "--source", str(clip), "--out", str(folder / f"s{i}")]
                                      for i in range(count)])
-        records = [json.loads((folder / f"s{i}" / "benchmark.json").read_text()) for i in range(count)]
-        frames, fps = sum(r["frames"] for r in records), sum(r["fps"] for r in records)
+        paths = [folder / f"s{i}" / "benchmark.json" for i in range(count)]
+    frames, fps = processing_fps(paths)
     return Layout(count, 1 if together else count, frames, round(fps, 2), round(wall, 1),
                   round(cpu * 1000 / max(frames, 1), 1), round(memory))
 
@@ -99,7 +112,7 @@ def main() -> None:
             rows.append(measure(args.clip, count, together, out, common))
             row = rows[-1]
             print(f"{row.sources} source(s) in {row.processes} process(es): {row.frames} frames, {row.fps:.2f} fps "
-                  f"summed, {row.wall_seconds:.1f} s wall, {row.cpu_ms_per_frame:.1f} CPU ms/frame, "
+                  f"in all, {row.wall_seconds:.1f} s wall, {row.cpu_ms_per_frame:.1f} CPU ms/frame, "
                   f"{row.memory_mb:.0f} MB", flush=True)
     print(f"load average after: {load_average()}")
     (out / "multi_source.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
