@@ -10,7 +10,9 @@ measured is read through `Pipeline.stats` (`stream.stats.RunStats`), never from 
 
 Every stage runs on a thread of its own except inference, whose first worker runs on the caller's (main)
 thread, where torch's CPU kernels are fastest; ``model.workers`` (auto: one per usable core on a CPU) runs
-more inference workers, each on its own frame, and results still leave in frame order. Queues are bounded, so
+more inference workers, each on its own frame, and results still leave in frame order. In a run of several sources
+(`stream.multi`) the inference stage hands each frame to the shared `stream.pool.InferencePool`, whose workers
+(the first on the main thread) serve the sources in turn. Queues are bounded, so
 the slowest stage sets the pace: file sources block (lossless), live sources drop the oldest frame.
 `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now. With
 ``model.interval`` k > 1 (or ``auto`` on a live source) the capture stage marks which frames the detector runs
