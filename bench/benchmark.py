@@ -121,7 +121,7 @@ def serial(cfg: PipelineConfig, source: str, backend: Backend, frames: int, out:
                 break
             detections = nms(backend(image))
             if writer is not None:
-                writer.write(overlay(image, detections, None, size))
+                writer.write_image(overlay(image, detections, None, size))
             ms.append((time.perf_counter() - t) * 1000)
             count += 1
     seconds = time.perf_counter() - started

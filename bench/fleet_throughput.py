@@ -67,7 +67,8 @@ def main() -> None:
         "seconds": round(sum(timed(single(f, out / "single.csv")) for f in files), 2)}}
     for name, extra in FLEETS.items():
         folder = out / name.split()[1] / "out"
-        seconds = timed([sys.executable, "-m", "fleet", str(inputs), "--out", str(folder), *common, *extra])
+        seconds = timed([sys.executable, "-m", "commands.main", "batch", str(inputs), "--out", str(folder),
+                         *common, *extra])
         record = json.loads((folder / "fleet.json").read_text())
         results[name] = {"seconds": round(seconds, 2), "processing_fps": record["fps"], "frames": record["frames"]}
     frames = results[next(iter(FLEETS))]["frames"]  # short clips end before --max-frames

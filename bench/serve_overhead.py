@@ -5,7 +5,7 @@ The conditions alternate within each repeat (so drifting load on a shared machin
 medians and spreads are printed with the CPU model, its flags and the load average before and after. The
 pipeline runs in this process on the main thread, as ``driving-detect stream`` runs it; the reading viewers are
 ``curl`` processes, the stalled client a socket here that never reads, so no viewer competes for this GIL.
-Besides FPS it reports this process's CPU time per frame (all its threads: pipeline, web stage, encoder,
+Besides FPS it reports this process's CPU time per frame (all its threads: pipeline, web sink, encoder,
 server), which other programs on a shared machine disturb far less than they disturb FPS.
 
     python -m bench.serve_overhead [--source CLIP] [--max-frames N] [--repeats R] [--json OUT] [key=value ...]
@@ -63,7 +63,7 @@ def run_once(cfg: PipelineConfig, source: str, backend: Backend, condition: str,
         record = pipeline.run()
         return {"fps": record.fps, "cpu_ms": (time.process_time() - cpu) * 1000 / record.frames, "jpegs": 0}
     with ExitStack() as stack:
-        view = stack.enter_context(WebView(pipeline, ServePlan("127.0.0.1", 0, None)))
+        view = stack.enter_context(WebView([pipeline], ServePlan("127.0.0.1", 0, None)))
         if condition == "stalled client":
             stack.callback(stalled_client(view.url).close)
         elif condition == "2 viewers":

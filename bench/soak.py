@@ -46,12 +46,13 @@ def sample(pipeline: Pipeline, seconds: float, rows: list[dict[str, float]]) -> 
     written = 0
     while (elapsed := time.monotonic() - started) < seconds:
         time.sleep(1.0 - (elapsed % 1.0))
-        now_written = pipeline.written
+        stats = pipeline.stats
+        now_written = stats.written
         new = now_written - written
-        recent = pipeline.latency.snapshot()[-new:] if new else np.empty(0)
+        recent = stats.latency.snapshot()[-new:] if new else np.empty(0)
         rows.append({"t": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(), 1), "fps": new,
                      "latency_p95_ms": round(float(np.percentile(recent, 95)), 1) if new else float("nan"),
-                     "dropped": pipeline.dropped, "reconnects": pipeline.source.reconnects})
+                     "dropped": stats.dropped, "reconnects": stats.reconnects})
         written = now_written
     pipeline.request_stop()
 

@@ -280,7 +280,7 @@ def write_config(base: PipelineConfig, rec: Recommendation, onnx_dir: Path, req:
                  path: Path) -> None:
     """The measured config with the chosen setting, under a comment header that says how it was chosen."""
     cfg = setting_config(base, rec.choice.setting, onnx_dir)
-    header = [f"Tuned by python -m detector.tune on {time.strftime('%Y-%m-%d %H:%M')}",
+    header = [f"Tuned by driving-detect tune on {time.strftime('%Y-%m-%d %H:%M')}",
               f"clip {mask_url(req.clip)} ({req.frames} frames x {req.repeats} repeats), data {req.data}"
               + (f" split {req.split}" if req.split else ""),
               f"rule {rec.rule}: {rec.reason}"]

@@ -1,5 +1,5 @@
 """The commands layer: one module per command, argument parsing only; the work is done by the layers below.
 
-`commands.main` is the ``driving-detect SUBCOMMAND`` entry point; ``python run_stream.py`` and the older
-``python -m detector.evaluate`` style forms are thin shims onto the same modules.
+`commands.main` is the ``driving-detect SUBCOMMAND`` entry point, the one way in; ``python run_stream.py`` is kept
+as the script form of ``driving-detect stream`` (tests and `bench/resolution_sweep.py` run it as a process).
 """

@@ -1,4 +1,4 @@
-"""``driving-detect batch`` (also ``python -m fleet``): many videos and image folders through the stream pipeline
+"""``driving-detect batch``: many videos and image folders through the stream pipeline
 on Ray workers, resumable, with a fleet summary.
 
     driving-detect batch [SOURCE ...] [--source SOURCE ...] --out DIR [--config FILE] [--ray-address ADDR]

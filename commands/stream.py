@@ -1,8 +1,12 @@
-"""``driving-detect stream`` (also ``python run_stream.py``): the pipeline on a file, camera, URL or image folder.
+"""``driving-detect stream`` (also ``python run_stream.py``): the pipeline on files, cameras, URLs or image folders.
 
-    driving-detect stream [--source SRC] [--config FILE] [--out DIR] [--output VIDEO] [--detections JSONL]
-                          [--record JSON] [--benchmark-log FILE] [--max-frames N] [--device auto|cpu|cuda]
-                          [--display] [--serve [HOST:]PORT [--serve-token TOKEN|auto]] [key=value ...]
+    driving-detect stream [--source [NAME=]SRC ...] [--keep-going] [--config FILE] [--out DIR] [--output VIDEO]
+                          [--detections JSONL] [--record JSON] [--benchmark-log FILE] [--max-frames N]
+                          [--device auto|cpu|cuda] [--display] [--serve [HOST:]PORT [--serve-token TOKEN|auto]]
+                          [key=value ...]
+
+With several ``--source`` options one process runs them all on one shared model (`stream.multi`), each writing
+to ``<out>/<NAME>/``.
 """
 from __future__ import annotations
 
@@ -15,11 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from commands.common import SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input, run_with_config
+from commands.common import (BAD_INPUT_EXIT, SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, bad_input,
+                             run_with_config)
 from core.log import mask_url
 from stream.config import PipelineConfig
 
 if TYPE_CHECKING:
+    from serve.server import ServePlan
+    from stream.multi import MultiRun, SourceEntry
     from stream.pipeline import Outputs, Pipeline
     from stream.record import BenchmarkRecord
 
@@ -30,11 +37,16 @@ log = logging.getLogger(__name__)
 
 def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
     parser = CommandParser(prog=prog, description=SUMMARY)
-    parser.add_argument("--source", default=str(SAMPLE),
-                        help="video file, webcam index (0), rtsp/http(s) URL, or image folder/glob (default: sample)")
+    parser.add_argument("--source", action="append", metavar="[NAME=]SRC",
+                        help="video file, webcam index (0), rtsp/http(s) URL, or image folder/glob (default: sample); "
+                             "repeat it to run several sources on one shared model, each writing to <out>/<NAME>/ "
+                             "(NAME defaults to the file stem or camN)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="with several sources, run the ones that open when some do not (default: stop, exit 2)")
     parser.add_argument("--config", help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--out", metavar="DIR", help="output folder for annotated.mp4, detections.jsonl and "
-                                                     "benchmark.json (default: <output.dir>/<source name>)")
+                                                     "benchmark.json (default: <output.dir>/<source name>); with "
+                                                     "several sources the folder of their <NAME>/ folders and run.json")
     parser.add_argument("--output", metavar="VIDEO", help="annotated video path (default: <out>/annotated.mp4)")
     parser.add_argument("--detections", help="detections JSONL path (default: <out>/detections.jsonl)")
     parser.add_argument("--record", help="benchmark record JSON path (default: benchmark.json next to the detections)")
@@ -65,14 +77,20 @@ def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
 
 def run_stream(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     from serve.server import WebView, plan_serving
+    from stream.multi import parse_sources
     from stream.run import build_pipeline, default_outputs, run_pipeline
 
+    entries = parse_sources(args.source or [str(SAMPLE)])
     plan = plan_serving(args.serve, args.serve_token or cfg.serve.token) if args.serve else None
-    outputs = default_outputs(cfg, args.source, args.output, args.detections, args.benchmark_log, args.no_video,
-                              out_dir=args.out, record=args.record)
-    pipeline = build_pipeline(cfg, args.source, outputs, max_frames=args.max_frames, display=args.display,
-                              progress=not args.quiet)
-    with stop_on_signals(pipeline), WebView(pipeline, plan) if plan else contextlib.nullcontext():
+    if len(entries) > 1:
+        return run_several(args, cfg, entries, plan)
+    entry = entries[0]
+    out_dir = args.out or Path(cfg.output.dir) / entry.name
+    outputs = default_outputs(cfg, entry.spec, args.output, args.detections, args.benchmark_log, args.no_video,
+                              out_dir=out_dir, record=args.record)
+    pipeline = build_pipeline(cfg, entry.spec, outputs, max_frames=args.max_frames, display=args.display,
+                              progress=not args.quiet, source_id=entry.name)
+    with stop_on_signals(pipeline), WebView([pipeline], plan) if plan else contextlib.nullcontext():
         record, failure = run_pipeline(pipeline)
     if failure is not None:
         print(f"error: {mask_url(str(failure))}", file=sys.stderr)
@@ -81,12 +99,49 @@ def run_stream(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     return 0
 
 
+def run_several(args: argparse.Namespace, cfg: PipelineConfig, entries: list[SourceEntry],
+                plan: ServePlan | None) -> int:
+    """Several sources on one model: outputs checked and every source opened before the first frame."""
+    from serve.server import WebView
+    from stream.multi import MultiSourceError, build_multi_run, plan_outputs
+
+    single = [flag for flag, value in (("--output", args.output), ("--detections", args.detections),
+                                       ("--record", args.record), ("--display", args.display)) if value]
+    if single:
+        return bad_input(ValueError(f"{', '.join(single)} names one output; with several sources use --out DIR "
+                                    "(each source writes to DIR/<NAME>/)"))
+    outputs, run_record = plan_outputs(cfg, entries, args.out, args.no_video, args.benchmark_log)
+    try:
+        run = build_multi_run(cfg, entries, outputs, run_record, args.max_frames, args.keep_going)
+    except MultiSourceError as exc:
+        for failure in exc.failures:
+            print(f"error: {failure.line()}", file=sys.stderr)
+        return BAD_INPUT_EXIT
+    for failure in run.failed:
+        print(f"error: {failure.line()} (left out: --keep-going)", file=sys.stderr)
+    with stop_on_signals(run), WebView(run.pipelines, plan) if plan else contextlib.nullcontext():
+        record = run.run()
+    failures = 0
+    for pipeline in run.pipelines:
+        source_record, failure = run.results[pipeline.source_id]
+        print(f"{pipeline.source_id}: {source_record.frames} frames, {source_record.fps:.2f} fps, dropped "
+              f"{source_record.dropped}, reconnects {source_record.reconnects} ({source_record.ended}) -> "
+              f"{pipeline.outputs.detections.parent}")
+        if failure is not None:
+            failures += 1
+            print(f"error: {mask_url(f'source {pipeline.source_id!r}: {failure}')}", file=sys.stderr)
+    print(f"{len(run.pipelines)} sources: {record.frames} frames in {record.seconds:.1f} s, {record.fps:.2f} fps "
+          f"in all ({record.backend} {record.precision} on {record.device}, {record.workers} inference workers "
+          f"shared); run record: {run.run_record}")
+    return 1 if failures else 0
+
+
 @contextlib.contextmanager
-def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+def stop_on_signals(pipeline: Pipeline | MultiRun) -> Iterator[None]:
     """SIGINT/SIGTERM: the first stops at the source and lets frames in flight drain, a second stops now."""
 
     def on_signal(signum: int, _frame) -> None:
-        if pipeline.source_done.is_set():
+        if pipeline.stopping:
             pipeline.abort()
         else:
             log.warning("%s: stopping; finishing the frames in flight", signal.Signals(signum).name)

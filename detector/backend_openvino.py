@@ -18,7 +18,7 @@ import numpy as np
 import openvino as ov
 
 from core.detections import Detections
-from detector.backend_onnx import OUTPUT_NAMES, OnnxMetadata, OnnxModelError, check_frame, read_metadata
+from detector.graph import OUTPUT_NAMES, OnnxMetadata, OnnxModelError, check_frame, read_metadata
 from detector.config import ModelConfig
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Export a detector to ONNX for `detector.backend_onnx`: a camera frame in, driving-ready boxes out.
 
-    driving-detect export --model NAME --weights W --top-n N --out model.onnx   (or python -m detector.export)
+    driving-detect export --model NAME --weights W --top-n N --out model.onnx
         [--min-size S --max-size S --opset K --precision fp32|int8 [--calibration SPEC ... --calibration-frames N]]
 
 Input: the frame as the camera gives it, uint8 BGR (H, W, 3), batch 1, dynamic H and W. BGR->RGB, HWC->CHW and
@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,7 +34,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import FrozenBatchNorm2d, poolers
 
 from core.labels import LABELS
-from detector.backend_onnx import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
+from detector.graph import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
 from detector.calibration import CalibrationError
 from detector.config import DEFAULT_OPSET
 from detector.input_size import POLICY_NAME, PolicyTransform
@@ -248,9 +247,3 @@ def trace_export_graph(model: nn.Module, meta: OnnxMetadata, opset: int = DEFAUL
     """The fp32 graph `export_model` writes, before quantization and metadata (traced on a fixed random frame)."""
     sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (meta.min_size, meta.max_size, 3), np.uint8))
     return trace_frame_graph(fold_batch_norms(model), sample, opset)
-
-
-if __name__ == "__main__":  # python -m detector.export: the command (argument parsing) is commands/export.py
-    from commands.export import main
-
-    sys.exit(main())

@@ -7,7 +7,7 @@ any change builds a new one. The bundled model ships the activation ranges its d
 without that data, in seconds, byte for byte the file the frames give. A cached file that does not read back as
 this project's export (corrupt, truncated, other settings) is rebuilt with one warning; files are written under a
 temporary name and renamed into place, so a crash never leaves half a file.
-``python -m detector.export`` remains the way to write an explicit file.
+``driving-detect export`` remains the way to write an explicit file.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.backend_onnx import OnnxModelError, read_metadata
+from detector.graph import OnnxModelError, read_metadata
 from detector.calibration import CalibrationError, calibration_missing, calibration_paths, fingerprint, read_frames
 from detector.config import ModelConfig
 from detector.export import EXPORTER_VERSION, Int8Ranges, export, measure_ranges

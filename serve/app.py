@@ -1,10 +1,12 @@
-"""The web view's ASGI app: ``/`` dashboard, ``/stream.mjpg``, ``/api/status``, ``/metrics``; every route reads,
+"""The web view's ASGI app: ``/`` dashboard (a grid of them for several sources), ``/stream.mjpg``,
+``/api/status``, ``/metrics``, and ``/source/NAME/`` for each source; every route reads,
 none can change the pipeline (GET and HEAD only). With a token, `TokenGate` checks it on every request first.
 """
 from __future__ import annotations
 
 import asyncio
 import hmac
+from html import escape
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -89,20 +91,71 @@ class MjpegStream:
             yield b"%b\r\n%b" % (jpeg, PART)
 
 
-def build_app(live: LiveRun, token: str | None) -> Starlette:
-    """The app over ``live`` (and its hub); ``token`` None: open (the loopback default)."""
+def grid_page(names: list[str]) -> str:
+    """``/`` for a run of several sources: every live stream in a grid, each a link to its source's dashboard."""
+    cells = "\n".join(
+        f'<a class="cell" href="source/{escape(n)}/"><img data-src="source/{escape(n)}/stream.mjpg" alt="{escape(n)}">'
+        f'<span>{escape(n)}</span></a>' for n in names)
+    return GRID.replace("<!--cells-->", cells)
+
+
+GRID = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>driving-detect: sources</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body { margin: 0; font: 14px system-ui, sans-serif; background: #111; color: #eee; }
+main { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 8px; padding: 8px; }
+.cell { position: relative; color: inherit; text-decoration: none; background: #000; }
+.cell img { width: 100%; display: block; }
+.cell span { position: absolute; left: 6px; top: 4px; background: #0009; padding: 2px 6px; }
+</style></head>
+<body><main>
+<!--cells-->
+</main>
+<script>
+// the token, if the page was opened with one, goes to the streams and the links too
+const query = location.search;
+for (const image of document.querySelectorAll("img[data-src]")) image.src = image.dataset.src + query;
+for (const link of document.querySelectorAll("a.cell")) link.href += query;
+</script></body></html>
+"""
+
+
+def build_app(lives: list[LiveRun], token: str | None) -> Starlette:
+    """The app over ``lives`` (one per source, each with its hub); ``token`` None: open (the loopback default).
+
+    Every source has its dashboard at ``/source/NAME/`` (with its ``api/status`` and ``stream.mjpg``); ``/`` is
+    the dashboard of a single source, or the grid of several; ``/api/status`` is the single source's status, or
+    ``{"sources": {NAME: status}}``; ``/metrics`` has every source, by a ``source`` label."""
     page = DASHBOARD.read_text()
-    registry = run_registry(live)
+    registry = run_registry(lives)
+    single = lives[0] if len(lives) == 1 else None
+    grid = grid_page([live.source_id for live in lives])
 
     async def dashboard(_: Request) -> Response:
         return HTMLResponse(page, headers=NO_STORE)
 
-    async def status(_: Request) -> Response:
-        return JSONResponse(live.status(), headers=NO_STORE)
+    async def home(_: Request) -> Response:
+        return HTMLResponse(page if single is not None else grid, headers=NO_STORE)
+
+    def status_of(live: LiveRun):
+        async def status(_: Request) -> Response:
+            return JSONResponse(live.status(), headers=NO_STORE)
+        return status
+
+    async def all_status(_: Request) -> Response:
+        if single is not None:
+            return JSONResponse(single.status(), headers=NO_STORE)
+        return JSONResponse({"sources": {live.source_id: live.status() for live in lives}}, headers=NO_STORE)
 
     async def metrics(_: Request) -> Response:
         return Response(metrics_text(registry), media_type=CONTENT_TYPE, headers=NO_STORE)
 
-    routes = [Route("/", dashboard), Route("/api/status", status), Route("/metrics", metrics),
-              Route("/stream.mjpg", MjpegStream(live.hub, live.cfg.max_clients))]
+    routes = [Route("/", home), Route("/api/status", all_status), Route("/metrics", metrics)]
+    if single is not None:
+        routes.append(Route("/stream.mjpg", MjpegStream(single.hub, single.cfg.max_clients)))
+    for live in lives:
+        base = f"/source/{live.source_id}"
+        routes += [Route(f"{base}/", dashboard), Route(f"{base}/api/status", status_of(live)),
+                   Route(f"{base}/stream.mjpg", MjpegStream(live.hub, live.cfg.max_clients))]
     return Starlette(routes=routes, middleware=[Middleware(TokenGate, token=token)] if token else [])

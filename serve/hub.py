@@ -1,6 +1,6 @@
 """The latest annotated frame of a run, and its JPEG, encoded only while someone watches.
 
-The pipeline's web stage hands every written frame to `FrameHub.publish`, which keeps a reference to the newest
+The pipeline's web sink hands every written frame to `FrameHub.publish`, which keeps a reference to the newest
 one and returns at once: a single slot that drops the older frame, so no viewer can slow the pipeline. One
 encoder thread turns the newest frame into a JPEG at most ``fps`` times a second, and only while ``viewers`` > 0;
 every viewer streams that same JPEG, so a second viewer costs no second encode.

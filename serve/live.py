@@ -2,9 +2,9 @@
 latency histograms, a short history for the charts, progress, the process's CPU and memory, and the status (the
 benchmark record's fields, live).
 
-The pipeline is read, never changed: `LiveRun.on_frame` is the work of a stage appended after the sink (it sees
-exactly the written frames and does work bounded by a frame's boxes: count, hand the frame to the hub), and a 1 s
-ticker reads the counters and timers the pipeline keeps anyway. The status, which computes the record's
+The pipeline is read, never changed: `WebSink` is the last of the pipeline's sinks (it sees exactly the written
+frames and does work bounded by a frame's boxes: count, hand the frame to the hub), and a 1 s ticker reads the
+pipeline's `stream.stats.RunStats`, the counters and timers it keeps anyway. The status, which computes the record's
 percentiles, is built only when asked and at most once a tick, so a run nobody watches pays nothing for it.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ from core.labels import LABELS, NUM_CLASSES
 from serve.hub import FrameHub
 from stream.config import ServeConfig
 from stream.frames import Frame
-from stream.pipeline import Pipeline
+from stream.sinks import SinkBase
+from stream.stats import RunStats
 from stream.timing import StageTimer
 
 TICK = 1.0            # seconds between history points (and status refreshes)
@@ -85,13 +86,14 @@ def by_class(counts: np.ndarray) -> dict[str, int]:
 
 
 class LiveRun:
-    """Live numbers of ``pipeline`` for the dashboard, ``/api/status`` and ``/metrics``."""
+    """Live numbers of one source's run (``stats``) for the dashboard, ``/api/status`` and ``/metrics``."""
 
-    def __init__(self, pipeline: Pipeline, cfg: ServeConfig, hub: FrameHub):
-        self.pipeline, self.cfg, self.hub = pipeline, cfg, hub
+    def __init__(self, stats: RunStats, cfg: ServeConfig, hub: FrameHub):
+        self.stats, self.cfg, self.hub = stats, cfg, hub
+        self.source_id = stats.source_id
         self.detections = np.zeros(NUM_CLASSES, np.int64)  # boxes in all written frames (a box per frame)
         self.in_view = np.zeros(NUM_CLASSES, np.int64)  # objects in the newest written frame (see on_frame)
-        self.tracked = pipeline.cfg.track.enabled
+        self.tracked = stats.tracked
         self.objects_seen = np.zeros(NUM_CLASSES, np.int64)  # confirmed tracks, each once, by its class when first seen
         self._tracks: set[int] = set()
         self.stage_latency: dict[str, Histogram] = {}
@@ -111,8 +113,8 @@ class LiveRun:
         self.started = time.perf_counter()
         self.process.sample(self.started)  # so the first tick has a CPU figure
 
-    def on_frame(self, frame: Frame) -> Frame:
-        """The web stage: count the frame's boxes and objects by class and the confirmed tracks not seen before,
+    def on_frame(self, frame: Frame) -> None:
+        """The web sink: count the frame's boxes and objects by class and the confirmed tracks not seen before,
         offer the frame to the hub. With tracking, an object is a confirmed track (a box without one, ``-1``, may
         be a one-frame false positive); without, every box. Counted here, from what was written, rather than read
         from the tracker, whose state belongs to the track stage's thread."""
@@ -131,7 +133,6 @@ class LiveRun:
             in_view = np.bincount(labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
         self.in_view = in_view
         self.hub.publish(frame.annotated if frame.annotated is not None else frame.image)
-        return frame
 
     def start(self) -> None:
         self._thread.start()
@@ -153,21 +154,21 @@ class LiveRun:
         """Feed the histograms every duration the pipeline's timers took since the last call (each tick and each
         scrape, so slow scrapes lose nothing to the timers' bounded windows)."""
         with self._lock:
-            for runner in self.pipeline.runners:
-                self.stage_latency.setdefault(runner.name, Histogram()).absorb(runner.timer)
-            self.end_to_end.absorb(self.pipeline.latency)
+            for name, timer in self.stats.stage_timers().items():
+                self.stage_latency.setdefault(name, Histogram()).absorb(timer)
+            self.end_to_end.absorb(self.stats.latency)
 
     def tick(self) -> None:
         """Absorb new durations, measure the recent FPS and the process's CPU and memory, add a history point (FPS,
         mean latency of the tick)."""
         self.absorb()
-        pipeline = self.pipeline
+        stats = self.stats
         with self._lock:
             total = (self.end_to_end.sum, self.end_to_end.count)
             (sum_before, count_before), self._last_end_to_end = self._last_end_to_end, total
             latency = round((total[0] - sum_before) / (total[1] - count_before) * 1000, 1) \
                 if total[1] > count_before else None
-            now, written = time.perf_counter(), pipeline.written
+            now, written = time.perf_counter(), stats.written
             self._rates.append((now, written))
             while now - self._rates[0][0] > RATE_WINDOW + TICK / 2:
                 self._rates.popleft()
@@ -176,24 +177,24 @@ class LiveRun:
             self.process.sample(now)
             self.elapsed = round(now - self.started, 1)
             self.history.append((self.elapsed, self.fps_recent, latency))
-            if self.state == "starting" and pipeline.runners:
+            if self.state == "starting" and stats.running:
                 self.state = "running"
             self.ticks += 1
 
     @property
     def source_up(self) -> bool:
         """Frames are arriving: the run is on and a frame was written within the last SOURCE_STALE seconds."""
-        times = self.pipeline.sink_times
-        return self.state == "running" and bool(times) and time.perf_counter() - times[-1] < SOURCE_STALE
+        last = self.stats.last_written_at
+        return self.state == "running" and last is not None and time.perf_counter() - last < SOURCE_STALE
 
     @property
     def reconnects(self) -> int:
-        return self.pipeline.source.reconnects
+        return self.stats.reconnects
 
     def progress(self, written: int) -> dict[str, Any]:
         """``written`` frames of the frames the run will write (the file's count, or --max-frames; None for a live
         source without either), and the time left at the recent FPS while it runs; the run's elapsed seconds."""
-        total = self.pipeline.expected_frames
+        total = self.stats.expected_frames
         eta = None
         if total is not None and self.state == "running" and self.fps_recent > 0:
             eta = round(max(total - written, 0) / self.fps_recent, 1)
@@ -211,15 +212,15 @@ class LiveRun:
 
     def _build_status(self) -> dict[str, Any]:
         """The per-tick part of `status` (the record's percentiles are computed here); call with the lock held."""
-        pipeline = self.pipeline
-        hud = pipeline.hud_stats()
+        stats = self.stats
+        hud = stats.hud()
         t, fps, latency = zip(*self.history) if self.history else ((), (), ())
-        record = pipeline.record()
+        record = stats.record()
         return asdict(record) | {
-            "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
+            "name": self.source_id, "state": self.state, "tick": self.ticks, "fps_recent": self.fps_recent,
             "source_up": self.source_up, "reconnects": self.reconnects,
             "stage_ms_recent": {k: round(v, 2) for k, v in hud.stage_ms.items()},
-            "queue_depth": {n: q.depth() for n, q in pipeline.queues.items()},
+            "queue_depth": stats.queue_depths(),
             "detections_by_class": by_class(self.detections), "progress": self.progress(record.frames),
             "objects_seen": by_class(self.objects_seen) if self.tracked else None,
             "objects_in_view": by_class(self.in_view),
@@ -227,3 +228,15 @@ class LiveRun:
             "cpus": self.process.cpus, "memory_bytes": self.process.memory_bytes,
             "history": {"t": list(t), "fps": list(fps), "latency_ms": list(latency)},
         }
+
+
+class WebSink(SinkBase):
+    """The web view as one of the pipeline's sinks: each written frame, drawn, to `LiveRun.on_frame`."""
+
+    annotated = True
+
+    def __init__(self, live: LiveRun):
+        self.live = live
+
+    def write(self, frame: Frame) -> None:
+        self.live.on_frame(frame)

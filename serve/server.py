@@ -23,9 +23,8 @@ import uvicorn
 from core.config import ConfigError
 from serve.app import build_app
 from serve.hub import FrameHub
-from serve.live import LiveRun
+from serve.live import LiveRun, WebSink
 from stream.pipeline import Pipeline
-from stream.stages import Stage
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
@@ -96,19 +95,21 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class WebView:
-    """The web view of ``pipeline`` (built, not yet run): adds the web stage after the sink, serves while in
-    the ``with`` block."""
+    """The web view of ``pipelines`` (built, not yet run; one per source, all served by one server): adds a web
+    sink after each one's other sinks, serves while in the ``with`` block."""
 
-    def __init__(self, pipeline: Pipeline, plan: ServePlan):
-        cfg = pipeline.cfg.serve
-        self.pipeline, self.plan, self.cfg = pipeline, plan, cfg
+    def __init__(self, pipelines: list[Pipeline], plan: ServePlan):
+        cfg = pipelines[0].cfg.serve
+        self.pipelines, self.plan, self.cfg = pipelines, plan, cfg
         self.sock = bind(plan.host, plan.port)
         self.port = self.sock.getsockname()[1]
-        self.hub = FrameHub(cfg.fps, cfg.quality)
-        self.live = LiveRun(pipeline, cfg, self.hub)
-        pipeline.stages.append(Stage("web", self.live.on_frame))
-        pipeline.annotate = True
-        config = uvicorn.Config(build_app(self.live, plan.token), log_config=None, log_level="warning",
+        self.lives = []
+        for pipeline in pipelines:
+            live = LiveRun(pipeline.stats, cfg, FrameHub(cfg.fps, cfg.quality))
+            pipeline.sinks.append(WebSink(live))
+            self.lives.append(live)
+        self.live, self.hub = self.lives[0], self.lives[0].hub  # the first source's: a single run's only one
+        config = uvicorn.Config(build_app(self.lives, plan.token), log_config=None, log_level="warning",
                                 access_log=False, lifespan="off", http="h11", ws="none", server_header=False,
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE)
         self.server = uvicorn.Server(config)
@@ -121,7 +122,8 @@ class WebView:
 
     def __enter__(self) -> WebView:
         self._thread.start()
-        self.live.start()
+        for live in self.lives:
+            live.start()
         if self.plan.generated:
             log.warning("serving %s?token=%s (generated token, shown only here)", self.url, self.plan.token)
         else:
@@ -130,19 +132,20 @@ class WebView:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        pipeline = self.pipeline
-        stopped = pipeline.source_done.is_set()  # Ctrl-C, SIGTERM or a closed display window
-        state = "failed" if pipeline.errors or exc is not None else "stopped" if stopped else "finished"
-        self.live.finish(state)
+        stopped = all(p.stopping for p in self.pipelines)  # Ctrl-C, SIGTERM or a closed display window
+        for pipeline, live in zip(self.pipelines, self.lives):
+            live.finish("failed" if pipeline.failed or exc is not None else "stopped" if pipeline.stopping
+                        else "finished")
         if exc is None and not stopped and self.cfg.linger > 0:
-            log.info("run %s; its final numbers stay at %s for %g s (Ctrl-C to leave now)", state, self.url,
+            log.info("run over; its final numbers stay at %s for %g s (Ctrl-C to leave now)", self.url,
                      self.cfg.linger)
-            pipeline.source_done.wait(self.cfg.linger)  # a stop request ends the wait
+            self.pipelines[0].wait_stop(self.cfg.linger)  # a stop request ends the wait
         self.close()
 
     def close(self) -> None:
         """End the MJPEG streams, stop the server and wait for it (bounded: a stuck client is cancelled)."""
-        self.hub.close()
+        for live in self.lives:
+            live.hub.close()
         self.server.should_exit = True
         self._thread.join(timeout=SHUTDOWN_GRACE + 5)
         self.sock.close()

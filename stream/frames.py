@@ -1,7 +1,8 @@
 """`Frame`: the item that flows through the pipeline's queues, filled in stage by stage."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,9 @@ class Frame:
     index: decoded frame number (gaps mean dropped or skipped frames); timestamp: seconds in source time;
     captured_at: ``time.perf_counter()`` at capture, for end-to-end latency; image: (H, W, 3) uint8 BGR;
     detect: whether the detector runs on it (else the tracker predicts its boxes, see `stream.interval`);
-    source_time: the source's own timestamp in seconds (a stream's presentation time) where it gives one.
+    source_time: the source's own timestamp in seconds (a stream's presentation time) where it gives one;
+    source_id: the name of the source it came from (a run may have several); meta: what a stage added that the
+    fields above do not hold, by key, so a new stage or sink needs no new field.
     """
 
     index: int
@@ -26,6 +29,8 @@ class Frame:
     detections: Detections | None = None
     annotated: np.ndarray | None = None
     source_time: float | None = None
+    source_id: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -2,13 +2,17 @@
 -> sink (``track`` when ``track.enabled``).
 
 `Pipeline.stages` is the list; `run` wires it (`stream.stages.wire`): bounded queues between consecutive stages,
-timing, end of stream and error handling are the runner's, so adding a stage (a tracker after ``nms``, another
-sink at the end) is one entry in the list. Every stage gets a `Frame` and passes it on; the sink passes the
-written frame on too, so a stage appended after it sees exactly what was written.
+timing, end of stream and error handling are the runner's, so adding a stage (a tracker after ``nms``) is one
+entry in the list. Every output is a `stream.sinks.Sink` in `Pipeline.sinks`, written in order by the sink stage,
+so adding an output (the web view, a CSV) is one entry there. Every stage gets a `Frame` and passes it on; the
+sink passes the written frame on too, so a stage appended after it sees exactly what was written. What the run
+measured is read through `Pipeline.stats` (`stream.stats.RunStats`), never from the stages or queues.
 
 Every stage runs on a thread of its own except inference, whose first worker runs on the caller's (main)
 thread, where torch's CPU kernels are fastest; ``model.workers`` (auto: one per usable core on a CPU) runs
-more inference workers, each on its own frame, and results still leave in frame order. Queues are bounded, so
+more inference workers, each on its own frame, and results still leave in frame order. In a run of several sources
+(`stream.multi`) the inference stage hands each frame to the shared `stream.pool.InferencePool`, whose workers
+(the first on the main thread) serve the sources in turn. Queues are bounded, so
 the slowest stage sets the pace: file sources block (lossless), live sources drop the oldest frame.
 `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now. With
 ``model.interval`` k > 1 (or ``auto`` on a live source) the capture stage marks which frames the detector runs
@@ -17,13 +21,14 @@ frame before onto them by optical flow (or the tracks' Kalman prediction, ``trac
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import sys
 import threading
 import time
-from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +46,14 @@ from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.frames import Frame
 from stream.interval import DetectorSchedule
-from stream.queues import BoundedQueue
+from stream.pool import InferencePool
 from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
-from stream.sinks import DisplaySink, JsonlSink, SinkError, VideoSink, video_size
-from stream.sources import Source
+from stream.sinks import DisplaySink, JsonlSink, Sink, SinkError, VideoSink, video_size
+from stream.sources import Source, source_name
 from stream.stages import Stage, StageFailed, StageRunner, run_stages, wire
-from stream.timing import StageTimer, latency_stats
+from stream.stats import RunStats
+from stream.timing import latency_stats
 from tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -84,21 +90,26 @@ class Pipeline:
     """One run of ``stages`` over ``source``; build it, change ``stages`` if needed, then `run` it once."""
 
     def __init__(self, cfg: PipelineConfig, source: Source, source_spec: str, backend: Backend, outputs: Outputs,
-                 max_frames: int | None = None, display: bool = False, progress: bool = True):
+                 max_frames: int | None = None, display: bool = False, progress: bool = True,
+                 source_id: str | None = None, pool: InferencePool | None = None):
         cfg = dataclasses.replace(cfg, model=resolved_model(cfg.model, backend))
         self.cfg, self.source, self.source_spec, self.backend, self.outputs = cfg, source, source_spec, backend, outputs
-        self.max_frames, self.display, self.progress = max_frames, display, progress
-        # Draw the overlay only for something that shows it (the video, the window, a stage such as the web view's
-        # that sets this): with --no-video it is about 1 ms of CPU a frame taken from inference on a small CPU.
-        self.annotate = outputs.video is not None or display
+        self.max_frames, self.progress = max_frames, progress
+        self.source_id = source_id or source_name(source_spec)
+        # With a pool (several sources in one run) the pool's workers run the backend for every source; this
+        # source's inference stage only hands frames over and waits, off the main thread, which the pool has.
+        self._detect = backend if pool is None else functools.partial(pool.infer, self.source_id)
+        if pool is not None:
+            pool.register(self.source_id)
+        self.log_source = pool is not None  # log lines name the source in a run of several
         self.nms = PipelineNms(cfg.nms)
         self.overlay = Overlay(cfg.render, cfg.track.trail if cfg.track.enabled else 0)
         info = source.info
         self.video_size = video_size(info.size, cfg.output.max_size)  # drawn at this size, for video and web view
         m = cfg.model
         self.input_size = "{}x{}".format(*model_input_size(m.name, m.min_size, m.max_size, *info.size))
-        log.info("%dx%d frames: the model sees %s, the annotated video is %dx%d", *info.size, self.input_size,
-                 *self.video_size)
+        log.info("%s%dx%d frames: the model sees %s, the annotated video is %dx%d", self._log_prefix(), *info.size,
+                 self.input_size, *self.video_size)
         self.schedule = DetectorSchedule(cfg.model.interval, cfg.model.max_interval, cfg.model.interval_phase,
                                          info.fps, cfg.model.workers, info.live)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
@@ -115,24 +126,27 @@ class Pipeline:
         if policy == "auto":
             policy = "latest" if source.info.live else "lossless"
         self.policy = policy
+        self.stats = RunStats(self.source_id, source, self.expected_frames, self.tracker is not None, self.record)
+        # The outputs, written in this order by the sink stage; a new output is one more entry.
+        self.sinks: list[Sink] = [
+            *([VideoSink(outputs.video, info.fps, self.video_size, cfg.output, info.live)] if outputs.video else []),
+            JsonlSink(outputs.detections),
+            *([DisplaySink(mask_url(source_spec), self.request_stop)] if display else []),
+        ]
         self.stages: list[Stage] = [
             Stage("capture", self._schedule, overflow="drop_oldest" if policy == "latest" else "block"),
-            Stage("inference", self._infer, workers=cfg.model.workers, worker_context=backend.worker_threads,
-                  main_thread=True),
+            Stage("inference", self._infer, workers=cfg.model.workers,
+                  worker_context=backend.worker_threads if pool is None else contextlib.nullcontext,
+                  main_thread=pool is None),
             Stage("nms", self._nms),
             *([Stage("track", self._track)] if self.tracker is not None else []),
             Stage("render", self._render),
             Stage("sink", self._write),
         ]
-        self.runners: list[StageRunner] = []
-        self.queues: dict[str, BoundedQueue] = {}
-        self.latency = StageTimer("end-to-end")
-        self.sink_times: deque[float] = deque(maxlen=30)
-        self.written = 0
-        self.started = 0.0
-        self._video: VideoSink | None = None
-        self._jsonl: JsonlSink | None = None
-        self._window: DisplaySink | None = None
+        self._runners: list[StageRunner] = []
+        # Draw the overlay only for a sink that shows it (set when the run starts, from the sinks then in the list):
+        # with --no-video it is about 1 ms of CPU a frame taken from inference on a small CPU.
+        self.annotate = False
         self._bar: tqdm | None = None
         self._last_log = 0.0
         self._hud: HudStats | None = None
@@ -149,12 +163,30 @@ class Pipeline:
         self.request_stop()
         self.stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested (Ctrl-C, SIGTERM, a closed window)."""
+        return self.source_done.is_set()
+
+    def wait_stop(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a stop request; True if one came."""
+        return self.source_done.wait(timeout)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def alive(self) -> bool:
+        """Any stage thread still running."""
+        return any(runner.is_alive() for runner in self._runners)
+
     def _frames(self):
         for count, frame in enumerate(itertools.islice(self.source, self.max_frames), 1):
             if self.source_done.is_set():
                 return
             known = self.source.info.frame_count
             self.reached_max = count == self.max_frames and (known is None or count < known)
+            frame.source_id = self.source_id
             yield frame
 
     def _schedule(self, frame: Frame) -> Frame:
@@ -164,7 +196,7 @@ class Pipeline:
     def _infer(self, frame: Frame) -> Frame:
         if frame.detect:
             started = time.perf_counter()
-            frame.detections = self.backend(frame.image)
+            frame.detections = self._detect(frame.image)
             self.schedule.observe(time.perf_counter() - started)
         return frame
 
@@ -186,39 +218,25 @@ class Pipeline:
             return frame
         now = time.perf_counter()
         if self._hud is None or now - self._hud_at >= HUD_REFRESH_SECONDS:
-            self._hud, self._hud_at = self.hud_stats(), now
+            self._hud, self._hud_at = self.stats.hud(), now
         frame.annotated = self.overlay(frame.image, frame.detections, self._hud, self.video_size)
         return frame
 
     def _write(self, frame: Frame) -> Frame:
-        if self._video is not None:
-            self._video.write(frame.annotated, frame.timestamp)
-        self._jsonl.write(frame)
-        if self._window is not None:
-            self._window.write(frame.annotated)
-            if self._window.closed_by_user:
-                self.request_stop()
-        now = time.perf_counter()
-        self.latency.add(now - frame.captured_at)
-        self.sink_times.append(now)
-        self.written += 1
+        for sink in self.sinks:
+            sink.write(frame)
+        now = self.stats.frame_written(frame.captured_at)
         if self._bar is not None:
             self._bar.update(1)
         elif now - self._last_log >= self.cfg.output.log_every:
             self._last_log = now
-            stats = self.hud_stats()
-            log.info("%d frames, %.1f fps, %s, dropped %d", self.written, stats.fps,
+            stats = self.stats.hud()
+            log.info("%s%d frames, %.1f fps, %s, dropped %d", self._log_prefix(), self.stats.written, stats.fps,
                      ", ".join(f"{k} {v:.0f} ms" for k, v in stats.stage_ms.items()), stats.dropped)
         return frame
 
-    def hud_stats(self) -> HudStats:
-        times = self.sink_times
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-        return HudStats(fps, {r.name: r.timer.recent_ms() for r in self.runners[1:]}, self.dropped)
-
-    @property
-    def dropped(self) -> int:
-        return sum(q.dropped for q in self.queues.values())
+    def _log_prefix(self) -> str:
+        return f"{self.source_id}: " if self.log_source else ""
 
     @property
     def expected_frames(self) -> int | None:
@@ -232,25 +250,23 @@ class Pipeline:
         (an output that fails while it is written or finalised, e.g. on a full disk, is the ``sink`` stage's
         failure), or `SinkError` when an output cannot be opened at all (bad input)."""
         info, total = self.source.info, self.expected_frames
+        self.annotate = any(sink.annotated for sink in self.sinks)
         with ExitStack() as opening:
-            if self.outputs.video is not None:
-                self._video = opening.enter_context(VideoSink(self.outputs.video, info.fps, self.video_size,
-                                                              self.cfg.output, info.live))
-            self._jsonl = opening.enter_context(JsonlSink(self.outputs.detections))
-            if self.display:
-                self._window = opening.enter_context(DisplaySink(mask_url(self.source_spec)))
+            for sink in self.sinks:
+                opening.enter_context(sink)
             if self.progress and not info.live:
                 self._bar = opening.enter_context(tqdm(total=total, unit="frame", desc="stream", file=sys.stderr))
                 opening.enter_context(logging_redirect_tqdm())  # log lines above the bar, never glued to it
             outputs = opening.pop_all()
         try:
             with outputs:
-                self.runners, self.queues = wire(self.stages, self._frames(), self.cfg.source.queue_size,
-                                                 self.stop, self.errors)
-                self.started = self._last_log = time.perf_counter()
+                self._runners, queues = wire(self.stages, self._frames(), self.cfg.source.queue_size,
+                                             self.stop, self.errors)
+                self.stats.attach(self._runners, queues)
+                self._last_log = time.perf_counter()
                 threading.Thread(target=self._watch_drain, daemon=True).start()
                 try:
-                    run_stages(self.runners, self.stop, self.errors)
+                    run_stages(self._runners, self.stop, self.errors)
                 except StageFailed:
                     pass  # raised below, once every output is finalised
                 finally:
@@ -271,20 +287,19 @@ class Pipeline:
                 return
 
     def record(self) -> BenchmarkRecord:
-        seconds = (self.sink_times[-1] if self.sink_times else time.perf_counter()) - self.started
+        stats = self.stats
+        seconds, written = stats.seconds, stats.written
         m = self.cfg.model
         return BenchmarkRecord(
             kind="stream", source=mask_url(self.source_spec), model=m.name, weights=m.weights,
             backend=self.backend.name, device=str(self.backend.device), top_n=m.top_n,
-            frames=self.written, seconds=round(seconds, 3),
-            fps=round(self.written / seconds, 2) if seconds > 0 else 0.0,
-            stages={r.name: latency_stats(r.timer.snapshot()) for r in self.runners},
-            latency=latency_stats(self.latency.snapshot()), dropped=self.dropped, skipped=self.source.skipped,
-            reconnects=self.source.reconnects, gap_seconds=round(self.source.gap_seconds, 3),
+            frames=written, seconds=round(seconds, 3),
+            fps=round(written / seconds, 2) if seconds > 0 else 0.0,
+            stages=stats.stage_stats(), latency=latency_stats(stats.latency.snapshot()), dropped=stats.dropped,
+            skipped=stats.skipped, reconnects=stats.reconnects, gap_seconds=round(stats.gap_seconds, 3),
             tracks=self.tracker.tracks_seen if self.tracker is not None else 0,
-            detector_frames=self.detector_frames if self.tracker is not None else self.written,
-            queues={n: {"max_depth": q.max_depth, "mean_depth": round(q.mean_depth(), 2), "dropped": q.dropped}
-                    for n, q in self.queues.items()},
+            detector_frames=self.detector_frames if self.tracker is not None else written,
+            queues=stats.queue_stats(),
             variant=f"policy={self.policy}" + (f" interval={self.cfg.model.interval}"
                                                 if self.cfg.model.interval != 1 else ""),
             config=to_dict(self.cfg), precision=m.precision,

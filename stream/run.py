@@ -81,7 +81,8 @@ def set_aside_stale(outputs: Outputs) -> None:
 
 
 def build_pipeline(cfg: PipelineConfig, source_spec: str, outputs: Outputs, backend: Backend | None = None,
-                   max_frames: int | None = None, display: bool = False, progress: bool = True) -> Pipeline:
+                   max_frames: int | None = None, display: bool = False, progress: bool = True,
+                   source_id: str | None = None) -> Pipeline:
     """Open the source and (unless one is given, e.g. reused across files) build the backend. Raises the
     bad-input errors (`SourceError`, `ConfigError`, ...) before any frame is processed.
 
@@ -95,7 +96,7 @@ def build_pipeline(cfg: PipelineConfig, source_spec: str, outputs: Outputs, back
     if live:
         source = open_source(source_spec, cfg.source)
     check_class_filter(backend.class_map, cfg.nms, cfg.model.name)
-    return Pipeline(cfg, source, source_spec, backend, outputs, max_frames, display, progress)
+    return Pipeline(cfg, source, source_spec, backend, outputs, max_frames, display, progress, source_id)
 
 
 def run_pipeline(pipeline: Pipeline) -> tuple[BenchmarkRecord, StageFailed | None]:

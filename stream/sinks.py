@@ -1,4 +1,6 @@
-"""Sinks, as context managers so every exit path finalises them: annotated video, detections JSONL, a window."""
+"""Sinks: every output of a run is a `Sink` (annotated video, detections JSONL, a window, the web view, any
+output added later), opened before the first frame, given each written `Frame`, closed on every exit path (each
+is a context manager). A new output is one class here (or anywhere) and one entry in `Pipeline.sinks`."""
 from __future__ import annotations
 
 import json
@@ -7,7 +9,9 @@ import os
 import tempfile
 import time
 from fractions import Fraction
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, Self
 
 import av
 import cv2
@@ -22,6 +26,43 @@ FRAGMENT_SECONDS = 1.0  # the annotated MP4 is written in fragments this long: w
 
 class SinkError(RuntimeError):
     """An output that can't be created or written."""
+
+
+class Sink(Protocol):
+    """One output of a run. ``annotated``: it uses ``frame.annotated``, so the render stage draws the overlay."""
+
+    annotated: bool
+
+    def open(self) -> None:
+        """Create the output; a `SinkError` for one that cannot be created (bad input)."""
+        ...
+
+    def write(self, frame: Frame) -> None:
+        """Write one frame; a `SinkError` for one that fails (a full disk)."""
+        ...
+
+    def close(self) -> None:
+        """Finalise the output; called once on every exit path after a successful `open`."""
+        ...
+
+
+class SinkBase:
+    """`Sink`'s context-manager form and defaults (nothing to open or close, no overlay needed)."""
+
+    annotated = False
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def prepare_output(path: Path) -> Path:
@@ -81,7 +122,7 @@ def video_size(size: tuple[int, int], max_size: int) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
-class VideoSink:
+class VideoSink(SinkBase):
     """The annotated video, timed like the source.
 
     File sources keep their FPS and frame count (frame n at n / fps). Live sources place each frame at its capture
@@ -92,6 +133,8 @@ class VideoSink:
     PyAV cannot encode.
     """
 
+    annotated = True
+
     def __init__(self, path: Path, fps: float, size: tuple[int, int], cfg: OutputConfig, live: bool = False):
         self.path, self.fps, self.size, self.cfg, self.live = path, fps, size, cfg, live
         self.writer: _AvWriter | cv2.VideoWriter | None = None
@@ -99,7 +142,7 @@ class VideoSink:
         self.frames = 0
         self.watch = OutputWatch(path)
 
-    def __enter__(self) -> VideoSink:
+    def open(self) -> None:
         prepare_output(self.path)
         if self.cfg.codec in ("auto", "h264"):
             errors = []
@@ -119,7 +162,6 @@ class VideoSink:
         log.info("video %s: %s, %dx%d, %s", self.path, self.codec, *self.size,
                  "frames at their capture times" if self.live and isinstance(self.writer, _AvWriter)
                  else f"{self.fps:.2f} fps")
-        return self
 
     def _open_opencv(self, fourcc: str) -> None:
         writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
@@ -128,7 +170,10 @@ class VideoSink:
             raise SinkError(f"OpenCV cannot write {fourcc} video to '{self.path}'")
         self.writer, self.codec = writer, fourcc
 
-    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
+    def write(self, frame: Frame) -> None:
+        self.write_image(frame.annotated, frame.timestamp)
+
+    def write_image(self, image: np.ndarray, timestamp: float | None = None) -> None:
         """``timestamp``: seconds since the run started (used for live sources only)."""
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
@@ -142,7 +187,7 @@ class VideoSink:
         self.frames += 1
         self.watch.check()
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         if self.writer is not None:
             writer, self.writer = self.writer, None
             try:
@@ -208,7 +253,7 @@ class _AvWriter:
             self.container.close()
 
 
-class JsonlSink:
+class JsonlSink(SinkBase):
     """One JSON line per frame, flushed and fsync'd per frame so a crash loses at most the frame in flight."""
 
     def __init__(self, path: Path, sync: bool = False):
@@ -217,10 +262,9 @@ class JsonlSink:
         self.lines = 0
         self.watch = OutputWatch(path)
 
-    def __enter__(self) -> JsonlSink:
+    def open(self) -> None:
         prepare_output(self.path)
         self.file = self.path.open("w")
-        return self
 
     def write(self, frame: Frame) -> None:
         record = {"frame": frame.index, "timestamp": round(frame.timestamp, 4), **frame.detections.to_json()}
@@ -238,7 +282,7 @@ class JsonlSink:
         self.lines += 1
         self.watch.check()
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         if self.file is not None:
             file, self.file = self.file, None
             try:
@@ -247,25 +291,24 @@ class JsonlSink:
                 raise SinkError(f"cannot finish '{self.path}': {error.strerror or error}") from None
 
 
-class DisplaySink:
-    """An OpenCV window where a display exists; without one it warns once and does nothing."""
+class DisplaySink(SinkBase):
+    """An OpenCV window where a display exists; without one it warns once and does nothing. ``q`` or Esc in the
+    window calls ``on_close`` (the pipeline's stop request)."""
 
-    def __init__(self, title: str):
-        self.title = title
+    annotated = True
+
+    def __init__(self, title: str, on_close: Callable[[], None]):
+        self.title, self.on_close = title, on_close
         self.enabled = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.name == "nt")
-        self.closed_by_user = False
         if not self.enabled:
             log.warning("--display: no display found (DISPLAY is unset); showing nothing")
 
-    def __enter__(self) -> DisplaySink:
-        return self
-
-    def write(self, image: np.ndarray) -> None:
+    def write(self, frame: Frame) -> None:
         if self.enabled:
-            cv2.imshow(self.title, image)
+            cv2.imshow(self.title, frame.annotated)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                self.closed_by_user = True
+                self.on_close()
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         if self.enabled:
-            cv2.destroyAllWindows()
+            cv2.destroyWindow(self.title)

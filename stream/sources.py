@@ -79,9 +79,9 @@ def quiet_opencv() -> None:
 
 
 def source_name(spec: str) -> str:
-    """A short folder-safe name for outputs: file stem, ``camera0``, or the URL's host and path."""
+    """A short folder-safe name for outputs: file stem, ``cam0``, or the URL's host and path."""
     if spec.isdigit():
-        return f"camera{spec}"
+        return f"cam{spec}"
     if spec.startswith(URL_SCHEMES):
         rest = mask_url(spec).split("://", 1)[1].replace("***@", "")
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", rest).strip("_")[:60] or "stream"

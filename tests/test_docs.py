@@ -282,7 +282,7 @@ def test_the_checks_catch_what_they_are_for():
             "```bash\n"
             "driving-detect stream --source x.mp4 \\\n  --no-such-flag model.top_n=50 model.no_such_key=1\n"
             "driving-detect stream [--source SRC]\n               [--made-up N]\n"
-            "python -m detector.tune --clip c.mp4 --target-fps 25   # the shim of driving-detect tune\n"
+            "driving-detect tune --clip c.mp4 --target-fps 25\n"
             "taskset -c 0 python run_stream.py --max-frames 3 --frames 3\n"
             "python -m bench.size_sweep --out x --frames 3\n"
             "driving-detect nosuchcommand --x\n"

@@ -13,7 +13,7 @@ import pytest
 from commands.export import main as export_main
 from commands.stream import main as stream_main
 from detector import export_cache
-from detector.backend_onnx import read_metadata
+from detector.graph import read_metadata
 from detector.calibration import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError,
                                   calibration_missing, calibration_paths, fingerprint, read_frames)
 from detector.config import ModelConfig

@@ -113,7 +113,7 @@ def killed_run(cluster, tmp_path_factory):
     (tmp / "in").mkdir()
     refs = {name: reference(write_video(tmp / "in" / name, frames=n), tmp, model) for name, n in CLIPS.items()}
     out = tmp / "out"
-    driver = subprocess.Popen([sys.executable, "-m", "fleet", str(tmp / "in"), "--out", str(out), "--ray-address",
+    driver = subprocess.Popen([sys.executable, "-m", "commands.main", "batch", str(tmp / "in"), "--out", str(out), "--ray-address",
                                address, "--quiet", *model, "batch.threads=1", "batch.max_retries=2"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

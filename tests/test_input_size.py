@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from detector.backend_onnx import OnnxBackend, read_metadata
+from detector.backend_onnx import OnnxBackend
+from detector.graph import read_metadata
 from detector.backend_torch import TorchBackend
 from detector.export import describe, export_model
 from detector.input_size import POLICY_NAME, PolicyTransform, policy_size

@@ -18,13 +18,8 @@ from core.config import ConfigError
 from core.detections import Detections
 from core.labels import LABELS
 from detector.backend import check_class_filter
-from detector.backend_onnx import (
-    OnnxBackend,
-    OnnxMetadata,
-    OnnxModelError,
-    provider_list,
-    read_metadata,
-)
+from detector.backend_onnx import OnnxBackend, provider_list
+from detector.graph import OnnxMetadata, OnnxModelError, read_metadata
 from detector.backend_torch import TorchBackend
 from detector.config import ModelConfig, NmsConfig, OnnxConfig
 from detector.calibration import calibration_paths, read_frames

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
 
 from detector.backend import build_backend  # noqa: E402
-from detector.backend_onnx import OnnxModelError  # noqa: E402
+from detector.graph import OnnxModelError  # noqa: E402
 from detector.backend_openvino import OpenVinoBackend  # noqa: E402
 from detector.backend_torch import TorchBackend  # noqa: E402
 from detector.weights import BUNDLED_WEIGHTS  # noqa: E402

@@ -14,6 +14,7 @@ from stream.config import PipelineConfig, SourceConfig
 from stream.frames import Frame
 from stream.pipeline import Outputs, Pipeline
 from stream.sources import VideoInfo
+from stream.sinks import SinkBase
 from stream.stages import Stage, StageFailed
 
 
@@ -82,9 +83,9 @@ def test_live_source_drops_oldest_with_a_slow_detector_and_keeps_latency_bounded
     pipeline = Pipeline(config(queue_size=2), FakeLiveSource(150), "0", SlowBackend(0.02), out, progress=False)
     record = pipeline.run()
     assert pipeline.policy == "latest"
-    assert record.dropped > 0 and record.dropped == pipeline.queues["capture"].dropped
+    assert record.dropped > 0 and record.dropped == pipeline.stats.queue_stats()["capture"]["dropped"]
     assert record.frames + record.dropped == 150
-    assert pipeline.queues["capture"].max_depth <= 2 + 1
+    assert pipeline.stats.queue_stats()["capture"]["max_depth"] <= 2 + 1
     # latency is bounded by the queues (a few detector periods), not by how far behind the camera we are
     assert record.latency["p95"] < 20 * 5 * 2 + 200
     indices = jsonl_frames(out.detections)
@@ -114,7 +115,7 @@ def test_a_failing_stage_stops_the_run_and_keeps_what_was_written(tmp_path):
     with pytest.raises(StageFailed, match="stage 'inference' failed: RuntimeError: model exploded"):
         pipeline.run()
     assert time.perf_counter() - started < 5.0
-    assert not any(runner.is_alive() for runner in pipeline.runners)
+    assert not pipeline.alive()
     assert jsonl_frames(out.detections) == list(range(len(jsonl_frames(out.detections))))
     assert len(jsonl_frames(out.detections)) <= 19
 
@@ -136,9 +137,9 @@ def test_hud_stats_report_per_stage_times_and_drops(tmp_path):
     pipeline = Pipeline(config(queue_size=1), FakeLiveSource(60), "0", SlowBackend(0.02), outputs(tmp_path),
                         progress=False)
     pipeline.run()
-    stats = pipeline.hud_stats()
+    stats = pipeline.stats.hud()
     assert stats.stage_ms["inference"] >= 15
-    assert stats.dropped == pipeline.dropped > 0
+    assert stats.dropped == pipeline.stats.dropped > 0
     assert stats.fps > 0
 
 
@@ -182,3 +183,33 @@ def test_a_stage_inserted_before_the_sink_changes_what_is_written(tmp_path):
     pipeline.run()
     lines = [json.loads(line) for line in out.detections.read_text().splitlines()]
     assert len(lines) == 10 and all(line["boxes"] == [] for line in lines)
+
+
+class CountsCsv(SinkBase):
+    """A new output for the test below: one CSV row of per-class box counts per written frame."""
+
+    def __init__(self, path):
+        self.path, self.file = path, None
+
+    def open(self) -> None:
+        self.file = self.path.open("w", newline="")
+        self.file.write("source,frame,boxes\n")
+
+    def write(self, frame) -> None:
+        self.file.write(f"{frame.source_id},{frame.index},{len(frame.detections)}\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def test_a_new_output_is_one_sink_class_and_one_line_where_the_sinks_are_assembled(tmp_path):
+    out = outputs(tmp_path)
+    out.video = None
+    pipeline = Pipeline(config(), FakeFileSource(12), "clip.mp4", SlowBackend(0.0), out, progress=False)
+    pipeline.sinks.append(CountsCsv(tmp_path / "counts.csv"))  # the one line
+    record = pipeline.run()
+    rows = (tmp_path / "counts.csv").read_text().splitlines()
+    detections = [json.loads(line) for line in out.detections.read_text().splitlines()]
+    assert rows[0] == "source,frame,boxes" and len(rows) == 1 + record.frames == 13
+    assert rows[1:] == [f"clip,{d['frame']},{len(d['boxes'])}" for d in detections]
+    assert not pipeline.annotate  # a sink that draws nothing asks for no overlay

@@ -1,4 +1,4 @@
-"""stream.plot on a synthetic shared log of mixed kinds, and its errors for logs it cannot plot."""
+"""bench.plot (driving-detect plot) on a synthetic shared log of mixed kinds, and its errors for logs it cannot plot."""
 from __future__ import annotations
 
 from pathlib import Path

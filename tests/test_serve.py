@@ -238,9 +238,9 @@ def test_metrics_at_the_end_of_a_file_run_count_every_jsonl_line(served):
                   if s.name.endswith("_bucket")}
     assert end_to_end["+Inf"] == FRAMES
     stages = {s.labels["stage"] for s in families["driving_detect_stage_latency_seconds"].samples}
-    assert {"capture", "inference", "nms", "render", "sink", "web"} <= stages
-    assert {"capture", "sink"} <= {s.labels["queue"] for s in families["driving_detect_queue_depth"].samples}
-    assert families["driving_detect_dropped"].samples[0].value == 0  # the web stage never drops a frame
+    assert {"capture", "inference", "nms", "render", "sink"} <= stages
+    assert {"capture", "render"} <= {s.labels["queue"] for s in families["driving_detect_queue_depth"].samples}
+    assert families["driving_detect_dropped"].samples[0].value == 0  # the web sink never drops a frame
     assert final["progress"] | {"elapsed_seconds": 0} == {"frames": FRAMES, "total": FRAMES, "percent": 100.0,
                                                           "eta_seconds": None, "elapsed_seconds": 0}
     assert sum(final["objects_seen"].values()) == final["tracks"]  # each confirmed track once
@@ -299,7 +299,7 @@ def test_a_page_opened_after_the_run_shows_the_last_frame_and_counts_itself_as_i
         finally:
             pipeline.request_stop()  # ends the linger
 
-    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+    with WebView([pipeline], ServePlan("127.0.0.1", 0, None)) as view:
         run_pipeline(pipeline)
         watcher = threading.Thread(target=watch, args=(view.url,))
         watcher.start()
@@ -407,7 +407,7 @@ def test_histogram_takes_each_duration_once_in_prometheus_buckets():
 
 def test_objects_seen_count_each_confirmed_track_once_and_in_view_the_confirmed_ones_of_the_newest_frame():
     hub = FrameHub(fps=5, quality=80)
-    live = LiveRun(SimpleNamespace(cfg=load_pipeline_config(None, ["track.enabled=true"])), ServeConfig(), hub)
+    live = LiveRun(SimpleNamespace(tracked=True, source_id="clip"), ServeConfig(), hub)
     car, person = LABEL_IDS["car"], LABEL_IDS["person"]
     image = np.zeros((48, 64, 3), np.uint8)
 
@@ -438,14 +438,13 @@ def test_progress_is_frames_of_the_expected_with_an_eta_while_running_and_only_e
     assert (expected(1044, None), expected(1044, 100), expected(50, 100), expected(None, 100)) == (1044, 100, 50, 100)
     assert expected(None, None) is None  # a live source without --max-frames
     hub = FrameHub(fps=5, quality=80)
-    cfg = load_pipeline_config(None)
-    live = LiveRun(SimpleNamespace(cfg=cfg, expected_frames=1044), ServeConfig(), hub)
+    live = LiveRun(SimpleNamespace(tracked=False, source_id="clip", expected_frames=1044), ServeConfig(), hub)
     live.state, live.fps_recent, live.elapsed = "running", 12.5, 8.4
     assert live.progress(105) == {"frames": 105, "total": 1044, "percent": 10.1, "eta_seconds": 75.1,
                                   "elapsed_seconds": 8.4}
     live.state = "finished"
     assert live.progress(1044)["eta_seconds"] is None
-    live = LiveRun(SimpleNamespace(cfg=cfg, expected_frames=None), ServeConfig(), hub)
+    live = LiveRun(SimpleNamespace(tracked=False, source_id="cam0", expected_frames=None), ServeConfig(), hub)
     live.state, live.fps_recent = "running", 25.0
     assert live.progress(300) | {"elapsed_seconds": None} == {"frames": 300, "total": None, "percent": None,
                                                              "eta_seconds": None, "elapsed_seconds": None}
@@ -482,7 +481,7 @@ def test_a_failed_run_is_served_as_failed_for_the_linger_then_the_server_closes(
             time.sleep(0.1)
 
     started = time.perf_counter()
-    with WebView(pipeline, ServePlan("127.0.0.1", 0, None)) as view:
+    with WebView([pipeline], ServePlan("127.0.0.1", 0, None)) as view:
         _, failure = run_pipeline(pipeline)
         watcher = threading.Thread(target=watch, args=(view.url,))
         watcher.start()

@@ -32,7 +32,7 @@ def test_a_file_source_keeps_its_fps_and_frame_count_in_h264(tmp_path):
     path = tmp_path / "file.mp4"
     with VideoSink(path, 25.0, (96, 64), OutputConfig()) as sink:
         for image in frames(20):
-            sink.write(image, timestamp=123.0)  # ignored: a file's frame n sits at n / fps
+            sink.write_image(image, timestamp=123.0)  # ignored: a file's frame n sits at n / fps
     codec, count, duration, times = probe(path)
     assert (codec, count, sink.codec) == ("h264", 20, "libx264")
     assert duration == pytest.approx(20 / 25, abs=0.01)
@@ -45,7 +45,7 @@ def test_a_live_source_places_frames_at_their_capture_times(tmp_path):
     stamps = [0.0, 0.033, 0.3, 0.3001, 2.5, 2.533]  # the fourth within a millisecond of the third
     with VideoSink(path, 30.0, (96, 64), OutputConfig(), live=True) as sink:
         for image, stamp in zip(frames(len(stamps)), stamps):
-            sink.write(image, stamp)
+            sink.write_image(image, stamp)
     codec, count, duration, times = probe(path)
     assert (codec, count) == ("h264", len(stamps))
     assert times == pytest.approx([0.0, 0.033, 0.3, 0.301, 2.5, 2.533], abs=1e-3)
@@ -62,7 +62,7 @@ def test_colours_survive_the_h264_round_trip(tmp_path, size):
         image[:, i * 16:(i + 1) * 16] = colour
     with VideoSink(tmp_path / "colours.mp4", 10.0, size, OutputConfig(h264_options={"crf": "0"})) as sink:
         for _ in range(3):
-            sink.write(image)
+            sink.write_image(image)
     with av.open(str(tmp_path / "colours.mp4")) as video:
         decoded = next(video.decode(video.streams.video[0])).to_ndarray(format="bgr24")
     for i, colour in enumerate(colours):
@@ -74,7 +74,7 @@ def test_odd_sizes_are_written_at_the_nearest_even_size(tmp_path):
     path = tmp_path / "odd.mp4"
     with VideoSink(path, 10.0, (97, 63), OutputConfig()) as sink:
         for image in frames(3, (97, 63)):
-            sink.write(image)
+            sink.write_image(image)
     with av.open(str(path)) as video:
         assert (video.streams.video[0].width, video.streams.video[0].height) == (96, 62)
 
@@ -84,7 +84,7 @@ def test_opencv_codecs_on_request(tmp_path, codec, fourcc):
     path = tmp_path / "clip.avi"
     with VideoSink(path, 10.0, (96, 64), OutputConfig(codec=codec)) as sink:
         for image in frames(4):
-            sink.write(image)
+            sink.write_image(image)
     assert sink.codec == fourcc and probe(path)[1] == 4
 
 

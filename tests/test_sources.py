@@ -128,5 +128,5 @@ def test_live_source_open_timeout_is_a_source_error():
 def test_credentials_are_masked_in_urls_and_names():
     assert mask_url("rtsp://admin:hunter2@10.0.0.5:554/live") == "rtsp://***@10.0.0.5:554/live"
     assert "hunter2" not in source_name("rtsp://admin:hunter2@cam/live")
-    assert source_name("0") == "camera0"
+    assert source_name("0") == "cam0"
     assert source_name(str(Path("/x/dashcam clip.mp4"))) == "dashcam_clip"

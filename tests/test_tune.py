@@ -100,7 +100,7 @@ def test_two_point_sweep_writes_results_config_and_log(inputs: dict[str, Path], 
     tuned = load_pipeline_config(inputs["config"])
     assert tuned.model.top_n == chosen["top_n"] and tuned.model.weights == "random"
     assert tuned.model.workers == 0  # auto stays auto: the file sizes itself to the machine that runs it
-    assert inputs["config"].read_text().startswith("# Tuned by python -m detector.tune")
+    assert inputs["config"].read_text().startswith("# Tuned by driving-detect tune")
     logged = read_records(inputs["log"])
     assert len(logged) == 4 and {r["kind"] for r in logged} == {"tune"}
     assert sorted((int(r["top_n"]), r["variant"]) for r in logged) == [

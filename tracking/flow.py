@@ -14,7 +14,7 @@ tracker follows one object per instance from its own first box, and lives in the
 
 All boxes of a frame go through one `cv2.calcOpticalFlowPyrLK` call each way, on a grey image downscaled to
 `SHORT_SIDE` pixels on its short side, so the cost hardly depends on the resolution: per frame, measured with
-``python -m tracking.flow`` (medians of 50 frames, 2026-12-03, on a 2-core AMD EPYC that another job was using,
+``python -m bench.flow_cost`` (medians of 50 frames, 2026-12-03, on a 2-core AMD EPYC that another job was using,
 hence the ranges over runs): 640x360 0.1 ms preparing the grey image + 7-9 ms moving 5 boxes (12-31 ms for 20);
 1920x1080 1-4 ms preparing + the same moving. The held-out clip averages 4.6 boxes a frame; its pipeline's track
 stage took 9-13 ms a frame at k=3 against about 1 ms with ``kalman``.
@@ -124,32 +124,3 @@ def propagate(previous: FlowImage, current: FlowImage, boxes: np.ndarray) -> tup
     # in the frame, as the detector's boxes are: a car leaving the frame grows past its edge otherwise (on the
     # held-out clip that alone cost 5 points of car AP two frames after a detection)
     return np.clip(moved, 0, np.array(current.size * 2, np.float32)), ok
-
-
-def _measure() -> None:
-    """Time `prepare` + `propagate` per frame at 640x360 and 1920x1080 (the figures in the module docstring)."""
-    import time
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rng = np.random.default_rng(0)
-    for width, height in ((640, 360), (1920, 1080)):
-        small = rng.integers(0, 256, (height // 8, width // 8, 3), np.uint8)
-        frame = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-        shifted = np.roll(frame, (height // 200, width // 200), axis=(0, 1))
-        for count in (5, 20):
-            x, y = rng.uniform(0, width * 0.8, count), rng.uniform(0, height * 0.8, count)
-            boxes = np.stack([x, y, x + width * 0.1, y + height * 0.15], axis=1)
-            prep, move = [], []
-            for _ in range(50):
-                t0 = time.perf_counter()
-                previous, current = prepare(frame), prepare(shifted)
-                t1 = time.perf_counter()
-                propagate(previous, current, boxes)
-                prep.append((t1 - t0) / 2)  # the tracker prepares one image a frame
-                move.append(time.perf_counter() - t1)
-            log.info("%dx%d, %d boxes: prepare %.2f ms, propagate %.2f ms (medians of 50)", width, height, count,
-                     1000 * np.median(prep), 1000 * np.median(move))
-
-
-if __name__ == "__main__":
-    _measure()
