@@ -12,7 +12,8 @@ from torch import nn
 
 from commands.benchmark import main as benchmark_main
 from commands.train import main as train_main
-from detector.backend_onnx import OnnxBackend, read_metadata
+from detector.backend_onnx import OnnxBackend
+from detector.graph import read_metadata
 from detector.backend_torch import TorchBackend
 from detector.export import describe, export_model
 from detector.input_size import POLICY_NAME
