@@ -25,7 +25,7 @@ import numpy as np
 from detector.graph import OnnxModelError, read_metadata
 from detector.calibration import CalibrationError, calibration_missing, calibration_paths, fingerprint, read_frames
 from detector.config import ModelConfig
-from detector.export import EXPORTER_VERSION, Int8Ranges, export, measure_ranges
+from detector.export import EXPORTER_VERSION, FP32_NODES, Int8Ranges, export, measure_ranges
 from detector.models import BUNDLED_MODEL
 from detector.weights import BUNDLED_WEIGHTS, weights_file
 
@@ -61,8 +61,8 @@ def graph_key(cfg: ModelConfig, graph_precision: str, calibration: str = "") -> 
         "model": cfg.name, "weights_sha256": file_sha256(path) if path is not None else "random-seed-0",
         "top_n": cfg.top_n, "min_size": cfg.min_size, "max_size": cfg.max_size, "score_thresh": cfg.score_thresh,
         "precision": graph_precision, "exporter": EXPORTER_VERSION}
-    if graph_precision == "int8":
-        key["calibration"] = calibration
+    if graph_precision == "int8":  # the layers left fp32 change the int8 graph, not the fp32 one its ranges fit
+        key.update(calibration=calibration, fp32_nodes=list(FP32_NODES))
     return key
 
 
