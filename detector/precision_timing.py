@@ -53,13 +53,15 @@ def cpu_identity() -> str:
 
 def timing_key(cfg: ModelConfig, precisions: list[str]) -> str:
     """The cache entry's name: everything the measured times depend on."""
+    from detector.export import EXPORTER_VERSION, FP32_NODES
     from detector.export_cache import file_sha256
     from detector.weights import weights_file
 
     weights = weights_file(cfg.name, cfg.weights)
     key = {"model": cfg.name, "weights": file_sha256(weights) if weights else "random", "top_n": cfg.top_n,
            "min_size": cfg.min_size, "max_size": cfg.max_size, "backend": cfg.backend, "threads": cfg.threads,
-           "workers": cfg.workers, "precisions": precisions, "cpu": cpu_identity(), "version": TIMING_VERSION}
+           "workers": cfg.workers, "precisions": precisions, "cpu": cpu_identity(), "version": TIMING_VERSION,
+           "exporter": EXPORTER_VERSION, "fp32_nodes": list(FP32_NODES)}  # what the graphs timed were
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
