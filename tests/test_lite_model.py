@@ -119,3 +119,23 @@ def test_an_untrained_lite_model_says_how_to_get_weights(tmp_path: Path) -> None
         pytest.skip("the lite weights are bundled")
     with pytest.raises(WeightsError, match="train-driving-lite.yaml"):
         load_model(LITE_MODEL, "default", 100)
+
+
+def test_reconstruction_brings_the_pruned_student_close_to_its_teacher() -> None:
+    """Least-squares refits after pruning: the FPN features move much closer to the teacher's on other frames."""
+    from training.distill import reconstruct
+
+    teacher, student = seeded(BUNDLED_MODEL), seeded(LITE_MODEL)
+    init_from_teacher(student, teacher)
+    generator = torch.Generator().manual_seed(1)
+    fit, check = ([torch.rand(3, 160, 224, generator=generator) for _ in range(3)] for _ in range(2))
+
+    def feature_error() -> float:
+        with torch.no_grad():
+            tensors = teacher.transform(check)[0].tensors
+            ours, theirs = student.backbone(tensors), teacher.backbone(tensors)
+        return sum(float(torch.mean((ours[k] - theirs[k]) ** 2) / torch.mean(theirs[k] ** 2)) for k in ours)
+
+    pruned = feature_error()
+    reconstruct(student, teacher, fit)
+    assert feature_error() < 0.5 * pruned

