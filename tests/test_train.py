@@ -13,7 +13,7 @@ from commands.train import main
 from detector.datasets import AnnotatedImage, DataSource
 from training.train import TrainImages, load_images
 
-CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "iteration", "history", "config"}
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "batches_done", "iteration", "history", "config"}
 
 
 def write_coco(root: Path) -> Path:
