@@ -1,8 +1,23 @@
 """A clip at the resolutions dashcams record: the one way the benchmarks scale a source (``WxH`` sizes)."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
+
+SAMPLE_SCRIPT = Path(__file__).resolve().parent.parent / "samples" / "make_sample.py"
+
+
+def sample_renderer() -> ModuleType:
+    """``samples/make_sample.py`` (the synthetic clip's renderer) as a module: ``samples/`` is a folder of scripts,
+    not a package, and the tests and the docs' pictures draw scenes with it."""
+    spec = importlib.util.spec_from_file_location("make_sample", SAMPLE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 
 
 def parse_sizes(text: str) -> list[str]:

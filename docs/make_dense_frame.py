@@ -7,7 +7,6 @@ The shared driving clips may not be redistributed, so the picture is drawn by ou
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import cv2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.clips import sample_renderer  # noqa: E402
 from detector.backend import build_backend  # noqa: E402
 from detector.nms import PipelineNms  # noqa: E402
 from stream.config import load_pipeline_config  # noqa: E402
@@ -25,16 +25,8 @@ OUT = REPO / "docs" / "dense-labels.jpg"
 COLORS = [(150, 148, 146), (40, 40, 160), (200, 200, 205), (60, 90, 40), (30, 30, 32), (160, 120, 60), (90, 90, 200)]
 
 
-def renderer():
-    spec = importlib.util.spec_from_file_location("make_sample", REPO / "samples" / "make_sample.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(overrides: list[str]) -> Path:
-    sample = renderer()
+    sample = sample_renderer()
     right = [sample.Vehicle("car", 2.2 + 0.25 * (i % 2), 14.0 + 4.6 * i, 0.0, COLORS[i % 7]) for i in range(9)]
     left = [sample.Vehicle("car", -6.6 - 0.3 * (i % 2), 13.0 + 4.8 * i, 0.0, COLORS[(i + 3) % 7]) for i in range(7)]
     sample.VEHICLES = (*right, *left, sample.Vehicle("truck", -4.6, 26.0, 4.0, (206, 208, 210)))

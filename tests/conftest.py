@@ -91,15 +91,10 @@ def _one_torch_thread() -> None:
 
 @pytest.fixture(scope="session")
 def sample():
-    """``samples/make_sample.py`` as a module (``samples/`` is a folder of scripts, not a package)."""
-    import importlib.util
-    import sys
+    """``samples/make_sample.py`` as a module (`bench.clips.sample_renderer`)."""
+    from bench.clips import sample_renderer
 
-    spec = importlib.util.spec_from_file_location("make_sample", REPO / "samples" / "make_sample.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return sample_renderer()
 
 
 # name -> (size (w, h), [(class, xmin, ymin, xmax, ymax)])
