@@ -148,7 +148,7 @@ def reconstruct(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Ten
     tensors = teacher.transform(images)[0].tensors
     x_t = x_s = tensors
     features_t, features_s = {}, {}
-    returned = {name: key for name, key in student.backbone.body.return_layers.items()}
+    returned = student.backbone.body.return_layers  # body layer name -> FPN level key
     for (name, t_block), s_block in zip(teacher.backbone.body.named_children(), student.backbone.body.children()):
         y_t = t_block(x_t)
         if hasattr(s_block, "conv") and len(s_block.conv) == 4:
@@ -162,8 +162,8 @@ def reconstruct(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Ten
         x_t, x_s = y_t, s_block(x_s)
         if name in returned:
             features_t[returned[name]], features_s[returned[name]] = x_t, x_s
-    fit_separable_outputs(student.backbone.fpn, teacher.backbone.fpn, features_s, features_t)
-    rpn_in_s, rpn_in_t = list(student.backbone.fpn(features_s).values()), list(teacher.backbone.fpn(features_t).values())
+    rpn_in_t = list(fit_separable_outputs(student.backbone.fpn, teacher.backbone.fpn, features_s, features_t).values())
+    rpn_in_s = list(student.backbone.fpn(features_s).values())  # after the refit
     dense, separable = teacher.rpn.head.conv[0][0], student.rpn.head.conv[0]
     fit_pointwise(separable, torch.cat([separable[0](f).flatten(2) for f in rpn_in_s], 2)[..., None],
                   torch.cat([dense(f).flatten(2) for f in rpn_in_t], 2)[..., None])
@@ -175,8 +175,9 @@ def fit_pointwise(separable: nn.Sequential, depthwise_out: torch.Tensor, target:
     separable[1].bias.copy_(weight[:, -1])
 
 
-def fit_separable_outputs(student_fpn: nn.Module, teacher_fpn: nn.Module, features_s: dict, features_t: dict) -> None:
-    """The FPN's separable output convolutions refit on the inputs they see (captured by forward hooks)."""
+def fit_separable_outputs(student_fpn: nn.Module, teacher_fpn: nn.Module, features_s: dict, features_t: dict) -> dict:
+    """The FPN's separable output convolutions refit on the inputs they see (captured by forward hooks); returns
+    the teacher FPN's output, which the RPN refit reads next."""
     seen: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def capture(side: str, index: int):
@@ -187,11 +188,12 @@ def fit_separable_outputs(student_fpn: nn.Module, teacher_fpn: nn.Module, featur
     hooks = [block.register_forward_hook(capture(side, i))
              for side, fpn in (("s", student_fpn), ("t", teacher_fpn)) for i, block in enumerate(fpn.layer_blocks)]
     try:
-        teacher_fpn(features_t)
+        teacher_out = teacher_fpn(features_t)
         student_fpn(features_s)
     finally:
         for hook in hooks:
             hook.remove()
     for i, block in enumerate(student_fpn.layer_blocks):
-        student_in, teacher_out = seen["s", i][0], seen["t", i][1]
-        fit_pointwise(block, block[0](student_in), teacher_out)
+        student_in, teacher_level_out = seen["s", i][0], seen["t", i][1]
+        fit_pointwise(block, block[0](student_in), teacher_level_out)
+    return teacher_out

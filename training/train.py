@@ -165,19 +165,19 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     model = build_training_model(cfg)
     teacher = None
     if cfg.teacher:
-        teacher = load_model(BUNDLED_MODEL, cfg.teacher, cfg.eval_top_n)[0].to(device)
-        teacher.requires_grad_(False)
+        teacher = load_model(BUNDLED_MODEL, cfg.teacher, cfg.eval_top_n)[0].requires_grad_(False)
     if cfg.init_weights and resume is None:
         fit_state_dict(model, read_state_dict(Path(cfg.init_weights)), cfg.init_weights, cfg.model)
         log.info("fine-tuning from %s", cfg.init_weights)
     elif teacher is not None and cfg.model == LITE_MODEL and resume is None:
-        init_from_teacher(model, teacher.cpu())
+        init_from_teacher(model, teacher)
         picks = np.linspace(0, len(train_images) - 1, RECONSTRUCTION_FRAMES).round().astype(int)
         reconstruct(model, teacher, [to_model_input(torch.from_numpy(read_bgr(train_images[i].path))) for i in picks])
-        teacher.to(device)
         log.info("initialised %s from the teacher %s (pruned, factorised, refit on %d frames)", cfg.model,
                  cfg.teacher, RECONSTRUCTION_FRAMES)
     model.to(device)
+    if teacher is not None:
+        teacher.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sampler = AspectBatches(train_images, cfg.batch_size, cfg.seed)
