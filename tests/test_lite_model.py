@@ -15,7 +15,7 @@ from commands.train import main as train_main
 from detector.backend_onnx import OnnxBackend
 from detector.graph import read_metadata
 from detector.backend_torch import TorchBackend
-from detector.export import describe, export_model
+from detector.export import describe, export_model, load_for_export
 from detector.input_size import POLICY_NAME
 from detector.models import BUNDLED_MODEL, LITE_MODEL, ThinBoxHead, build_detector, separable_conv
 from detector.weights import load_model
@@ -42,7 +42,9 @@ def test_the_lite_model_costs_at_most_half_the_bundled_one(capsys: pytest.Captur
 
 
 def test_lite_graph_exports_and_matches_torch(tmp_path: Path) -> None:
-    model, class_map = load_model(LITE_MODEL, "random", 100, score_thresh=0.0)
+    # seeded as the exporter seeds random weights: unseeded, about one draw in six gives equal RPN scores to
+    # neighbouring anchors on flat parts of the frame, which torch's and ONNX Runtime's top-k order differently
+    model, class_map = load_for_export(LITE_MODEL, "random", 100, 0, 0, 0.0)
     path = tmp_path / "lite.onnx"
     export_model(model, describe(model, class_map, LITE_MODEL, "random"), path)
     meta = read_metadata(path)
