@@ -1,7 +1,7 @@
 """ONNX Runtime inference backend: the graph written by `detector.export`, same contract as `TorchBackend`.
 
-The graph takes the camera frame as is (uint8 BGR, (H, W, 3)) and does TorchBackend's preprocessing itself, so a
-frame crosses to the device once, at one byte per pixel. Its outputs are model class indices; the class map stored
+The graph takes the camera frame resized to the size its model sees (uint8 BGR, (H, W, 3); `OnnxMetadata.fit`) and
+does TorchBackend's preprocessing itself, so a frame crosses to the device once, at one byte per pixel. Its outputs are model class indices; the class map stored
 in the file's metadata turns them into driving ids exactly as TorchBackend's class map does.
 """
 from __future__ import annotations
@@ -133,11 +133,12 @@ class OnnxBackend:
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         check_frame(frame_bgr)
+        image, back = self.meta.fit(frame_bgr)
         try:
-            boxes, scores, labels = self.run(np.ascontiguousarray(frame_bgr))
+            boxes, scores, labels = self.run(np.ascontiguousarray(image))
         except ORT_ERRORS as exc:
             raise OnnxModelError(f"ONNX Runtime rejected a {frame_bgr.shape} frame: {first_line(exc)}") from None
-        return Detections.from_model_output(boxes, scores, labels, self.class_map)
+        return Detections.from_model_output(boxes * back, scores, labels, self.class_map)
 
     def worker_threads(self) -> contextlib.AbstractContextManager[None]:
         """Nothing per thread: the session's own thread pool (``model.onnx.intra_op_threads``) does the work."""

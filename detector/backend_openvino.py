@@ -75,9 +75,10 @@ class OpenVinoBackend:
 
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
         check_frame(frame_bgr)
+        image, back = self.meta.fit(frame_bgr)
         try:
-            result = self._request().infer({0: np.ascontiguousarray(frame_bgr)})
+            result = self._request().infer({0: np.ascontiguousarray(image)})
         except RuntimeError as exc:
             raise OnnxModelError(f"OpenVINO rejected a {frame_bgr.shape} frame: {str(exc).splitlines()[0]}") from None
         boxes, scores, labels = (result[output] for output in self.outputs)
-        return Detections.from_model_output(boxes, scores, labels, self.class_map)
+        return Detections.from_model_output(boxes * back, scores, labels, self.class_map)

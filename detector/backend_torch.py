@@ -10,7 +10,8 @@ from torch import nn
 
 from core.config import ConfigError
 from core.detections import Detections
-from detector.preprocess import to_model_input
+from detector.input_size import presized
+from detector.preprocess import fit_frame, to_model_input
 
 
 def resolve_device(device: str) -> torch.device:
@@ -23,7 +24,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 class TorchBackend:
-    """Runs a torchvision detection model; preprocessing (`detector.preprocess`) runs on the device.
+    """Runs a torchvision detection model; the frame is resized on the host (`detector.preprocess.fit_frame`, which
+    makes ``model``'s transform a `detector.input_size.PresizedTransform`, in place) and the rest of the
+    preprocessing runs on the device.
 
     ``precision``: fp32; fp16 (CUDA: the model in half precision); bf16 (autocast, on a CPU with bf16 or CUDA).
     ``name`` is ``torch`` for fp32 and ``torch-<precision>`` otherwise.
@@ -33,7 +36,9 @@ class TorchBackend:
                  threads: int = 0):
         self.device, self.threads, self.precision = device, threads, precision
         self.name = "torch" if precision == "fp32" else f"torch-{precision}"
-        self.model = model.to(device).eval()
+        self.model = presized(model).to(device).eval()
+        transform = getattr(self.model, "transform", None)
+        self.input_size = transform.input_size if transform is not None else lambda width, height: (width, height)
         if precision == "fp16":
             self.model.half()
         self.class_map = class_map
@@ -60,6 +65,8 @@ class TorchBackend:
 
     @torch.inference_mode()
     def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        image, back = fit_frame(frame_bgr, self.input_size)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            output = self.model([self.preprocess(frame_bgr)])[0]
-        return Detections.from_model_output(output["boxes"], output["scores"], output["labels"], self.class_map)
+            output = self.model([self.preprocess(image)])[0]
+        boxes = output["boxes"].float().cpu().numpy() * back
+        return Detections.from_model_output(boxes, output["scores"], output["labels"], self.class_map)

@@ -3,10 +3,11 @@
     driving-detect export --model NAME --weights W --top-n N --out model.onnx
         [--min-size S --max-size S --opset K --precision fp32|int8 [--calibration SPEC ... --calibration-frames N]]
 
-Input: the frame as the camera gives it, uint8 BGR (H, W, 3), batch 1, dynamic H and W. BGR->RGB, HWC->CHW and
-/255 run inside the graph with the same ops TorchBackend runs on its device, so pre- and postprocessing are the
-same code path, the runtime converts nothing on the host and uploads a quarter of a float frame's bytes. Then the
-model's own resize, normalisation, RPN, box head and postprocessing; outputs are boxes (N, 4) in source pixels,
+Input: the frame resized on the host to the size the model sees (`detector.preprocess.fit_frame`, metadata
+``resize: host``), uint8 BGR (H, W, 3), batch 1, dynamic H and W. BGR->RGB, HWC->CHW and /255 run inside the graph
+with the same ops TorchBackend runs on its device, so pre- and postprocessing are the same code path and the
+runtime uploads a quarter of a float frame's bytes. Then the model's normalisation, RPN, box head and
+postprocessing; outputs are boxes (N, 4) in the pixels of the input (the backend maps them back to the frame),
 scores (N,) and labels (N,) as model class indices, which the class map in the metadata turns into driving ids.
 
 Exporter: the TorchScript-based one (``dynamo=False``), as torchvision tests its detection models with it; the
@@ -37,13 +38,13 @@ from core.labels import LABELS
 from detector.graph import INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
 from detector.calibration import CalibrationError
 from detector.config import DEFAULT_OPSET
-from detector.input_size import POLICY_NAME, PolicyTransform
+from detector.input_size import POLICY_NAME, presized
 from detector.models import DEFAULT_SCORE_THRESH
 from detector.preprocess import to_model_input
 from detector.weights import load_model
 
 # Bump when the graph this module writes changes: cached exports (`detector.export_cache`) are keyed by it.
-EXPORTER_VERSION = 6
+EXPORTER_VERSION = 7  # 7: the host resizes frames (``resize: host``); 6 resized inside the graph
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 # Left fp32, as post-training quantization usually leaves a network's ends: the first convolution and inverted
 # residual (quantized, they cost the stage-2 weights 3.4 points of car AP@0.5 on pseudo/val.json: 0.563 against
@@ -57,12 +58,12 @@ FP32_NODES = ("/model/backbone/body/body.0/", "/model/backbone/body/body.1/", "/
 
 
 class FrameDetector(nn.Module):
-    """The detector with the one preprocessing step (`detector.preprocess`) in front: uint8 BGR (H, W, 3) -> boxes,
-    scores, labels."""
+    """The detector with the one preprocessing step (`detector.preprocess`) in front: uint8 BGR (H, W, 3), already at
+    the size the model sees -> boxes, scores, labels. ``model``'s transform becomes a `PresizedTransform` (in place)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
+        self.model = presized(model)
 
     def forward(self, frame_bgr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         output = self.model([to_model_input(frame_bgr)])[0]
@@ -118,7 +119,8 @@ def describe(model: nn.Module, class_map: np.ndarray, name: str, weights: str) -
         class_map=[int(i) for i in class_map],
         weights=weights,
         weights_sha256=state_sha256(model),
-        size_policy=POLICY_NAME if isinstance(model.transform, PolicyTransform) else "fixed",
+        size_policy=POLICY_NAME if presized(model).transform.policy else "fixed",
+        resize="host",
     )
 
 
@@ -216,7 +218,8 @@ def export_model(
     """
     proto = trace_export_graph(model, meta, opset)
     if precision == "int8":
-        proto = quantize_int8(proto, calibration or [])[0]
+        frames = calibration if isinstance(calibration, Int8Ranges) else graph_inputs(meta, calibration or [])
+        proto = quantize_int8(proto, frames)[0]
     onnx.helper.set_model_props(proto, dataclasses.replace(meta, precision=precision).to_props())
     onnx.checker.check_model(proto, full_check=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +241,13 @@ def measure_ranges(name: str, weights: str, top_n: int, min_size: int, max_size:
                    frames: list[np.ndarray], opset: int = DEFAULT_OPSET) -> Int8Ranges:
     """The activation ranges ``frames`` give the fp32 graph `export` would write: what an int8 export bakes in."""
     model, class_map = load_for_export(name, weights, top_n, min_size, max_size, score_thresh)
-    return quantize_int8(trace_export_graph(model, describe(model, class_map, name, weights), opset), frames)[1]
+    meta = describe(model, class_map, name, weights)
+    return quantize_int8(trace_export_graph(model, meta, opset), graph_inputs(meta, frames))[1]
+
+
+def graph_inputs(meta: OnnxMetadata, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Camera frames as the graph described by ``meta`` takes them (`OnnxMetadata.fit`): what calibration runs."""
+    return [meta.fit(frame)[0] for frame in frames]
 
 
 def load_for_export(name: str, weights: str, top_n: int, min_size: int, max_size: int,

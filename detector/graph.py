@@ -18,8 +18,9 @@ from google.protobuf.message import DecodeError
 
 from core.labels import LABEL_IDS, LABELS
 from detector.config import ModelConfig
-from detector.input_size import POLICY_NAME
+from detector.input_size import POLICY_NAME, fixed_size, policy_size
 from detector.models import DEFAULT_SIZES, uses_size_policy
+from detector.preprocess import fit_frame
 
 INPUT_NAME = "frame"
 OUTPUT_NAMES = ("boxes", "scores", "labels")
@@ -36,8 +37,10 @@ class OnnxMetadata:
     labels[i] is the driving name of model class i (None: not a driving class); class_map[i] its driving id (-1).
     ``precision``: ``fp32``, or ``int8`` for a statically quantized graph (`detector.export.quantize_int8`)
     (optional key);
-    ``size_policy``: `detector.input_size.POLICY_NAME` when the graph resizes by that policy, else ``fixed``
-    (optional key).
+    ``size_policy``: `detector.input_size.POLICY_NAME` when frames are sized by that policy, else ``fixed``
+    (optional key); ``resize``: ``host`` when the runtime resizes each frame to `input_size` before the graph
+    (`detector.preprocess.fit_frame`), ``graph`` when the graph takes the frame at its own size and resizes it
+    (files exported before 2026-12-04; optional key).
     """
 
     model_name: str
@@ -51,6 +54,19 @@ class OnnxMetadata:
     weights_sha256: str
     precision: str = "fp32"
     size_policy: str = "fixed"
+    resize: str = "graph"
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) the graph's model sees for a ``width`` x ``height`` frame."""
+        if self.size_policy == POLICY_NAME:
+            return policy_size(width, height)
+        return fixed_size(width, height, self.min_size, self.max_size)
+
+    def fit(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the graph takes for ``frame_bgr``, and the (4,) factors back to its pixels (`fit_frame`)."""
+        if self.resize == "graph":
+            return frame_bgr, np.ones(4, np.float32)
+        return fit_frame(frame_bgr, self.input_size)
 
     def to_props(self) -> dict[str, str]:
         return {key: json.dumps(value) for key, value in dataclasses.asdict(self).items()}

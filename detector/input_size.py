@@ -11,8 +11,10 @@ frame. No frame goes below a 320 short side; the long side is capped at ``MAX_LO
     640 x 360 -> 568 x 320    1242 x 375 -> 1092 x 329    1360 x 800 -> 990 x 582
     500 x 375 -> 439 x 329    1920 x 1080 -> 1296 x 729   300 x 400 (portrait) -> 320 x 426
 
-`PolicyTransform` does this inside the model (traced into the ONNX graph as tensor arithmetic, so every
-backend resizes alike); training keeps torchvision's random short sides (``train_min_sizes``).
+`PolicyTransform` does this inside the model for training and eager use (training keeps torchvision's random short
+sides, ``train_min_sizes``). The backends resize on the host instead (`detector.preprocess.fit_frame`: uint8, about
+1 ms for a 1080p frame against 30 ms of float resize, transpose and scaling of the full frame inside the graph) and
+run the model behind a `PresizedTransform`, so every backend and the exported graph see the same pixels.
 """
 from __future__ import annotations
 
@@ -39,8 +41,18 @@ def policy_scale(height: float, width: float) -> float:
 
 def policy_size(width: int, height: int) -> tuple[int, int]:
     """(width, height) the model sees for a frame of ``width`` x ``height`` (as torch's interpolate rounds)."""
-    scale = policy_scale(height, width)
-    return math.floor(width * scale), math.floor(height * scale)
+    return scaled_size(width, height, policy_scale(height, width))
+
+
+def fixed_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """(width, height) torchvision's fixed rule gives: short side ``min_size`` unless the long one passes
+    ``max_size``."""
+    return scaled_size(width, height, min(min_size / min(width, height), max_size / max(width, height)))
+
+
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """As torch's interpolate rounds, and never below one pixel (a 1-pixel-high frame stays a frame)."""
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
 class PolicyTransform(GeneralizedRCNNTransform):
@@ -61,3 +73,37 @@ class PolicyTransform(GeneralizedRCNNTransform):
         resized = torch.nn.functional.interpolate(image[None], scale_factor=scale, mode="bilinear",
                                                   recompute_scale_factor=True, align_corners=False)[0]
         return resized, target
+
+
+class PresizedTransform(GeneralizedRCNNTransform):
+    """The transform of a model whose caller resizes each frame to `input_size` (the backends, through
+    `detector.preprocess.fit_frame`): at test time it only normalises and pads, so boxes come out in the pixels
+    of the image it was given. Training resizes as torchvision does, as `PolicyTransform` also does.
+
+    ``policy``: the input-size policy sizes frames, else torchvision's fixed short/long-side rule.
+    """
+
+    def __init__(self, transform: GeneralizedRCNNTransform):
+        super().__init__(transform.min_size, transform.max_size, transform.image_mean, transform.image_std,
+                         transform.size_divisible, transform.fixed_size)
+        self.policy = isinstance(transform, PolicyTransform)
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) a ``width`` x ``height`` frame is resized to before the model."""
+        if self.policy:
+            return policy_size(width, height)
+        return fixed_size(width, height, self.min_size[-1], self.max_size)
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None) -> tuple[Tensor, dict | None]:
+        if self.training:
+            return super().resize(image, target)
+        return image, target
+
+
+def presized(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (changed in place) with its transform's test-time resize left to the caller (`PresizedTransform`);
+    a model without torchvision's detection transform takes frames at their own size."""
+    if isinstance(getattr(model, "transform", None), GeneralizedRCNNTransform) and \
+            not isinstance(model.transform, PresizedTransform):
+        model.transform = PresizedTransform(model.transform)
+    return model

@@ -6,7 +6,6 @@ explicit class-wise NMS stage (`detector.nms`) is the one that decides.
 """
 from __future__ import annotations
 
-import math
 
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detector.config import (BUNDLED_MODEL, DEFAULT_SCORE_THRESH, DEFAULT_TOP_N, DRIVING_MODELS, LITE_MODEL, MODEL_NAMES,
                              TORCHVISION_MODELS)
-from detector.input_size import PolicyTransform, policy_size
+from detector.input_size import PolicyTransform, fixed_size, policy_size
 
 TORCHVISION_BUILDERS: dict[str, Callable[..., FasterRCNN]] = {name: getattr(detection, name)
                                                               for name in TORCHVISION_MODELS}
@@ -202,8 +201,7 @@ def model_input_size(name: str, min_size: int, max_size: int, width: int, height
     if uses_size_policy(name, min_size):
         return policy_size(width, height)
     default_min, default_max = DEFAULT_SIZES[name]
-    scale = min((min_size or default_min) / min(width, height), (max_size or default_max) / max(width, height))
-    return math.floor(width * scale), math.floor(height * scale)
+    return fixed_size(width, height, min_size or default_min, max_size or default_max)
 
 
 def set_top_n(model: FasterRCNN, top_n: int) -> None:

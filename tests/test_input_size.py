@@ -1,21 +1,37 @@
 """The bundled model's input-size policy on every aspect ratio, in torch and in the exported graph alike."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from detector.backend_onnx import OnnxBackend
 from detector.graph import read_metadata
 from detector.backend_torch import TorchBackend
 from detector.export import describe, export_model
-from detector.input_size import POLICY_NAME, PolicyTransform, policy_size
+from core.detections import Detections
+from detector.input_size import POLICY_NAME, PolicyTransform, PresizedTransform, policy_size
+from detector.preprocess import to_model_input
 from detector.models import BUNDLED_MODEL, build_detector
 from detector.weights import load_model
-from tests.test_onnx import assert_same, scene
+from tests.test_onnx import SAMPLE_VIDEO, assert_same, scene
+
+
+def sample_frame(width: int, height: int, index: int = 40) -> np.ndarray:
+    """A frame of the bundled sample clip (cars, signs, a person) scaled to ``width`` x ``height``."""
+    capture = cv2.VideoCapture(str(SAMPLE_VIDEO))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_CUBIC)
 
 # (width, height) -> what the model sees; the input-size table of docs/benchmarks.md says the same
 EXPECTED = {
@@ -60,3 +76,41 @@ def test_the_exported_graph_resizes_by_the_policy_as_torch_does(tmp_path: Path):
         expected = eager(frame)
         assert_same(expected, graph(frame), min_iou=0.99, score_tol=2e-3)
         assert np.all(expected.boxes[:, 2] <= width + 1e-3) and np.all(expected.boxes[:, 3] <= height + 1e-3)
+
+
+def test_the_host_resize_gives_what_the_models_own_resize_gave():
+    """The backends resize frames on the host (uint8, OpenCV) before a `PresizedTransform`; the detections match
+    the model resizing the float frame itself (torch's interpolate), the path training and eager use take."""
+    model, class_map = load_model(BUNDLED_MODEL, "default", 300)
+    own = copy.deepcopy(model).eval()
+    host = TorchBackend(model, class_map, torch.device("cpu"))
+    assert isinstance(host.model.transform, PresizedTransform) and isinstance(own.transform, PolicyTransform)
+    frame = sample_frame(1920, 1080)
+    with torch.inference_mode():
+        out = own([to_model_input(torch.from_numpy(frame))])[0]
+    expected = Detections.from_model_output(out["boxes"], out["scores"], out["labels"], class_map)
+    actual = host(frame)
+    for one, other in [(expected, actual), (actual, expected)]:
+        confident = one[one.scores >= 0.4]
+        assert len(confident) >= 20  # the sample frame has cars, signs and lights to compare
+        iou = box_iou(torch.from_numpy(confident.boxes), torch.from_numpy(other.boxes)).numpy()
+        for i in range(len(confident)):
+            same = (other.labels == confident.labels[i]) & (np.abs(other.scores - confident.scores[i]) <= 0.03)
+            assert np.any(same & (iou[i] >= 0.95)), f"no match for {confident[np.array([i])].to_json()}"
+
+
+def test_presized_graphs_take_frames_at_the_models_size(tmp_path: Path):
+    """A graph exported now says the host resizes (``resize: host``) and sizes frames by the policy; a 1-pixel-high
+    frame still has a size."""
+    torch.manual_seed(0)
+    model, class_map = load_model(BUNDLED_MODEL, "default", 50)
+    meta = describe(model, class_map, BUNDLED_MODEL, "default")
+    assert meta.resize == "host"
+    for size, seen in EXPECTED.items():
+        image, back = meta.fit(np.zeros((size[1], size[0], 3), np.uint8))
+        assert (image.shape[1], image.shape[0]) == seen
+        np.testing.assert_allclose(back, [size[0] / seen[0], size[1] / seen[1]] * 2, rtol=1e-6)
+    assert meta.fit(np.zeros((1, 1920, 3), np.uint8))[0].shape[:2] == (1, 1600)
+    old = dataclasses.replace(meta, resize="graph")  # a file exported before 2026-12-04 resizes inside
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    assert old.fit(frame)[0] is frame
