@@ -32,13 +32,14 @@ def parse_sizes(text: str) -> list[str]:
     return list(dict.fromkeys(sizes))
 
 
-def scaled_clip(source: Path, size: str, frames: int, folder: Path) -> Path:
-    """The first ``frames`` of ``source`` scaled to ``size`` by ffmpeg as the real-time issue defines its 1080p
-    clip (``-vf scale=W:H -c:v libx264 -crf 20``), made once into ``folder``."""
+def scaled_clip(source: Path, size: str, frames: int | None, folder: Path) -> Path:
+    """The first ``frames`` of ``source`` (``None``: all of it) scaled to ``size`` by ffmpeg as the real-time issue
+    defines its 1080p clip (``-vf scale=W:H -c:v libx264 -crf 20``), made once into ``folder``."""
     out = folder / f"{source.stem}-{size}.mp4"
     if not out.exists():
         width, height = size.split("x")
-        result = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-frames:v", str(frames), "-vf",
+        first = ["-frames:v", str(frames)] if frames is not None else []
+        result = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *first, "-vf",
                                  f"scale={width}:{height}", "-c:v", "libx264", "-crf", "20", str(out)],
                                 capture_output=True, text=True)
         if result.returncode:

@@ -13,21 +13,11 @@ from pathlib import Path
 
 from bench.choices import BACKENDS
 from commands.common import (SUBCOMMANDS, CommandParser, add_max_frames, add_model_options, backend_list,
-                             bad_input, positive_int, run_with_config)
+                             bad_input, positive_int, run_with_config, size_list)
 from stream.config import PipelineConfig
 
 SUMMARY = SUBCOMMANDS["benchmark"]
 FLOPS_SIZES = ("640x360", "1280x720", "1920x1080")
-
-
-def size_list(text: str) -> list[str]:
-    """argparse type: ``WxH,...`` sizes, a bad one a one-line usage error."""
-    from bench.clips import parse_sizes
-
-    try:
-        return parse_sizes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from bench.choices import BACKENDS
+from bench.clips import parse_sizes
 from core.config import ConfigError
 from core.log import mask_url, setup_logging
 from stream.config import load_pipeline_config
@@ -173,3 +174,11 @@ def backend_list(text: str) -> list[str]:
     if not names or not set(names) <= set(BACKENDS):
         raise argparse.ArgumentTypeError(f"'{text}': backends are {', '.join(BACKENDS)}")
     return names
+
+
+def size_list(text: str) -> list[str]:
+    """argparse type: ``WxH,...`` sizes (`bench.clips.parse_sizes`), a bad one a one-line usage error."""
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
