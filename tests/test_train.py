@@ -163,7 +163,7 @@ def test_min_teacher_score_applies_to_the_training_sets_only(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]", "crop=1.5",
-                                      "min_teacher_score=1.5"])
+                                      "min_teacher_score=1.5", "ignore_below_score=-0.1"])
 def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
     assert main(["--config", str(config), override]) == 2
     err = capsys.readouterr().err
@@ -295,3 +295,57 @@ def test_crops_and_flips_move_ignore_regions_with_the_image(tmp_path: Path) -> N
         assert len(target["ignore"]) == 1 and torch.allclose(target["ignore"][0], expected), (target, expected)
         clipped += bool(((expected[2:] - expected[:2]) < torch.tensor([110, 80])).any())
     assert clipped, "some crop must cut the region"
+
+
+def test_teacher_boxes_below_ignore_below_score_become_ignore_regions(tmp_path: Path) -> None:
+    data = write_coco(tmp_path / "data")
+    coco = json.loads(data.read_text())
+    coco["annotations"][1].update(source="teacher", score=0.4)   # the person in f1
+    data.write_text(json.dumps(coco))
+    sources = [DataSource(f"coco:{data}")]
+    person = [[90, 20, 120, 90]]
+    f1 = load_images(sources, ignore_below_score=0.5)[1]
+    assert len(f1.boxes) == 0 and f1.ignore.tolist() == person
+    f1 = load_images(sources, ignore_below_score=0.3)[1]
+    assert f1.boxes.tolist() == person and len(f1.ignore) == 0
+    f1 = load_images(sources, min_teacher_score=0.45, ignore_below_score=0.5)[1]
+    assert len(f1.boxes) == len(f1.ignore) == 0, "below min_teacher_score: dropped, as before"
+    f0 = load_images(sources, ignore_below_score=0.9)[0]
+    assert len(f0.boxes) == 1 and len(f0.ignore) == 0, "a human box is never made an ignore region"
+
+
+def test_ignore_below_score_at_or_under_min_teacher_score_exits_2(config: Path, capsys) -> None:
+    assert main(["--config", str(config), "min_teacher_score=0.5", "ignore_below_score=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "'ignore_below_score' (0.5) must be 0 or above 'min_teacher_score' (0.5)" in err
+
+
+def test_training_with_ignore_regions_then_resume(tmp_path: Path, monkeypatch) -> None:
+    """A crowd region and a weak teacher box reach both samplers through crops and flips; losses stay finite."""
+    data = write_coco(tmp_path / "data")
+    coco = json.loads(data.read_text())
+    coco["annotations"] += [
+        {"id": 3, "image_id": 0, "category_id": 6, "bbox": [100, 60, 50, 50], "area": 2500, "iscrowd": 1},
+        {"id": 4, "image_id": 0, "category_id": 6, "bbox": [0, 70, 20, 45], "area": 900, "iscrowd": 0,
+         "source": "teacher", "score": 0.35},
+    ]
+    data.write_text(json.dumps(coco))
+    config = write_config(tmp_path, data)
+    config.write_text(config.read_text().replace("hflip: 0.0", "hflip: 0.5\ncrop: 0.5\nignore_below_score: 0.5"))
+    skipped = []
+    real = training.ignore.inside_ignore_regions
+
+    def spy(boxes: torch.Tensor, regions: torch.Tensor | None) -> torch.Tensor:
+        inside = real(boxes, regions)
+        skipped.append(int(inside.sum()))
+        return inside
+
+    monkeypatch.setattr(training.ignore, "inside_ignore_regions", spy)
+    assert main(["--config", str(config)]) == 0
+    assert sum(skipped) > 0, "anchors or proposals inside the regions were skipped"
+    assert main(["--config", str(config), "--resume", str(tmp_path / "run" / "last.pt"), "epochs=2"]) == 0
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["iteration"]) == (1, 4)
+    history = json.loads(state["history"])
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(np.isfinite(v) for r in history for v in r["losses"].values())

@@ -163,10 +163,13 @@ def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
     return honour_ignore_regions(model)
 
 
-def load_images(sources: list[DataSource], min_teacher_score: float = 0.0) -> list[AnnotatedImage]:
-    """Every source's images, ``repeat`` times each; teacher boxes below ``min_teacher_score`` dropped."""
+def load_images(sources: list[DataSource], min_teacher_score: float = 0.0,
+                ignore_below_score: float = 0.0) -> list[AnnotatedImage]:
+    """Every source's images, ``repeat`` times each; teacher boxes below ``min_teacher_score`` dropped, those left
+    below ``ignore_below_score`` made ignore regions."""
     return [im for s in sources
-            for im in load_dataset(s.spec, s.split, min_teacher_score=min_teacher_score).images * s.repeat]
+            for im in load_dataset(s.spec, s.split, min_teacher_score=min_teacher_score,
+                                   ignore_below_score=ignore_below_score).images * s.repeat]
 
 
 def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
@@ -178,8 +181,10 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # empty frames are not true negatives; the teacher-score floor applies to the training sets only
-    train_images = [im for im in load_images(cfg.train, cfg.min_teacher_score) if len(im.boxes)]
+    # empty frames are not true negatives (nor those with ignore regions only); the teacher-score rules apply to the
+    # training sets only
+    train_images = [im for im in load_images(cfg.train, cfg.min_teacher_score, cfg.ignore_below_score)
+                    if len(im.boxes)]
     val_images = load_images(cfg.val)
     model = build_training_model(cfg)
     teacher = None
