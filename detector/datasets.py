@@ -211,10 +211,13 @@ def is_teacher_box(ann: dict) -> bool:
 
 def read_coco(
     path: Path, split: Path | None, mapping: dict, skip_bad: bool = False, min_teacher_score: float = 0.0,
+    ignore_below_score: float = 0.0,
 ) -> Dataset:
     """COCO JSON; images are found beside it in ``images/`` (or beside the JSON itself). iscrowd -> ignore.
 
-    ``min_teacher_score`` drops teacher boxes (`is_teacher_box`) scoring below it; human boxes always stay.
+    ``min_teacher_score`` drops teacher boxes (`is_teacher_box`) scoring below it; the teacher boxes left that
+    score below ``ignore_below_score`` become ignore regions: a weak teacher box is too unsure to teach as an
+    object, but dropping it would teach what is often a real object as background. Human boxes always stay.
     Meant for training only: evaluation should read every label.
     """
     try:
@@ -225,14 +228,20 @@ def read_coco(
         raise DatasetError(f"{path}: not a readable COCO JSON ({exc})") from None
     img_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
     by_image: dict[int, list[dict]] = {}
-    dropped = 0
+    dropped = ignored = 0
     for ann in coco.get("annotations", []):
-        if min_teacher_score > 0 and is_teacher_box(ann) and float(ann.get("score", 0.0)) < min_teacher_score:
+        score = float(ann.get("score", 0.0)) if is_teacher_box(ann) else 1.0
+        if score < min_teacher_score:
             dropped += 1
             continue
+        if score < ignore_below_score:
+            ann = {**ann, "iscrowd": 1}  # COCO's own mark of an ignore region
+            ignored += 1
         by_image.setdefault(ann.get("image_id"), []).append(ann)
     if min_teacher_score > 0:
         log.info("%s: %d teacher boxes below score %.2f dropped", path, dropped, min_teacher_score)
+    if ignore_below_score > 0:
+        log.info("%s: %d teacher boxes below score %.2f made ignore regions", path, ignored, ignore_below_score)
     keep = _read_split(split)
     if keep is not None:
         wanted = set(keep)
@@ -280,11 +289,12 @@ READERS = {"voc": read_voc, "kitti": read_kitti, "coco": read_coco, "yolo": read
 
 def load_dataset(
     spec: str, split: str | Path | None = None, mapping: dict | None = None, skip_bad: bool = False,
-    min_teacher_score: float = 0.0,
+    min_teacher_score: float = 0.0, ignore_below_score: float = 0.0,
 ) -> Dataset:
     """Read ``FORMAT:PATH`` (e.g. ``voc:../shared/data/roadsigns``) with an optional split file of stems.
 
-    ``min_teacher_score`` (COCO only; the other formats carry no teacher scores) drops low-score teacher boxes.
+    ``min_teacher_score`` and ``ignore_below_score`` (COCO only; the other formats carry no teacher scores) drop
+    low-score teacher boxes or make them ignore regions (`read_coco`).
     """
     fmt, sep, path = spec.partition(":")
     if not sep or fmt not in READERS:
@@ -294,8 +304,9 @@ def load_dataset(
         raise DatasetError(f"{root}: dataset path does not exist")
     full_mapping = default_mapping()
     full_mapping.update(mapping or {})
-    extra = {"min_teacher_score": min_teacher_score} if fmt == "coco" and min_teacher_score > 0 else {}
+    scores = {"min_teacher_score": min_teacher_score, "ignore_below_score": ignore_below_score}
+    extra = {k: v for k, v in scores.items() if v > 0} if fmt == "coco" else {}
     dataset = READERS[fmt](root, Path(split) if split else None, full_mapping, skip_bad, **extra)
-    log.info("%s: %d images, %d boxes, %d skipped", spec, len(dataset.images),
-             sum(len(i.boxes) for i in dataset.images), dataset.skipped)
+    log.info("%s: %d images, %d boxes, %d ignore regions, %d skipped", spec, len(dataset.images),
+             sum(len(i.boxes) for i in dataset.images), sum(len(i.ignore) for i in dataset.images), dataset.skipped)
     return dataset

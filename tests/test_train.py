@@ -1,7 +1,10 @@
-"""Training smoke run on CPU: two iterations on a generated COCO dataset, a checkpoint, resume, and bad config."""
+"""Training smoke run on CPU: two iterations on a generated COCO dataset, a checkpoint, resume, and bad config;
+ignore regions: skipped by the RPN's and the box head's sampling, moved by crops and flips, made from weak teacher
+boxes."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import cv2
@@ -9,9 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+import training.ignore
 from commands.train import main
 from detector.datasets import AnnotatedImage, DataSource
-from training.train import TrainImages, load_images
+from detector.input_size import presized
+from training.config import TrainConfig
+from training.ignore import IgnoreRegionTransform
+from training.train import TrainImages, build_training_model, load_images
 
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "epoch", "batches_done", "iteration", "history", "config"}
 
@@ -156,7 +163,7 @@ def test_min_teacher_score_applies_to_the_training_sets_only(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("override", ["no_such_key=1", "schedule=linear", "train=[]", "crop=1.5",
-                                      "min_teacher_score=1.5"])
+                                      "min_teacher_score=1.5", "ignore_below_score=-0.1"])
 def test_bad_config_exits_2(config: Path, override: str, capsys) -> None:
     assert main(["--config", str(config), override]) == 2
     err = capsys.readouterr().err
@@ -210,3 +217,135 @@ def test_the_v3_config_weights_the_sign_photos_and_calibration_uses_its_training
     assert {s.spec: s.repeat for s in v3.train}["voc:../shared/data/roadsigns"] == 3
     assert {(s.spec, s.split) for s in DEFAULT_CALIBRATION} <= {(s.spec, s.split) for s in v3.train}
     assert v3.val == v2.val
+
+
+# Anchors / proposals (xyxy) against one person box and two ignore regions: inside the first region; outside
+# everything; partly (6%) inside the first region; the person box itself, wholly inside the second region.
+CANDIDATES = torch.tensor([[10, 10, 30, 30], [200, 200, 220, 220], [50, 50, 90, 90], [100, 100, 150, 150]],
+                          dtype=torch.float32)
+PERSON = torch.tensor([[100, 100, 150, 150]], dtype=torch.float32)
+REGIONS = torch.tensor([[0, 0, 60, 60], [90, 90, 160, 160]], dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def training_model() -> torch.nn.Module:
+    cfg = TrainConfig(backbone_weights="none", train=[DataSource("coco:unused.json")], train_min_sizes=[128],
+                      min_size=128, max_size=160)
+    return build_training_model(cfg).train()
+
+
+def target(ignore: bool) -> dict[str, torch.Tensor]:
+    return {"boxes": PERSON, "labels": torch.tensor([6]), **({"ignore": REGIONS} if ignore else {})}
+
+
+def test_the_rpn_samples_an_anchor_inside_an_ignore_region_neither_as_object_nor_as_background(training_model):
+    rpn = training_model.rpn
+    plain, _ = rpn.assign_targets_to_anchors([CANDIDATES], [target(ignore=False)])
+    assert plain[0].tolist() == [0, 0, 0, 1]
+    labels, matched = rpn.assign_targets_to_anchors([CANDIDATES], [target(ignore=True)])
+    assert labels[0].tolist() == [-1, 0, 0, 1], "inside: skipped; outside, 6% inside: background; matched: object"
+    assert torch.equal(matched[0][3], PERSON[0])
+    positive, negative = rpn.fg_bg_sampler(labels)
+    assert positive[0].tolist() == [0, 0, 0, 1] and negative[0].tolist() == [0, 1, 1, 0]
+
+
+def test_the_box_head_samples_a_proposal_inside_an_ignore_region_neither_as_object_nor_as_background(training_model):
+    heads = training_model.roi_heads
+    plain, _, plain_labels, _ = heads.select_training_samples([CANDIDATES.clone()], [target(ignore=False)])
+    assert len(plain[0]) == 5 and sorted(plain_labels[0].tolist()) == [0, 0, 0, 6, 6], "4 proposals + the GT box"
+    sampled, _, labels, _ = heads.select_training_samples([CANDIDATES.clone()], [target(ignore=True)])
+    by_box = {tuple(box): label for box, label in zip(sampled[0].tolist(), labels[0].tolist())}
+    assert (10, 10, 30, 30) not in by_box, "inside an ignore region: not sampled"
+    assert by_box[200, 200, 220, 220] == 0 and by_box[50, 50, 90, 90] == 0, "outside: still background"
+    assert by_box[100, 100, 150, 150] == 6, "a labelled box inside a region stays an object"
+    assert heads.ignore_regions == [], "the regions are held for one call only"
+
+
+def test_the_model_transform_resizes_ignore_regions_with_the_boxes_and_survives_evaluation(training_model):
+    images = [torch.rand(3, 240, 320)]
+    _, (resized,) = training_model.transform(images, [{"boxes": PERSON, "labels": torch.tensor([6]),
+                                                       "ignore": PERSON.clone()}])
+    assert not torch.equal(resized["boxes"], PERSON), "the image was resized (128 short side)"
+    assert torch.equal(resized["ignore"], resized["boxes"])
+    presized(training_model)  # what validation through a backend does to the model
+    assert isinstance(training_model.transform, IgnoreRegionTransform)
+
+
+def test_crops_and_flips_move_ignore_regions_with_the_image(tmp_path: Path) -> None:
+    """The ignore region is painted white: after any crop and flip, the returned region is the white area's box
+    (clipped, not dropped, when the crop cuts it)."""
+    torch.manual_seed(0)
+    random.seed(0)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[100:200, 150:230] = 128       # the car
+    frame[10:90, 10:120] = 255          # the ignore region
+    cv2.imwrite(str(tmp_path / "f.png"), frame)
+    images = [AnnotatedImage(tmp_path / "f.png", 320, 240, np.array([[150, 100, 230, 200]], np.float32),
+                             np.array([1]), np.array([[10, 10, 120, 90]], np.float32))]
+    dataset = TrainImages(images, hflip=0.5, crop=1.0, crop_min_scale=0.3)
+    clipped = 0
+    for _ in range(40):
+        image, target = dataset[0]
+        white = image[0] > 0.9
+        if not white.any():
+            assert len(target["ignore"]) == 0
+            continue
+        ys, xs = torch.nonzero(white, as_tuple=True)
+        expected = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
+        assert len(target["ignore"]) == 1 and torch.allclose(target["ignore"][0], expected), (target, expected)
+        clipped += bool(((expected[2:] - expected[:2]) < torch.tensor([110, 80])).any())
+    assert clipped, "some crop must cut the region"
+
+
+def test_teacher_boxes_below_ignore_below_score_become_ignore_regions(tmp_path: Path) -> None:
+    data = write_coco(tmp_path / "data")
+    coco = json.loads(data.read_text())
+    coco["annotations"][1].update(source="teacher", score=0.4)   # the person in f1
+    data.write_text(json.dumps(coco))
+    sources = [DataSource(f"coco:{data}")]
+    person = [[90, 20, 120, 90]]
+    f1 = load_images(sources, ignore_below_score=0.5)[1]
+    assert len(f1.boxes) == 0 and f1.ignore.tolist() == person
+    f1 = load_images(sources, ignore_below_score=0.3)[1]
+    assert f1.boxes.tolist() == person and len(f1.ignore) == 0
+    f1 = load_images(sources, min_teacher_score=0.45, ignore_below_score=0.5)[1]
+    assert len(f1.boxes) == len(f1.ignore) == 0, "below min_teacher_score: dropped, as before"
+    f0 = load_images(sources, ignore_below_score=0.9)[0]
+    assert len(f0.boxes) == 1 and len(f0.ignore) == 0, "a human box is never made an ignore region"
+
+
+def test_ignore_below_score_at_or_under_min_teacher_score_exits_2(config: Path, capsys) -> None:
+    assert main(["--config", str(config), "min_teacher_score=0.5", "ignore_below_score=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "'ignore_below_score' (0.5) must be 0 or above 'min_teacher_score' (0.5)" in err
+
+
+def test_training_with_ignore_regions_then_resume(tmp_path: Path, monkeypatch) -> None:
+    """A crowd region and a weak teacher box reach both samplers through crops and flips; losses stay finite."""
+    data = write_coco(tmp_path / "data")
+    coco = json.loads(data.read_text())
+    coco["annotations"] += [
+        {"id": 3, "image_id": 0, "category_id": 6, "bbox": [100, 60, 50, 50], "area": 2500, "iscrowd": 1},
+        {"id": 4, "image_id": 0, "category_id": 6, "bbox": [0, 70, 20, 45], "area": 900, "iscrowd": 0,
+         "source": "teacher", "score": 0.35},
+    ]
+    data.write_text(json.dumps(coco))
+    config = write_config(tmp_path, data)
+    config.write_text(config.read_text().replace("hflip: 0.0", "hflip: 0.5\ncrop: 0.5\nignore_below_score: 0.5"))
+    skipped = []
+    real = training.ignore.inside_ignore_regions
+
+    def spy(boxes: torch.Tensor, regions: torch.Tensor | None) -> torch.Tensor:
+        inside = real(boxes, regions)
+        skipped.append(int(inside.sum()))
+        return inside
+
+    monkeypatch.setattr(training.ignore, "inside_ignore_regions", spy)
+    assert main(["--config", str(config)]) == 0
+    assert sum(skipped) > 0, "anchors or proposals inside the regions were skipped"
+    assert main(["--config", str(config), "--resume", str(tmp_path / "run" / "last.pt"), "epochs=2"]) == 0
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (state["epoch"], state["iteration"]) == (1, 4)
+    history = json.loads(state["history"])
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(np.isfinite(v) for r in history for v in r["losses"].values())

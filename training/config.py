@@ -23,7 +23,12 @@ class TrainConfig:
     warmup over ``warmup_iters``, then ``cosine`` to zero or ``step`` (x0.1 at each of ``step_epochs``).
     ``train_min_sizes``: short sides drawn per batch (scale jitter); ``min_size``/``max_size``: the size val runs
     at. ``hflip``, ``crop`` (SSD-style random crops, down to ``crop_min_scale``): probabilities; ``color_jitter``:
-    strength. ``min_teacher_score``: teacher boxes below it are dropped from the training sets. ``eval_top_n``:
+    strength. ``min_teacher_score``: teacher boxes below it are dropped from the training sets.
+    ``ignore_below_score``: teacher boxes left below it become ignore regions in the training sets (0: none), so a
+    weak teacher box is taught neither as an object nor, as dropping it would, as background. Every ignore region
+    (these, COCO ``iscrowd``, VOC ``difficult``, KITTI DontCare) is neither object nor background to the RPN and
+    the box head: an anchor or proposal at least half inside one, and not matched to a labelled box, is not sampled
+    (`training.ignore`); crops and flips move the regions with the image. ``eval_top_n``:
     the test-time top-N of val, every ``eval_every`` epochs and after the last. ``amp``: mixed precision on CUDA.
     ``threads`` 0: torch's default. ``teacher``: weights of the bundled model to distill from (``default``: the
     bundled file; ``""``: no distillation); a `LITE_MODEL` student without ``init_weights`` starts from it
@@ -56,6 +61,7 @@ class TrainConfig:
     crop: float = 0.0
     crop_min_scale: float = 0.3
     min_teacher_score: float = 0.0  # training sets only: drop teacher boxes scoring below this (0 keeps all)
+    ignore_below_score: float = 0.0  # training sets only: teacher boxes scoring below this become ignore regions
     rpn_pre_nms_top_n_train: int = 1000
     rpn_post_nms_top_n_train: int = 600
     box_batch_size_per_image: int = 128
@@ -84,6 +90,9 @@ class TrainConfig:
             (all(size >= 1 for size in self.train_min_sizes),
              f"'train_min_sizes' must all be >= 1, got {self.train_min_sizes}"),
             *((0.0 <= getattr(self, key) <= 1.0, f"'{key}' must be in [0, 1], got {getattr(self, key)}")
-              for key in ("hflip", "crop", "min_teacher_score")),
+              for key in ("hflip", "crop", "min_teacher_score", "ignore_below_score")),
+            (self.ignore_below_score == 0 or self.ignore_below_score > self.min_teacher_score,
+             f"'ignore_below_score' ({self.ignore_below_score}) must be 0 or above 'min_teacher_score' "
+             f"({self.min_teacher_score}): teacher boxes below min_teacher_score are dropped before it applies"),
             (0.0 < self.crop_min_scale <= 1.0, f"'crop_min_scale' must be in (0, 1], got {self.crop_min_scale}"),
         )

@@ -92,7 +92,8 @@ def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.
 
     Args:
         images: (3, H, W) float RGB in [0, 1] (`detector.preprocess.to_model_input`).
-        targets: per image ``boxes`` (K, 4) xyxy and ``labels`` (K,).
+        targets: per image ``boxes`` (K, 4) xyxy, ``labels`` (K,) and optionally ``ignore`` (M, 4) xyxy regions,
+            honoured when the student is built by `training.train.build_training_model` (`training.ignore`).
     """
     image_list, targets = student.transform(images, targets)
     features = student.backbone(image_list.tensors)

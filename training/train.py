@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
 from core.config import ConfigError, to_dict
@@ -36,6 +37,7 @@ from detector.weights import fit_state_dict, load_model, read_state_dict
 from evaluation.evaluate import evaluate_backend
 from training.config import TrainConfig
 from training.distill import distill_losses, init_from_teacher, reconstruct
+from training.ignore import honour_ignore_regions
 
 log = logging.getLogger(__name__)
 RECONSTRUCTION_FRAMES = 12  # training frames the light model's init is refit on (`training.distill.reconstruct`)
@@ -57,19 +59,19 @@ def backbone_weights_path(spec: str) -> Path | None:
 class TrainImages(torch.utils.data.Dataset):
     """Images with boxes as (tensor, target), augmented by SSD-style crops, flips and colour jitter.
 
-    Scale jitter is the model's own (``train_min_sizes``). A crop keeps the boxes whose centre it contains.
+    Scale jitter is the model's own (``train_min_sizes``). A crop keeps the boxes whose centre it contains; the
+    target's ``ignore`` regions (`training.ignore`) move with the image too, clipped to a crop rather than dropped.
     """
 
     def __init__(self, images: list[AnnotatedImage], hflip: float = 0.0, color_jitter: float = 0.0,
                  crop: float = 0.0, crop_min_scale: float = 0.3):
         self.images = images
-        self.hflip = hflip
+        self.hflip, self.crop = hflip, crop
         j = color_jitter
         self.jitter = v2.ColorJitter(j, j, j, min(j / 4, 0.5)) if j > 0 else None
-        self.crop = v2.Compose([
-            v2.RandomApply([v2.RandomIoUCrop(min_scale=crop_min_scale)], p=crop),
-            v2.SanitizeBoundingBoxes(),
-        ]) if crop > 0 else None
+        self.iou_crop = v2.RandomIoUCrop(min_scale=crop_min_scale) if crop > 0 else None
+        self.sanitize = v2.SanitizeBoundingBoxes()
+        self.sanitize_regions = v2.SanitizeBoundingBoxes(labels_getter=None)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -81,16 +83,31 @@ class TrainImages(torch.utils.data.Dataset):
             raise DatasetError(f"{item.path}: image missing or unreadable")
         image = to_model_input(torch.from_numpy(bgr))
         boxes, labels = torch.from_numpy(item.boxes.copy()), torch.from_numpy(item.labels)
-        if self.crop is not None:
-            canvas = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(image.shape[-2:]))
-            image, cropped = self.crop(image, {"boxes": canvas, "labels": labels})
-            boxes, labels = cropped["boxes"].as_subclass(torch.Tensor), cropped["labels"]
+        ignore = torch.from_numpy(item.ignore.copy())
+        if self.iou_crop is not None:
+            image, boxes, labels, ignore = self.random_crop(image, boxes, labels, ignore)
         if random.random() < self.hflip:
             image = image.flip(-1)
-            boxes[:, [0, 2]] = image.shape[-1] - boxes[:, [2, 0]]
+            for xyxy in (boxes, ignore):
+                xyxy[:, [0, 2]] = image.shape[-1] - xyxy[:, [2, 0]]
         if self.jitter is not None:
             image = self.jitter(image)
-        return image, {"boxes": boxes, "labels": labels}
+        return image, {"boxes": boxes, "labels": labels, "ignore": ignore}
+
+    def random_crop(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, ignore: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """With probability ``crop``, torchvision's SSD crop, chosen by the labelled boxes only; the ignore
+        regions get the same window, clipped to it: the part of a region still in view is still not background."""
+        size = tuple(image.shape[-2:])
+        canvas = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=size)
+        params = self.iou_crop.make_params([image, canvas]) if torch.rand(1) < self.crop else {}
+        image, canvas = (self.iou_crop.transform(x, params) for x in (image, canvas))
+        image, cropped = self.sanitize(image, {"boxes": canvas, "labels": labels})
+        if params:
+            regions = tv_tensors.BoundingBoxes(ignore, format="XYXY", canvas_size=size)
+            regions = F.crop(regions, params["top"], params["left"], params["height"], params["width"])
+            ignore = self.sanitize_regions(regions).as_subclass(torch.Tensor)
+        return image, cropped["boxes"].as_subclass(torch.Tensor), cropped["labels"], ignore
 
 
 class AspectBatches(Sampler[list[int]]):
@@ -131,6 +148,7 @@ def evaluate_ap50(model: torch.nn.Module, images: list[AnnotatedImage], device: 
 
 
 def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The configured detector, untrained, with the training-time settings; ignore regions are honoured."""
     extra = dict(
         rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
         rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
@@ -141,13 +159,17 @@ def build_training_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.model == LITE_MODEL:
         extra.update(frozen_stages=cfg.frozen_stages)
     sizes = tuple(s for s in cfg.train_min_sizes if s != cfg.min_size) + (cfg.min_size,)
-    return build_detector(cfg.model, NUM_CLASSES, cfg.eval_top_n, sizes, cfg.max_size, DEFAULT_SCORE_THRESH, **extra)
+    model = build_detector(cfg.model, NUM_CLASSES, cfg.eval_top_n, sizes, cfg.max_size, DEFAULT_SCORE_THRESH, **extra)
+    return honour_ignore_regions(model)
 
 
-def load_images(sources: list[DataSource], min_teacher_score: float = 0.0) -> list[AnnotatedImage]:
-    """Every source's images, ``repeat`` times each; teacher boxes below ``min_teacher_score`` dropped."""
+def load_images(sources: list[DataSource], min_teacher_score: float = 0.0,
+                ignore_below_score: float = 0.0) -> list[AnnotatedImage]:
+    """Every source's images, ``repeat`` times each; teacher boxes below ``min_teacher_score`` dropped, those left
+    below ``ignore_below_score`` made ignore regions."""
     return [im for s in sources
-            for im in load_dataset(s.spec, s.split, min_teacher_score=min_teacher_score).images * s.repeat]
+            for im in load_dataset(s.spec, s.split, min_teacher_score=min_teacher_score,
+                                   ignore_below_score=ignore_below_score).images * s.repeat]
 
 
 def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
@@ -159,8 +181,10 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # empty frames are not true negatives; the teacher-score floor applies to the training sets only
-    train_images = [im for im in load_images(cfg.train, cfg.min_teacher_score) if len(im.boxes)]
+    # empty frames are not true negatives (nor those with ignore regions only); the teacher-score rules apply to the
+    # training sets only
+    train_images = [im for im in load_images(cfg.train, cfg.min_teacher_score, cfg.ignore_below_score)
+                    if len(im.boxes)]
     val_images = load_images(cfg.val)
     model = build_training_model(cfg)
     teacher = None
