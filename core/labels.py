@@ -27,6 +27,10 @@ CLASS_GROUPS: tuple[tuple[str, ...], ...] = (
 GROUP_IDS: tuple[int, ...] = tuple(next((g for g, names in enumerate(CLASS_GROUPS) if name in names), -1)
                                    for name in LABELS)
 
+# Classes that are small in HD frames: found at the input-size policy's full size only, so a detector frame run at
+# the base size (``model.full_size_every``) keeps their tracks' boxes, moved by flow, instead of its own detections.
+SMALL_CLASSES: tuple[str, ...] = ("traffic_light", "stop_sign", "speed_limit", "crosswalk_sign")
+
 # The default class filter of the NMS stage: the classes a COCO model and the bundled model share with driving.
 DRIVING_CLASSES: tuple[str, ...] = (
     "person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic_light", "stop_sign",

@@ -73,7 +73,15 @@ class ModelConfig:
     one per usable core on a CPU, two on CUDA (`detector.runtime.pick_workers`);
     ``threads``: intra-op threads per worker (0: one with auto workers, else the runtime's default).
     ``interval``: the detector runs on every k-th frame from ``interval_phase`` on and the tracker fills the
-    others; ``auto`` (live sources) raises k up to ``max_interval`` when inference cannot keep up.
+    others; ``auto`` (the default): live sources raise k up to ``max_interval`` when inference cannot keep up,
+    files and folders detect every frame, or every 2nd on HD frames, those ``full_size_every`` applies to
+    (`stream.interval.HD_INTERVAL`).
+    ``full_size_every``: on frames the input-size policy would enlarge well beyond its 320 base (above about
+    470 px short side: 720p, 1080p), only every n-th detector frame runs at the policy's size; the others run at
+    the base size (`detector.input_size.coarse_size`), where vehicles and people are found as well, and the
+    tracker carries the small classes (lights and signs, `core.labels.SMALL_CLASSES`) on them by optical flow, as
+    on the frames the detector skips. 1: every detector frame at the policy's size. Stills (the evaluate command)
+    always run at the policy's size.
     ``calibration``: the datasets whose frames (``calibration_frames`` of them) set an int8 graph's activation
     ranges (`detector.calibration`); the bundled model ships the ranges the default set gives, so only another
     graph or set needs the frames, and when they are missing int8 is not offered.
@@ -92,9 +100,10 @@ class ModelConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = 0
     threads: int = 0
-    interval: int | Literal["auto"] = 1
+    interval: int | Literal["auto"] = "auto"
     max_interval: int = 6
     interval_phase: int = 0
+    full_size_every: int = 6
     calibration: list[DataSource] = dataclasses.field(default_factory=lambda: list(DEFAULT_CALIBRATION))
     calibration_frames: int = DEFAULT_CALIBRATION_FRAMES
     onnx: OnnxConfig = dataclasses.field(default_factory=OnnxConfig)
@@ -112,6 +121,7 @@ class ModelConfig:
              f"'model.interval' must be >= 1 or auto, got {self.interval}"),
             (self.max_interval >= 1, f"'model.max_interval' must be >= 1, got {self.max_interval}"),
             (self.interval_phase >= 0, f"'model.interval_phase' must be >= 0, got {self.interval_phase}"),
+            (self.full_size_every >= 1, f"'model.full_size_every' must be >= 1, got {self.full_size_every}"),
             (self.calibration_frames >= 1, f"'model.calibration_frames' must be >= 1, got {self.calibration_frames}"),
             (self.workers >= 0, f"'model.workers' must be >= 0 (0: auto), got {self.workers}"),
             (self.threads >= 0, f"'model.threads' must be >= 0 (0: auto), got {self.threads}"),

@@ -30,6 +30,7 @@ REFERENCE_SHORT = 360.0
 SHORT_EXPONENT = 0.75
 MAX_LONG = 1600.0
 POLICY_NAME = "pow0.75"  # the exported graph's ``size_policy`` metadata
+COARSE_MIN_PIXELS = 1.5  # `coarse_size`: the policy's size must have this many times the base size's pixels
 
 
 def policy_scale(height: float, width: float) -> float:
@@ -42,6 +43,21 @@ def policy_scale(height: float, width: float) -> float:
 def policy_size(width: int, height: int) -> tuple[int, int]:
     """(width, height) the model sees for a frame of ``width`` x ``height`` (as torch's interpolate rounds)."""
     return scaled_size(width, height, policy_scale(height, width))
+
+
+def base_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) at the policy's floor: short side `BASE_SHORT`, long side at most `MAX_LONG`. What an HD frame is shrunk to on a detector frame that skips the full size (``model.full_size_every``):
+    vehicles and people are found there as well as at the policy's size; small signs and lights are not. The policy
+    maps this size to itself, so a frame shrunk to it passes a backend unchanged."""
+    return scaled_size(width, height, min(BASE_SHORT / min(width, height), MAX_LONG / max(width, height)))
+
+
+def coarse_size(width: int, height: int) -> tuple[int, int] | None:
+    """`base_size` where the policy's size has at least `COARSE_MIN_PIXELS` times its pixels (frames above about
+    470 px short side: 720p, 1080p, HD dashcam frames), else None: below that a base-size pass saves little."""
+    base = base_size(width, height)
+    full = policy_size(width, height)
+    return base if full[0] * full[1] >= COARSE_MIN_PIXELS * base[0] * base[1] else None
 
 
 def fixed_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:

@@ -130,9 +130,9 @@ class PipelineConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
 
     def __post_init__(self) -> None:
-        if self.model.interval != 1 and not self.track.enabled:
-            raise ConfigError("'model.interval' other than 1 needs 'track.enabled' (the tracker fills the frames "
-                              "the detector skips)")
+        if self.model.interval not in (1, "auto") and not self.track.enabled:
+            raise ConfigError("'model.interval' other than 1 or auto needs 'track.enabled' (the tracker fills the "
+                              "frames the detector skips)")
 
 
 def load_pipeline_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PipelineConfig:

@@ -16,6 +16,8 @@ class Frame:
     index: decoded frame number (gaps mean dropped or skipped frames); timestamp: seconds in source time;
     captured_at: ``time.perf_counter()`` at capture, for end-to-end latency; image: (H, W, 3) uint8 BGR;
     detect: whether the detector runs on it (else the tracker predicts its boxes, see `stream.interval`);
+    coarse: a detector frame run at the base size, its small classes carried by the tracker
+    (``model.full_size_every``);
     source_time: the source's own timestamp in seconds (a stream's presentation time) where it gives one;
     source_id: the name of the source it came from (a run may have several); meta: what a stage added that the
     fields above do not hold, by key, so a new stage or sink needs no new field.
@@ -26,6 +28,7 @@ class Frame:
     captured_at: float
     image: np.ndarray
     detect: bool = True
+    coarse: bool = False
     detections: Detections | None = None
     annotated: np.ndarray | None = None
     source_time: float | None = None

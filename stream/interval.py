@@ -1,14 +1,19 @@
 """Which frames the detector runs on: every k-th (``model.interval=k``), or for live sources as often as it keeps up.
 
 The tracking stage fills the frames in between with motion-predicted boxes, so skipping the detector costs a
-frame almost nothing. With ``model.interval=auto`` a live source raises k (up to ``model.max_interval``) when
-inference falls behind the camera, instead of dropping frames, and lowers it again when inference catches up.
+frame almost nothing. With ``model.interval=auto`` (the default) a live source raises k (up to
+``model.max_interval``) when inference falls behind the camera, instead of dropping frames, and lowers it again
+when inference catches up; a file keeps one k, 1, or `HD_INTERVAL` on HD frames.
 """
 from __future__ import annotations
 
 import math
 import threading
 
+# ``model.interval=auto`` on a file: detect every frame, or every HD_INTERVAL-th on frames that get base-size passes
+# (``model.full_size_every``), where detecting every frame is not real time on a small CPU: the dashcam clip at
+# 1920x1080 ran 8.4 FPS at k=1 and 27.7 at k=2 with base-size passes (docs/benchmarks.md "Real time at HD")
+HD_INTERVAL = 2
 AUTO_HEADROOM = 1.2  # aim for inference using at most 1 / 1.2 of the time the camera gives it
 SMOOTHING = 0.2      # weight of the newest inference time in the running mean
 
@@ -16,13 +21,15 @@ SMOOTHING = 0.2      # weight of the newest inference time in the running mean
 class DetectorSchedule:
     """Decides, in frame order (the capture stage), whether frame ``index`` goes through the detector.
 
-    interval: k, or ``auto`` (adaptive; only for live sources, files use 1); phase: the first detector frame;
-    fps: the source's rate; workers: inference workers sharing the load.
+    interval: k, or ``auto`` (adaptive for live sources; files use 1, or `HD_INTERVAL` when ``hd``: the pipeline
+    runs base-size passes on them); phase: the first detector frame; fps: the source's rate; workers: inference
+    workers sharing the load.
     """
 
-    def __init__(self, interval: int | str, max_interval: int, phase: int, fps: float, workers: int, live: bool):
+    def __init__(self, interval: int | str, max_interval: int, phase: int, fps: float, workers: int, live: bool,
+                 hd: bool = False):
         self.adaptive = interval == "auto" and live
-        self.k = 1 if interval == "auto" else int(interval)
+        self.k = (HD_INTERVAL if hd else 1) if interval == "auto" else int(interval)
         self.max_interval, self.phase, self.fps, self.workers = max_interval, phase, fps, workers
         self.mean_seconds: float | None = None
         self.last_detected: int | None = None

@@ -15,9 +15,11 @@ more inference workers, each on its own frame, and results still leave in frame 
 (the first on the main thread) serve the sources in turn. Queues are bounded, so
 the slowest stage sets the pace: file sources block (lossless), live sources drop the oldest frame.
 `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now. With
-``model.interval`` k > 1 (or ``auto`` on a live source) the capture stage marks which frames the detector runs
-on (`stream.interval`); the others pass inference and NMS untouched and the track stage moves the boxes of the
-frame before onto them by optical flow (or the tracks' Kalman prediction, ``track.motion``).
+``model.interval`` k > 1 (or ``auto`` on a live source or HD file) the capture stage marks which frames the
+detector runs on (`stream.interval`); the others pass inference and NMS untouched and the track stage moves the
+boxes of the frame before onto them by optical flow (or the tracks' Kalman prediction, ``track.motion``). On HD
+frames only every ``model.full_size_every``-th detector frame runs at the input-size policy's size; the others
+run at its 320 base size and the tracker carries lights and signs across them.
 """
 from __future__ import annotations
 
@@ -37,10 +39,13 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.config import to_dict
+from core.labels import LABEL_IDS, SMALL_CLASSES
 from core.log import mask_url
 from detector.backend import Backend
 from detector.config import ModelConfig
-from detector.models import model_input_size
+from detector.input_size import coarse_size
+from detector.models import model_input_size, uses_size_policy
+from detector.preprocess import fit_frame
 from detector.nms import PipelineNms
 from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
@@ -60,6 +65,13 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 5.0
 # The HUD's numbers change this often: readable (a figure redrawn every frame flickers), and its text is drawn only then
 HUD_REFRESH_SECONDS = 0.25
+CARRIED = frozenset(LABEL_IDS[name] for name in SMALL_CLASSES)  # carried by the tracker on base-size frames
+
+
+def coarse_size_of(width: int, height: int) -> tuple[int, int]:
+    """The base size of a frame the pipeline runs a base-size pass on (`detector.input_size.coarse_size`); a live
+    frame that came smaller than the source said stays as it is."""
+    return coarse_size(width, height) or (width, height)
 
 
 @dataclass
@@ -110,9 +122,19 @@ class Pipeline:
         self.input_size = "{}x{}".format(*model_input_size(m.name, m.min_size, m.max_size, *info.size))
         log.info("%s%dx%d frames: the model sees %s, the annotated video is %dx%d", self._log_prefix(), *info.size,
                  self.input_size, *self.video_size)
-        self.schedule = DetectorSchedule(cfg.model.interval, cfg.model.max_interval, cfg.model.interval_phase,
-                                         info.fps, cfg.model.workers, info.live)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
+        # Base-size detector frames (model.full_size_every): only for a policy model on frames it would enlarge
+        # well beyond its base, and only with a tracker to carry the small classes across them
+        self.coarse = (m.full_size_every > 1 and self.tracker is not None and uses_size_policy(m.name, m.min_size)
+                       and coarse_size(*info.size) is not None)
+        # without a tracker nothing fills skipped frames: interval auto is 1 (an int k > 1 is a config error)
+        self.schedule = DetectorSchedule(m.interval if self.tracker is not None else 1, m.max_interval,
+                                         m.interval_phase, info.fps, m.workers, info.live, hd=self.coarse)
+        if self.coarse:
+            log.info("%sone detector frame in %d sees %s, the others %s (model.full_size_every); lights and signs "
+                     "are carried by flow between", self._log_prefix(), m.full_size_every, self.input_size,
+                     "{}x{}".format(*coarse_size(*info.size)))
+        self._scheduled = 0  # detector frames scheduled so far
         if self.tracker is not None and not info.fps_known:
             log.warning("the source reports no FPS: track buffers and timestamps assume source.fallback_fps = %g",
                         info.fps)
@@ -191,12 +213,20 @@ class Pipeline:
 
     def _schedule(self, frame: Frame) -> Frame:
         frame.detect = self.schedule.detect(frame.index)
+        if frame.detect and self.coarse:
+            frame.coarse = self._scheduled % self.cfg.model.full_size_every != 0
+            self._scheduled += 1
         return frame
 
     def _infer(self, frame: Frame) -> Frame:
         if frame.detect:
             started = time.perf_counter()
-            frame.detections = self._detect(frame.image)
+            if frame.coarse:
+                image, back = fit_frame(frame.image, coarse_size_of)
+                found = self._detect(image)
+                frame.detections = dataclasses.replace(found, boxes=found.boxes * back)
+            else:
+                frame.detections = self._detect(frame.image)
             self.schedule.observe(time.perf_counter() - started)
         return frame
 
@@ -207,7 +237,8 @@ class Pipeline:
 
     def _track(self, frame: Frame) -> Frame:
         if frame.detect:
-            frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image)
+            frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image,
+                                                   CARRIED if frame.coarse else frozenset())
             self.detector_frames += 1
         else:
             frame.detections = self.tracker.predict(frame.timestamp, frame.image)
@@ -286,6 +317,11 @@ class Pipeline:
                     self.stop.set()
                 return
 
+    @property
+    def interval_used(self) -> str:
+        """``model.interval`` as this run used it: ``auto`` where it adapts (live), else its one k."""
+        return "auto" if self.schedule.adaptive else str(self.schedule.k)
+
     def record(self) -> BenchmarkRecord:
         stats = self.stats
         seconds, written = stats.seconds, stats.written
@@ -300,8 +336,8 @@ class Pipeline:
             tracks=self.tracker.tracks_seen if self.tracker is not None else 0,
             detector_frames=self.detector_frames if self.tracker is not None else written,
             queues=stats.queue_stats(),
-            variant=f"policy={self.policy}" + (f" interval={self.cfg.model.interval}"
-                                                if self.cfg.model.interval != 1 else ""),
+            variant=f"policy={self.policy}" + (f" interval={self.interval_used}" if self.interval_used != "1" else "")
+            + (f" full_size_every={m.full_size_every}" if self.coarse else ""),
             config=to_dict(self.cfg), precision=m.precision,
             workers=m.workers, threads=m.threads,
             input_size=self.input_size, source_size="{}x{}".format(*self.source.info.size),

@@ -17,7 +17,7 @@ from detector.graph import read_metadata
 from detector.backend_torch import TorchBackend
 from detector.export import describe, export_model
 from core.detections import Detections
-from detector.input_size import POLICY_NAME, PolicyTransform, PresizedTransform, policy_size
+from detector.input_size import POLICY_NAME, PolicyTransform, PresizedTransform, coarse_size, policy_size
 from detector.preprocess import to_model_input
 from detector.models import BUNDLED_MODEL, build_detector
 from detector.weights import load_model
@@ -114,3 +114,17 @@ def test_presized_graphs_take_frames_at_the_models_size(tmp_path: Path):
     old = dataclasses.replace(meta, resize="graph")  # a file exported before 2026-12-04 resizes inside
     frame = np.zeros((1080, 1920, 3), np.uint8)
     assert old.fit(frame)[0] is frame
+
+
+@pytest.mark.parametrize("size, coarse", [
+    ((1920, 1080), (568, 320)), ((1280, 720), (568, 320)), ((1360, 800), (544, 320)), ((1080, 1920), (320, 568)),
+    ((3840, 2160), (568, 320)), ((640, 360), None), ((1242, 375), None), ((300, 400), None), ((64, 48), None),
+    ((1920, 1), None),
+])
+def test_coarse_size_is_the_base_size_only_where_the_policy_enlarges_a_frame_well_beyond_it(size, coarse):
+    """HD frames get base-size passes (``model.full_size_every``); 640x360 and wide 3.3:1 frames, which the
+    policy already sees at about the base size, do not. A frame shrunk to the base size passes a backend as it is
+    (the policy maps it to itself), so the pipeline can hand it over without the backend knowing."""
+    assert coarse_size(*size) == coarse
+    if coarse is not None:
+        assert policy_size(*coarse) == coarse

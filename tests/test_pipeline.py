@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -71,6 +72,7 @@ def config(queue_size: int = 3, policy: str = "auto") -> PipelineConfig:
     cfg = PipelineConfig(source=SourceConfig(queue_size=queue_size, policy=policy))
     cfg.output.codec = "mjpg"
     cfg.model.workers = 1  # one slow fake detector, so it falls behind the source on a machine of any size
+    cfg.model.interval = 1  # every frame to the detector, so a live source drops frames (auto would skip them)
     return cfg
 
 
@@ -213,3 +215,68 @@ def test_a_new_output_is_one_sink_class_and_one_line_where_the_sinks_are_assembl
     assert rows[0] == "source,frame,boxes" and len(rows) == 1 + record.frames == 13
     assert rows[1:] == [f"clip,{d['frame']},{len(d['boxes'])}" for d in detections]
     assert not pipeline.annotate  # a sink that draws nothing asks for no overlay
+
+
+class SizeRecordingBackend(SlowBackend):
+    """Finds a car wherever it looks and a speed-limit sign only at more than 1000 px wide (as small signs are
+    found only at the policy's full size); each box at a fixed place relative to the image it is given."""
+
+    def __init__(self):
+        super().__init__(0.0)
+        self.sizes: list[tuple[int, int]] = []
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        height, width = image.shape[:2]
+        self.sizes.append((width, height))
+        boxes, labels = [[0.25, 0.5, 0.5, 0.8]], [1]
+        if width > 1000:
+            boxes.append([0.8, 0.2, 0.83, 0.25])
+            labels.append(9)  # speed_limit
+        return Detections(np.array(boxes) * [width, height, width, height], [0.9] * len(labels), labels)
+
+
+class TexturedFileSource(FakeFileSource):
+    """A still textured scene (flow has points to follow) as a file of ``frames`` frames at ``size``."""
+
+    def __init__(self, frames: int, size: tuple[int, int]):
+        super().__init__(frames)
+        self.info = VideoInfo(size, 30.0, frames, False)
+        self.image = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)
+
+    def __iter__(self):
+        for i in range(self.frames):
+            yield Frame(i, i / 30, time.perf_counter(), self.image.copy())
+
+
+def test_hd_frames_run_the_full_size_every_nth_detector_frame_and_carry_signs_between(tmp_path):
+    """On a 1080p file the default ``interval: auto`` detects every 2nd frame, every 3rd detector frame at the
+    size the backend picks (the frame as it is) and the others shrunk to the base size, boxes mapped back to frame
+    pixels; the sign, found at the full size only, keeps its box and track on every frame."""
+    cfg = config()
+    cfg.model.interval, cfg.model.full_size_every = "auto", 3
+    backend = SizeRecordingBackend()
+    out = dataclasses.replace(outputs(tmp_path), video=None)
+    record = Pipeline(cfg, TexturedFileSource(24, (1920, 1080)), "clip.mp4", backend, out, progress=False).run()
+    assert backend.sizes == [(1920, 1080), (568, 320), (568, 320)] * 4
+    assert "interval=2 full_size_every=3" in record.variant
+    lines = [json.loads(line) for line in out.detections.read_text().splitlines()]
+    assert [line["source"] for line in lines] == ["detector", "tracker"] * 12
+    sign_ids = set()
+    for line in lines:
+        by_label = dict(zip(line["labels"], zip(line["boxes"], line["track_ids"])))
+        assert set(by_label) == {"car", "speed_limit"}, line
+        np.testing.assert_allclose(by_label["car"][0], [480, 540, 960, 864], atol=4)  # mapped back from 568x320
+        np.testing.assert_allclose(by_label["speed_limit"][0], [1536, 216, 1593.6, 270], atol=2)
+        sign_ids.add(by_label["speed_limit"][1])
+    assert len(sign_ids - {None}) == 1  # one track all along
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1242, 375)])
+def test_frames_the_policy_hardly_enlarges_run_every_frame_at_full_size(tmp_path, size):
+    cfg = config()
+    cfg.model.interval, cfg.model.full_size_every = "auto", 3
+    backend = SizeRecordingBackend()
+    out = dataclasses.replace(outputs(tmp_path), video=None)
+    record = Pipeline(cfg, TexturedFileSource(6, size), "clip.mp4", backend, out, progress=False).run()
+    assert backend.sizes == [size] * 6
+    assert "interval" not in record.variant

@@ -73,11 +73,20 @@ class Tracker:
         self.image: np.ndarray | None = None
         self.grey: flow.FlowImage | None = None
 
-    def update(self, detections: Detections, timestamp: float, image: np.ndarray | None = None) -> Detections:
+    def update(self, detections: Detections, timestamp: float, image: np.ndarray | None = None,
+               carry: frozenset[int] = frozenset()) -> Detections:
         """``detections`` with ``track_ids`` (-1 where no confirmed track matched), in their own order.
 
-        ``image``: the frame (BGR), kept for flow on the next frame when it is not a detector frame.
+        ``image``: the frame (BGR), kept for flow on the next frame when it is not a detector frame. ``carry``:
+        class ids this detector frame cannot see (a base-size pass, ``model.full_size_every``): their detections
+        are replaced by the boxes of the frame before moved here as `predict` moves them, so their tracks go on
+        as on a frame the detector skipped.
         """
+        if carry:
+            kept = ~np.isin(detections.labels, list(carry))
+            moved = self.predict(timestamp, image)
+            moved = moved[np.isin(moved.labels, list(carry))]
+            detections = Detections.merge([detections[kept], Detections(moved.boxes, moved.scores, moved.labels)])
         if self.last_timestamp is not None and timestamp <= self.last_timestamp:
             timestamp = self.last_timestamp + 1e-6  # a repeated timestamp would skip the Kalman predict
         self.last_timestamp = timestamp
