@@ -15,6 +15,9 @@ frame. No frame goes below a 320 short side; the long side is capped at ``MAX_LO
 sides, ``train_min_sizes``). The backends resize on the host instead (`detector.preprocess.fit_frame`: uint8, about
 1 ms for a 1080p frame against 30 ms of float resize, transpose and scaling of the full frame inside the graph) and
 run the model behind a `PresizedTransform`, so every backend and the exported graph see the same pixels.
+
+On HD frames the pipeline runs most detector frames at the policy's floor instead (`base_size`, where
+`coarse_size` says it pays: ``model.full_size_every``): cars and people need no more than a 320 short side.
 """
 from __future__ import annotations
 
@@ -46,7 +49,9 @@ def policy_size(width: int, height: int) -> tuple[int, int]:
 
 
 def base_size(width: int, height: int) -> tuple[int, int]:
-    """(width, height) at the policy's floor: short side `BASE_SHORT`, long side at most `MAX_LONG`. What an HD frame is shrunk to on a detector frame that skips the full size (``model.full_size_every``):
+    """(width, height) at the policy's floor: short side `BASE_SHORT`, long side at most `MAX_LONG`.
+
+    What an HD frame is shrunk to on a detector frame that skips the full size (``model.full_size_every``):
     vehicles and people are found there as well as at the policy's size; small signs and lights are not. The policy
     maps this size to itself, so a frame shrunk to it passes a backend unchanged."""
     return scaled_size(width, height, min(BASE_SHORT / min(width, height), MAX_LONG / max(width, height)))

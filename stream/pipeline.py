@@ -45,8 +45,8 @@ from detector.backend import Backend
 from detector.config import ModelConfig
 from detector.input_size import coarse_size
 from detector.models import model_input_size, uses_size_policy
-from detector.preprocess import fit_frame
 from detector.nms import PipelineNms
+from detector.preprocess import fit_frame
 from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.frames import Frame
