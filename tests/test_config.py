@@ -62,6 +62,9 @@ def test_overrides_use_dotted_keys_and_yaml_values():
     ("output.log_every=-1", "'output.log_every' must be >= 0 (seconds), got -1.0"),
     ("track.min_iou=2", "'track.min_iou' must be in [0, 1], got 2.0"),
     ("serve.quality=0", "'serve.quality' must be in 1..100, got 0"),
+    ("model.full_size_every=0", "'model.full_size_every' must be >= 1, got 0"),
+    ("model.full_size_every=often", "'model.full_size_every' must be int"),
+    ("model.interval=0", "'model.interval' must be >= 1 or auto, got 0"),
 ])
 def test_bad_keys_and_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -131,3 +134,11 @@ def test_the_config_schemas_load_without_torch():
             "print(sorted(m for m in ('torch', 'torchvision', 'openvino', 'onnxruntime') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_interval_auto_needs_no_tracker_but_a_fixed_k_does():
+    """``model.interval: auto`` is the default, so turning tracking off must not make the default config invalid
+    (auto then detects every frame); a fixed k > 1 has nothing to fill the skipped frames and is an error."""
+    assert load_pipeline_config(None, ["track.enabled=false"]).model.interval == "auto"
+    with pytest.raises(ConfigError, match=re.escape("'model.interval' other than 1 or auto needs 'track.enabled'")):
+        load_pipeline_config(None, ["track.enabled=false", "model.interval=2"])

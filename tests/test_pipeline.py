@@ -280,3 +280,13 @@ def test_frames_the_policy_hardly_enlarges_run_every_frame_at_full_size(tmp_path
     record = Pipeline(cfg, TexturedFileSource(6, size), "clip.mp4", backend, out, progress=False).run()
     assert backend.sizes == [size] * 6
     assert "interval" not in record.variant
+
+
+def test_without_a_tracker_hd_frames_are_detected_every_frame_at_full_size(tmp_path):
+    """Nothing would fill skipped frames or carry the signs, so ``interval: auto`` is 1 and no base-size pass runs."""
+    cfg = config()
+    cfg.model.interval, cfg.track.enabled = "auto", False
+    backend = SizeRecordingBackend()
+    out = dataclasses.replace(outputs(tmp_path), video=None)
+    Pipeline(cfg, TexturedFileSource(4, (1920, 1080)), "clip.mp4", backend, out, progress=False).run()
+    assert backend.sizes == [(1920, 1080)] * 4
