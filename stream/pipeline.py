@@ -123,10 +123,10 @@ class Pipeline:
         log.info("%s%dx%d frames: the model sees %s, the annotated video is %dx%d", self._log_prefix(), *info.size,
                  self.input_size, *self.video_size)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
-        # Base-size detector frames (model.full_size_every): only for a policy model on frames it would enlarge
-        # well beyond its base, and only with a tracker to carry the small classes across them
+        # Base-size detector frames (model.full_size_every): only for a policy model on video frames it would
+        # enlarge well beyond its base, and only with a tracker to carry the small classes across them
         self.coarse = (m.full_size_every > 1 and self.tracker is not None and uses_size_policy(m.name, m.min_size)
-                       and coarse_size(*info.size) is not None)
+                       and not info.stills and coarse_size(*info.size) is not None)
         # without a tracker nothing fills skipped frames: interval auto is 1 (an int k > 1 is a config error)
         self.schedule = DetectorSchedule(m.interval if self.tracker is not None else 1, m.max_interval,
                                          m.interval_phase, info.fps, m.workers, info.live, hd=self.coarse)

@@ -46,7 +46,9 @@ class VideoInfo:
 
     size: (width, height) in pixels; fps: the source's rate (the fallback when it reports none);
     frame_count: None when unknown or endless; live: frames arrive in real time whether or not we keep up;
-    fps_known: False when ``fps`` is ``source.fallback_fps`` because the source reports none.
+    fps_known: False when ``fps`` is ``source.fallback_fps`` because the source reports none; stills: the frames
+    are separate images (a folder or glob), each detected as it is, as the evaluate command does, never skipped
+    or shrunk by a default (``model.interval=auto``, ``model.full_size_every``).
     """
 
     size: tuple[int, int]
@@ -54,6 +56,7 @@ class VideoInfo:
     frame_count: int | None
     live: bool
     fps_known: bool = True
+    stills: bool = False
 
 
 class Source(Protocol):
@@ -219,7 +222,7 @@ class ImageFolderSource:
         if first is None:
             raise SourceError(f"none of the first images at '{spec}' is readable")
         self.info = VideoInfo((first.shape[1], first.shape[0]), cfg.fallback_fps, len(self.files), live=False,
-                              fps_known=False)
+                              fps_known=False, stills=True)
         check_first_size(f"images at '{spec}'", self.info.size)
         self.skipped = 0
         self.reconnects, self.gap_seconds = 0, 0.0  # files and folders never reconnect

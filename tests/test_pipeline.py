@@ -7,6 +7,7 @@ import json
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -290,3 +291,21 @@ def test_without_a_tracker_hd_frames_are_detected_every_frame_at_full_size(tmp_p
     out = dataclasses.replace(outputs(tmp_path), video=None)
     Pipeline(cfg, TexturedFileSource(4, (1920, 1080)), "clip.mp4", backend, out, progress=False).run()
     assert backend.sizes == [(1920, 1080)] * 4
+
+
+def test_an_hd_image_folder_is_stills_every_image_detected_at_full_size(tmp_path):
+    """Images in a folder may be unrelated photos: none is skipped, shrunk or given another image's boxes."""
+    from stream.sources import open_source
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 256, (720, 1280, 3), np.uint8))
+    cfg = config()
+    cfg.model.interval = "auto"
+    backend = SizeRecordingBackend()
+    out = dataclasses.replace(outputs(tmp_path), video=None)
+    Pipeline(cfg, open_source(str(folder), cfg.source), str(folder), backend, out, progress=False).run()
+    assert backend.sizes == [(1280, 720)] * 4
+    assert all(json.loads(line)["source"] == "detector" for line in out.detections.read_text().splitlines())
