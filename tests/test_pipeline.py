@@ -249,12 +249,13 @@ class TexturedFileSource(FakeFileSource):
             yield Frame(i, i / 30, time.perf_counter(), self.image.copy())
 
 
-def test_hd_frames_run_the_full_size_every_nth_detector_frame_and_carry_signs_between(tmp_path):
+@pytest.mark.parametrize("motion", ["flow", "kalman"])
+def test_hd_frames_run_the_full_size_every_nth_detector_frame_and_carry_signs_between(tmp_path, motion):
     """On a 1080p file the default ``interval: auto`` detects every 2nd frame, every 3rd detector frame at the
     size the backend picks (the frame as it is) and the others shrunk to the base size, boxes mapped back to frame
     pixels; the sign, found at the full size only, keeps its box and track on every frame."""
     cfg = config()
-    cfg.model.interval, cfg.model.full_size_every = "auto", 3
+    cfg.model.interval, cfg.model.full_size_every, cfg.track.motion = "auto", 3, motion
     backend = SizeRecordingBackend()
     out = dataclasses.replace(outputs(tmp_path), video=None)
     record = Pipeline(cfg, TexturedFileSource(24, (1920, 1080)), "clip.mp4", backend, out, progress=False).run()

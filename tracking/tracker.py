@@ -83,10 +83,14 @@ class Tracker:
         as on a frame the detector skipped.
         """
         if carry:
-            kept = ~np.isin(detections.labels, list(carry))
-            moved = self.predict(timestamp, image)
-            moved = moved[np.isin(moved.labels, list(carry))]
-            detections = Detections.merge([detections[kept], Detections(moved.boxes, moved.scores, moved.labels)])
+            classes = list(carry)
+            detections = detections[~np.isin(detections.labels, classes)]
+            if self.use_flow:  # flow for the few carried boxes only; this update sets shown anew
+                self.shown = self.shown[np.isin(self.shown.labels, classes)]
+            if len(self.shown) or not self.use_flow:
+                moved = self.predict(timestamp, image)
+                moved = moved[np.isin(moved.labels, classes)]
+                detections = Detections.merge([detections, Detections(moved.boxes, moved.scores, moved.labels)])
         if self.last_timestamp is not None and timestamp <= self.last_timestamp:
             timestamp = self.last_timestamp + 1e-6  # a repeated timestamp would skip the Kalman predict
         self.last_timestamp = timestamp
