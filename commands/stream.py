@@ -166,6 +166,8 @@ def summary(record: BenchmarkRecord, outputs: Outputs) -> None:
     print(f"{record.frames} frames in {record.seconds:.1f} s: {record.fps:.2f} fps "
           f"({record.model}, top-N {record.top_n}, {runtime} on {record.device}, "
           f"{record.workers} x {record.threads} inference workers x threads, input {record.input_size})")
+    if record.detector_frames < record.frames:  # detect-every-k, HD base-size passes: say what ran
+        print(f"detector on {record.detector_frames} of {record.frames} frames ({record.variant})")
     print(f"stage mean ms: {stages}; end-to-end p50 {record.latency['p50']:.0f} ms, p95 {record.latency['p95']:.0f} ms; "
           f"dropped {record.dropped}, skipped {record.skipped}")
     if outputs.video is not None:
