@@ -131,8 +131,12 @@ class Pipeline:
         self.schedule = DetectorSchedule(m.interval if self.tracker is not None else 1, m.max_interval,
                                          m.interval_phase, info.fps, m.workers, info.live, hd=self.coarse)
         if self.coarse:
-            log.info("%sone detector frame in %d sees %s, the others %s (model.full_size_every); lights and signs "
-                     "are carried by flow between", self._log_prefix(), m.full_size_every, self.input_size,
+            k = self.schedule.k
+            every = ("with k adapted to the camera" if self.schedule.adaptive
+                     else "on every frame" if k == 1 else f"on 1 frame in {k}")
+            log.info("%sHD frames: the detector runs %s (model.interval=%s); one detector frame in %d sees %s, the "
+                     "others %s (model.full_size_every), lights and signs carried by flow between",
+                     self._log_prefix(), every, m.interval, m.full_size_every, self.input_size,
                      "{}x{}".format(*coarse_size(*info.size)))
         self._scheduled = 0  # detector frames scheduled so far
         if self.tracker is not None and not info.fps_known:
