@@ -34,6 +34,9 @@ SHORT_EXPONENT = 0.75
 MAX_LONG = 1600.0
 POLICY_NAME = "pow0.75"  # the exported graph's ``size_policy`` metadata
 COARSE_MIN_PIXELS = 1.5  # `coarse_size`: the policy's size must have this many times the base size's pixels
+# Boxes with a short side below this at the base size are too small for a base-size pass to find again: the far
+# cars of 8-10 px there (20-40 px in a 720p frame) that the policy's size finds on the one real HD clip here
+BASE_MIN_BOX = 16
 
 
 def policy_scale(height: float, width: float) -> float:

@@ -43,7 +43,7 @@ from core.labels import LABEL_IDS, SMALL_CLASSES
 from core.log import mask_url
 from detector.backend import Backend
 from detector.config import ModelConfig
-from detector.input_size import coarse_size
+from detector.input_size import BASE_MIN_BOX, coarse_size
 from detector.models import model_input_size, uses_size_policy
 from detector.nms import PipelineNms
 from detector.preprocess import fit_frame
@@ -139,6 +139,8 @@ class Pipeline:
                      self._log_prefix(), every, m.interval, m.full_size_every, self.input_size,
                      "{}x{}".format(*coarse_size(*info.size)))
         self._scheduled = 0  # detector frames scheduled so far
+        # boxes too small for a base-size pass (in frame pixels), carried by the tracker on those frames
+        self.carry_below = BASE_MIN_BOX * min(info.size) / min(coarse_size(*info.size)) if self.coarse else 0.0
         if self.tracker is not None and not info.fps_known:
             log.warning("the source reports no FPS: track buffers and timestamps assume source.fallback_fps = %g",
                         info.fps)
@@ -241,8 +243,11 @@ class Pipeline:
 
     def _track(self, frame: Frame) -> Frame:
         if frame.detect:
-            frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image,
-                                                   CARRIED if frame.coarse else frozenset())
+            if frame.coarse:
+                frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image, CARRIED,
+                                                       self.carry_below)
+            else:
+                frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image)
             self.detector_frames += 1
         else:
             frame.detections = self.tracker.predict(frame.timestamp, frame.image)

@@ -219,8 +219,9 @@ def test_a_new_output_is_one_sink_class_and_one_line_where_the_sinks_are_assembl
 
 
 class SizeRecordingBackend(SlowBackend):
-    """Finds a car wherever it looks and a speed-limit sign only at more than 1000 px wide (as small signs are
-    found only at the policy's full size); each box at a fixed place relative to the image it is given."""
+    """Finds a near car wherever it looks, and a speed-limit sign and a far car (30 x 20 px in a 1080p frame) only
+    at more than 1000 px wide, as small objects are found only at the policy's full size; each box at a fixed
+    place relative to the image it is given."""
 
     def __init__(self):
         super().__init__(0.0)
@@ -231,8 +232,8 @@ class SizeRecordingBackend(SlowBackend):
         self.sizes.append((width, height))
         boxes, labels = [[0.25, 0.5, 0.5, 0.8]], [1]
         if width > 1000:
-            boxes.append([0.8, 0.2, 0.83, 0.25])
-            labels.append(9)  # speed_limit
+            boxes += [[0.8, 0.2, 0.83, 0.25], [0.6, 0.3, 0.6 + 30 / 1920, 0.3 + 20 / 1080]]
+            labels += [9, 1]  # speed_limit, a far car
         return Detections(np.array(boxes) * [width, height, width, height], [0.9] * len(labels), labels)
 
 
@@ -263,14 +264,22 @@ def test_hd_frames_run_the_full_size_every_nth_detector_frame_and_carry_signs_be
     assert "interval=2 full_size_every=3" in record.variant
     lines = [json.loads(line) for line in out.detections.read_text().splitlines()]
     assert [line["source"] for line in lines] == ["detector", "tracker"] * 12
-    sign_ids = set()
+    ids: dict[str, set] = {"near": set(), "far": set(), "sign": set()}
     for line in lines:
-        by_label = dict(zip(line["labels"], zip(line["boxes"], line["track_ids"])))
-        assert set(by_label) == {"car", "speed_limit"}, line
-        np.testing.assert_allclose(by_label["car"][0], [480, 540, 960, 864], atol=4)  # mapped back from 568x320
-        np.testing.assert_allclose(by_label["speed_limit"][0], [1536, 216, 1593.6, 270], atol=2)
-        sign_ids.add(by_label["speed_limit"][1])
-    assert len(sign_ids - {None}) == 1  # one track all along
+        assert sorted(line["labels"]) == ["car", "car", "speed_limit"], line
+        boxes = {name: next(b for b in zip(line["boxes"], line["track_ids"], line["labels"]) if pick(b[0], name))
+                 for name in ids}
+        np.testing.assert_allclose(boxes["near"][0], [480, 540, 960, 864], atol=4)  # mapped back from 568x320
+        np.testing.assert_allclose(boxes["sign"][0], [1536, 216, 1593.6, 270], atol=2)
+        np.testing.assert_allclose(boxes["far"][0], [1152, 324, 1182, 344], atol=2)  # carried: too small at 568x320
+        for name in ids:
+            ids[name].add(boxes[name][1])
+    assert all(len(found - {None}) == 1 for found in ids.values()), ids  # one track each, all along
+
+
+def pick(box: list[float], name: str) -> bool:
+    """Which of the recording backend's three objects a box (frame pixels) is, by where it lies."""
+    return {"near": box[0] < 1000, "sign": box[0] > 1400, "far": 1000 < box[0] < 1400}[name]
 
 
 @pytest.mark.parametrize("size", [(640, 360), (1242, 375)])

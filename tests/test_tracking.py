@@ -245,3 +245,19 @@ def test_a_track_never_passes_from_a_car_to_a_person_walking_past_it() -> None:
         ids.append(int(tracker.update(Detections([[100, 100, 160, 190]], [0.9], [label]), i / 10).track_ids[0]))
     assert ids[1] >= 0 and ids[5] >= 0 and ids[1] != ids[5]
     assert len(set(ids[1:4])) == 1 and len(set(ids[5:])) == 1
+
+
+def test_a_box_carried_for_its_size_gives_way_to_a_detection_of_the_same_object() -> None:
+    """A base-size detector frame (``carry_below``) keeps a far car the frame before had, moved by flow, unless that
+    frame's own pass found it: then one box, the detector's, never two for one car."""
+    image = np.random.default_rng(0).integers(0, 256, (360, 640, 3), np.uint8)
+    far = [300.0, 100.0, 312.0, 108.0]  # 12 x 8 px
+    near = [40.0, 200.0, 200.0, 300.0]
+    for found_again, expected in ((False, far), (True, [301.0, 100.0, 313.0, 108.0])):
+        tracker = Tracker(TrackConfig(), fps=30.0)
+        tracker.update(Detections([far, near], [0.9, 0.9], [1, 1]), 0.0, image)
+        coarse = [near, expected] if found_again else [near]
+        shown = tracker.update(Detections(coarse, [0.9] * len(coarse), [1] * len(coarse)), 1 / 30, image,
+                               carry_below=16.0)
+        assert len(shown) == 2, shown
+        np.testing.assert_allclose(shown.boxes[np.argmin(shown.boxes[:, 2] - shown.boxes[:, 0])], expected, atol=0.5)

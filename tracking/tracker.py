@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 TRACKERS = {"bytetrack": ByteTrackTracker, "sort": SORTTracker, "ocsort": OCSORTTracker}
 LIBRARY_FPS = 30.0  # ``trackers`` counts lost_track_buffer in frames of a 30 FPS video
 GROUP_OF = np.asarray(GROUP_IDS, np.int64)  # one tracker per class group: a match never crosses groups
+MIN_CARRIED_PX = 2.0  # a carried box narrower or lower than this (left the frame, shrunk by the motion) is dropped
+CARRY_OVERLAP = 0.3  # a detection overlapping a box carried for its size this much stands for it (same object)
 SWITCH_MARGIN = 1.5  # a track's class changes only when another class's summed scores pass it by this factor
 
 
@@ -40,6 +42,12 @@ def make_tracker(cfg: TrackConfig, fps: float):
     if cfg.tracker in ("bytetrack", "ocsort"):
         kwargs["high_conf_det_threshold"] = cfg.high_score
     return TRACKERS[cfg.tracker](**kwargs)
+
+
+def carried(shown: Detections, carry: frozenset[int], carry_below: float) -> np.ndarray:
+    """Which of ``shown`` a base-size detector frame carries: the ``carry`` classes and boxes too small."""
+    short = np.minimum(shown.boxes[:, 2] - shown.boxes[:, 0], shown.boxes[:, 3] - shown.boxes[:, 1])
+    return np.isin(shown.labels, list(carry)) | (short < carry_below)
 
 
 class Tracker:
@@ -74,23 +82,24 @@ class Tracker:
         self.grey: flow.FlowImage | None = None
 
     def update(self, detections: Detections, timestamp: float, image: np.ndarray | None = None,
-               carry: frozenset[int] = frozenset()) -> Detections:
+               carry: frozenset[int] = frozenset(), carry_below: float = 0.0) -> Detections:
         """``detections`` with ``track_ids`` (-1 where no confirmed track matched), in their own order.
 
         ``image``: the frame (BGR), kept for flow on the next frame when it is not a detector frame. ``carry``:
         class ids this detector frame cannot see (a base-size pass, ``model.full_size_every``): their detections
         are replaced by the boxes of the frame before moved here as `predict` moves them, so their tracks go on
-        as on a frame the detector skipped.
+        as on a frame the detector skipped. ``carry_below``: boxes of any class whose short side is below this
+        many pixels are moved here too (too small for such a pass), unless a detection overlaps one (IoU >=
+        `CARRY_OVERLAP`), which then stands for it.
         """
-        if carry:
-            classes = list(carry)
-            detections = detections[~np.isin(detections.labels, classes)]
-            if self.use_flow:  # flow for the few carried boxes only; this update sets shown anew
-                self.shown = self.shown[np.isin(self.shown.labels, classes)]
-            if len(self.shown) or not self.use_flow:
-                moved = self.predict(timestamp, image)
-                moved = moved[np.isin(moved.labels, classes)]
-                detections = Detections.merge([detections, Detections(moved.boxes, moved.scores, moved.labels)])
+        if carry or carry_below > 0:
+            detections = detections[~np.isin(detections.labels, list(carry))]
+            moved = self._carry(timestamp, image, carry, carry_below)
+            by_size = ~np.isin(moved.labels, list(carry))
+            if by_size.any() and len(detections):
+                found = sv.box_iou_batch(moved.boxes, detections.boxes).max(axis=1) >= CARRY_OVERLAP
+                moved = moved[~(by_size & found)]
+            detections = Detections.merge([detections, moved])
         if self.last_timestamp is not None and timestamp <= self.last_timestamp:
             timestamp = self.last_timestamp + 1e-6  # a repeated timestamp would skip the Kalman predict
         self.last_timestamp = timestamp
@@ -119,6 +128,24 @@ class Tracker:
         self.unconfirmed = tracked[ids < 0]
         self._remember(tracked, image, None)
         return tracked
+
+    def _carry(self, timestamp: float, image: np.ndarray | None, carry: frozenset[int],
+               carry_below: float) -> Detections:
+        """The boxes of the frame before that `update` carries (the ``carry`` classes, boxes too small), moved to
+        this frame: by flow, dropping a box flow cannot follow, since it may be carried over many frames and the
+        next full-size frame finds it again; with ``kalman`` motion (or no images) at the tracks' predictions."""
+        if not self.use_flow or image is None or self.image is None:
+            moved = self.predict(timestamp, image)
+            moved = moved[carried(moved, carry, carry_below)]
+        else:
+            shown = self.shown[carried(self.shown, carry, carry_below)]
+            if not len(shown):
+                return Detections()
+            previous = self.grey if self.grey is not None else flow.prepare(self.image)
+            boxes, ok = flow.propagate(previous, flow.prepare(image), shown.boxes)
+            moved = Detections(boxes, shown.scores, shown.labels)[ok]
+        size = moved.boxes[:, 2:] - moved.boxes[:, :2]
+        return Detections(moved.boxes, moved.scores, moved.labels)[(size >= MIN_CARRIED_PX).all(axis=1)]
 
     def _vote(self, track: int, label: int, score: float) -> int:
         votes = self.votes.setdefault(track, np.zeros(NUM_CLASSES, np.float64))
