@@ -79,9 +79,9 @@ class ModelConfig:
     ``full_size_every``: on video frames the input-size policy would enlarge well beyond its 320 base (above about
     470 px short side: 720p, 1080p), only every n-th detector frame runs at the policy's size; the others run at
     the base size (`detector.input_size.coarse_size`), where vehicles and people are found as well, and the
-    tracker carries the small classes (lights and signs, `core.labels.SMALL_CLASSES`) on them by optical flow, as
-    on the frames the detector skips. 1: every detector frame at the policy's size. Stills (the evaluate command)
-    always run at the policy's size.
+    tracker carries the small classes (lights and signs, `core.labels.SMALL_CLASSES`) and boxes too small for the
+    base size (far cars) on them by optical flow, as on the frames the detector skips. 1: every detector frame at
+    the policy's size. Stills (the evaluate command) always run at the policy's size.
     ``calibration``: the datasets whose frames (``calibration_frames`` of them) set an int8 graph's activation
     ranges (`detector.calibration`); the bundled model ships the ranges the default set gives, so only another
     graph or set needs the frames, and when they are missing int8 is not offered.
