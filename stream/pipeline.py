@@ -19,7 +19,7 @@ the slowest stage sets the pace: file sources block (lossless), live sources dro
 detector runs on (`stream.interval`); the others pass inference and NMS untouched and the track stage moves the
 boxes of the frame before onto them by optical flow (or the tracks' Kalman prediction, ``track.motion``). On HD
 frames only every ``model.full_size_every``-th detector frame runs at the input-size policy's size; the others
-run at its 320 base size and the tracker carries lights and signs across them.
+run at its 320 base size and the tracker carries lights, signs and boxes too small for that size across them.
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ class Pipeline:
                  self.input_size, *self.video_size)
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
         # Base-size detector frames (model.full_size_every): only for a policy model on video frames it would
-        # enlarge well beyond its base, and only with a tracker to carry the small classes across them
+        # enlarge well beyond its base, and only with a tracker to carry small objects across them
         self.coarse = (m.full_size_every > 1 and self.tracker is not None and uses_size_policy(m.name, m.min_size)
                        and not info.stills and coarse_size(*info.size) is not None)
         # without a tracker nothing fills skipped frames: interval auto is 1 (an int k > 1 is a config error)
@@ -135,7 +135,7 @@ class Pipeline:
             every = ("with k adapted to the camera" if self.schedule.adaptive
                      else "on every frame" if k == 1 else f"on 1 frame in {k}")
             log.info("%sHD frames: the detector runs %s (model.interval=%s); one detector frame in %d sees %s, the "
-                     "others %s (model.full_size_every), lights and signs carried by flow between",
+                     "others %s (model.full_size_every); lights, signs and far objects carried by flow between",
                      self._log_prefix(), every, m.interval, m.full_size_every, self.input_size,
                      "{}x{}".format(*coarse_size(*info.size)))
         self._scheduled = 0  # detector frames scheduled so far

@@ -87,8 +87,8 @@ class Tracker:
 
         ``image``: the frame (BGR), kept for flow on the next frame when it is not a detector frame. ``carry``:
         class ids this detector frame cannot see (a base-size pass, ``model.full_size_every``): their detections
-        are replaced by the boxes of the frame before moved here as `predict` moves them, so their tracks go on
-        as on a frame the detector skipped. ``carry_below``: boxes of any class whose short side is below this
+        are replaced by the boxes of the frame before, moved here by flow (`_carry`), so their tracks go on as on
+        a frame the detector skipped. ``carry_below``: boxes of any class whose short side is below this
         many pixels are moved here too (too small for such a pass), unless a detection overlaps one (IoU >=
         `CARRY_OVERLAP`), which then stands for it.
         """
