@@ -125,8 +125,9 @@ class Pipeline:
         self.tracker = Tracker(cfg.track, info.fps) if cfg.track.enabled else None
         # Base-size detector frames (model.full_size_every): only for a policy model on video frames it would
         # enlarge well beyond its base, and only with a tracker to carry small objects across them
+        base = coarse_size(*info.size)
         self.coarse = (m.full_size_every > 1 and self.tracker is not None and uses_size_policy(m.name, m.min_size)
-                       and not info.stills and coarse_size(*info.size) is not None)
+                       and not info.stills and base is not None)
         # without a tracker nothing fills skipped frames: interval auto is 1 (an int k > 1 is a config error)
         self.schedule = DetectorSchedule(m.interval if self.tracker is not None else 1, m.max_interval,
                                          m.interval_phase, info.fps, m.workers, info.live, hd=self.coarse)
@@ -136,11 +137,10 @@ class Pipeline:
                      else "on every frame" if k == 1 else f"on 1 frame in {k}")
             log.info("%sHD frames: the detector runs %s (model.interval=%s); one detector frame in %d sees %s, the "
                      "others %s (model.full_size_every); lights, signs and far objects carried by flow between",
-                     self._log_prefix(), every, m.interval, m.full_size_every, self.input_size,
-                     "{}x{}".format(*coarse_size(*info.size)))
+                     self._log_prefix(), every, m.interval, m.full_size_every, self.input_size, "{}x{}".format(*base))
         self._scheduled = 0  # detector frames scheduled so far
         # boxes too small for a base-size pass (in frame pixels), carried by the tracker on those frames
-        self.carry_below = BASE_MIN_BOX * min(info.size) / min(coarse_size(*info.size)) if self.coarse else 0.0
+        self.carry_below = BASE_MIN_BOX * min(info.size) / min(base) if self.coarse else 0.0
         if self.tracker is not None and not info.fps_known:
             log.warning("the source reports no FPS: track buffers and timestamps assume source.fallback_fps = %g",
                         info.fps)

@@ -92,9 +92,10 @@ class Tracker:
         many pixels are moved here too (too small for such a pass), unless a detection overlaps one (IoU >=
         `CARRY_OVERLAP`), which then stands for it.
         """
+        grey = None  # this frame made grey for flow, kept for the next frame's
         if carry or carry_below > 0:
             detections = detections[~np.isin(detections.labels, list(carry))]
-            moved = self._carry(timestamp, image, carry, carry_below)
+            moved, grey = self._carry(timestamp, image, carry, carry_below)
             by_size = ~np.isin(moved.labels, list(carry))
             if by_size.any() and len(detections):
                 found = sv.box_iou_batch(moved.boxes, detections.boxes).max(axis=1) >= CARRY_OVERLAP
@@ -126,26 +127,35 @@ class Tracker:
         self.voted = {k: v for k, v in self.voted.items() if k in alive}
         tracked = Detections(detections.boxes, detections.scores, detections.labels, ids, classes)
         self.unconfirmed = tracked[ids < 0]
-        self._remember(tracked, image, None)
+        self._remember(tracked, image, grey)
         return tracked
 
     def _carry(self, timestamp: float, image: np.ndarray | None, carry: frozenset[int],
-               carry_below: float) -> Detections:
+               carry_below: float) -> tuple[Detections, flow.FlowImage | None]:
         """The boxes of the frame before that `update` carries (the ``carry`` classes, boxes too small), moved to
         this frame: by flow, dropping a box flow cannot follow, since it may be carried over many frames and the
-        next full-size frame finds it again; with ``kalman`` motion (or no images) at the tracks' predictions."""
+        next full-size frame finds it again; with ``kalman`` motion (or no images) at the tracks' predictions.
+        Also this frame's grey image when flow made one."""
+        grey = None
         if not self.use_flow or image is None or self.image is None:
             moved = self.predict(timestamp, image)
             moved = moved[carried(moved, carry, carry_below)]
         else:
             shown = self.shown[carried(self.shown, carry, carry_below)]
             if not len(shown):
-                return Detections()
-            previous = self.grey if self.grey is not None else flow.prepare(self.image)
-            boxes, ok = flow.propagate(previous, flow.prepare(image), shown.boxes)
+                return Detections(), None
+            boxes, ok, grey = self._flow(shown.boxes, image)
             moved = Detections(boxes, shown.scores, shown.labels)[ok]
         size = moved.boxes[:, 2:] - moved.boxes[:, :2]
-        return Detections(moved.boxes, moved.scores, moved.labels)[(size >= MIN_CARRIED_PX).all(axis=1)]
+        return Detections(moved.boxes, moved.scores, moved.labels)[(size >= MIN_CARRIED_PX).all(axis=1)], grey
+
+    def _flow(self, boxes: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, flow.FlowImage]:
+        """``boxes`` (N, 4) of the frame before moved onto ``image`` by flow: the moved boxes, (N,) whether flow
+        followed each, and ``image`` made grey (kept, so the next frame does not make it again)."""
+        previous = self.grey if self.grey is not None else flow.prepare(self.image)
+        current = flow.prepare(image)
+        moved, ok = flow.propagate(previous, current, boxes)
+        return moved, ok, current
 
     def _vote(self, track: int, label: int, score: float) -> int:
         votes = self.votes.setdefault(track, np.zeros(NUM_CLASSES, np.float64))
@@ -165,9 +175,7 @@ class Tracker:
             shown = Detections.merge([self._kalman(timestamp), self.unconfirmed])
             self._remember(shown, image, None)
             return shown
-        previous = self.grey if self.grey is not None else flow.prepare(self.image)
-        current = flow.prepare(image)
-        boxes, ok = flow.propagate(previous, current, self.shown.boxes)
+        boxes, ok, current = self._flow(self.shown.boxes, image)
         lost = self.shown.track_ids[~ok]
         if (lost >= 0).any():  # points flow could not follow: those tracks' Kalman boxes instead
             kalman = self._kalman(timestamp, set(lost[lost >= 0].tolist()))
