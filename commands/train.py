@@ -3,6 +3,8 @@
     driving-detect train --config configs/train-driving.yaml [--resume runs/driving/last.pt] [--out DIR]
                          [--device auto|cpu|cuda] [key=value ...]
     driving-detect train --export CHECKPOINT OUT      (a checkpoint's model as the bundled fp16 state dict)
+    driving-detect train --config FILE --pack DIR [--short-side N] [--quality Q]
+                                                      (the config's data packed small for a lent GPU)
 """
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> tuple[Command
     parser.add_argument("--out", metavar="DIR", help="folder for checkpoints and history (overrides out_dir)")
     parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), type=Path,
                         help="write CHECKPOINT's model as an fp16 state dict to OUT and exit")
+    parser.add_argument("--pack", metavar="DIR", type=Path,
+                        help="write the config's training data, shrunk, and DIR/train.yaml to train on it, and exit")
+    parser.add_argument("--short-side", type=int, default=0,
+                        help="--pack: shrink images to this short side (default: the largest of train_min_sizes)")
+    parser.add_argument("--quality", type=int, default=60, help="--pack: WebP quality, 1-100 (default 60)")
     add_model_options(parser, example="epochs=3 (training keys are top-level)")
     return parser, parser.parse_intermixed_args(argv)
 
@@ -48,6 +55,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         cfg = load_config(TrainConfig, args.config, overrides)
     except ConfigError as exc:  # before torch is imported
         return bad_input(exc)
+    if args.pack:
+        from training.pack import write_packed
+
+        try:
+            config = write_packed(cfg, args.pack, args.short_side or max(cfg.train_min_sizes), args.quality)
+        except (ValueError, OSError) as exc:  # data
+            return bad_input(exc)
+        print(f"packed into {args.pack}: train with --config {config}")
+        return 0
     from training.train import train
 
     try:

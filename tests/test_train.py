@@ -349,3 +349,40 @@ def test_training_with_ignore_regions_then_resume(tmp_path: Path, monkeypatch) -
     history = json.loads(state["history"])
     assert [r["epoch"] for r in history] == [1, 2]
     assert all(np.isfinite(v) for r in history for v in r["losses"].values())
+
+
+def test_pack_shrinks_images_and_boxes_alike_and_its_config_trains_with_loader_workers(tmp_path: Path) -> None:
+    """training.pack: the folder a GPU run takes along; boxes and ignore regions scale with their image."""
+    from core.config import load_config
+    from detector.datasets import load_dataset
+
+    data = write_coco(tmp_path / "data")
+    coco = json.loads(data.read_text())
+    coco["annotations"].append({"id": 9, "image_id": 0, "category_id": 1, "bbox": [100, 60, 40, 40], "iscrowd": 1})
+    data.write_text(json.dumps(coco))
+    config = write_config(tmp_path, data)
+    original = load_dataset(f"coco:{data}").images
+    assert main(["--config", str(config), "--pack", str(tmp_path / "packed"), "--short-side", "60"]) == 0
+
+    packed_config = load_config(TrainConfig, tmp_path / "packed" / "train.yaml")
+    assert packed_config.val == [] and packed_config.lr == 0.01 and len(packed_config.train) == 1
+    packed = load_dataset(packed_config.train[0].spec).images
+    assert [(im.width, im.height) for im in packed] == [(80, 60), (80, 60)]
+    assert cv2.imread(str(packed[0].path)).shape == (60, 80, 3)
+    for before, after in zip(original, packed):
+        np.testing.assert_allclose(after.boxes, before.boxes * 0.5, atol=1e-4)
+        np.testing.assert_allclose(after.ignore, before.ignore * 0.5, atol=1e-4)
+        assert after.labels.tolist() == before.labels.tolist()
+    assert len(packed[0].ignore) == 1
+
+    assert main(["--config", str(tmp_path / "packed" / "train.yaml"), "--out", str(tmp_path / "run-packed"),
+                 "workers=1", "max_iters=2", "train_min_sizes=[64]", "min_size=64", "max_size=80"]) == 0
+    assert load_checkpoint(tmp_path / "run-packed" / "last.pt")["iteration"] == 2
+
+
+@pytest.mark.parametrize("option", [["--quality", "0"], ["--short-side", "-5"]])
+def test_pack_with_a_bad_setting_exits_2_and_writes_nothing(config: Path, tmp_path: Path, option: list[str],
+                                                            capsys) -> None:
+    assert main(["--config", str(config), "--pack", str(tmp_path / "packed"), *option]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "packed").exists()

@@ -30,9 +30,10 @@ class TrainConfig:
     the box head: an anchor or proposal at least half inside one, and not matched to a labelled box, is not sampled
     (`training.ignore`); crops and flips move the regions with the image. ``eval_top_n``:
     the test-time top-N of val, every ``eval_every`` epochs and after the last. ``amp``: mixed precision on CUDA.
-    ``threads`` 0: torch's default. ``teacher``: weights of the bundled model to distill from (``default``: the
-    bundled file; ``""``: no distillation); a `LITE_MODEL` student without ``init_weights`` starts from it
-    (`training.distill`). ``checkpoint_every``: also write ``last.pt`` every that many iterations (0: epochs only),
+    ``threads`` 0: torch's default. ``workers``: processes that decode and augment images beside training (0: in
+    the training process, as on a 2-core CPU; a GPU wants several). ``teacher``: weights of the bundled model to
+    distill from (``default``: the bundled file; ``""``: no distillation); a `LITE_MODEL` student without
+    ``init_weights`` starts from it (`training.distill`). ``checkpoint_every``: also write ``last.pt`` every that many iterations (0: epochs only),
     so a long run resumes mid-epoch.
     """
 
@@ -71,6 +72,7 @@ class TrainConfig:
     amp: bool = True
     seed: int = 0
     threads: int = 0
+    workers: int = 0
     teacher: str = ""
     checkpoint_every: int = 0
 
@@ -84,7 +86,7 @@ class TrainConfig:
                           "rpn_post_nms_top_n_train", "box_batch_size_per_image")),
             *((getattr(self, key) >= 0, f"'{key}' must be >= 0, got {getattr(self, key)}")
               for key in ("frozen_stages", "max_iters", "warmup_iters", "eval_every", "threads", "weight_decay",
-                          "color_jitter", "checkpoint_every")),
+                          "color_jitter", "checkpoint_every", "workers")),
             (self.lr >= 0, f"'lr' must be >= 0, got {self.lr}"),
             (self.grad_clip > 0, f"'grad_clip' must be > 0, got {self.grad_clip}"),
             (all(size >= 1 for size in self.train_min_sizes),

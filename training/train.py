@@ -132,6 +132,11 @@ class AspectBatches(Sampler[list[int]]):
         return sum(math.ceil(len(g) / self.batch_size) for g in self.groups)
 
 
+def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[tuple, tuple]:
+    """Images and targets as two tuples: the detector takes lists of differently sized images."""
+    return tuple(zip(*batch))
+
+
 def lr_factor(cfg: TrainConfig, it: int, total: int, iters_per_epoch: int) -> float:
     """Linear warmup, then cosine to zero or steps of 0.1 at ``step_epochs``."""
     warm = min(1.0, (it + 1) / max(cfg.warmup_iters, 1))
@@ -206,7 +211,8 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sampler = AspectBatches(train_images, cfg.batch_size, cfg.seed)
     dataset = TrainImages(train_images, cfg.hflip, cfg.color_jitter, cfg.crop, cfg.crop_min_scale)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda batch: tuple(zip(*batch)), num_workers=0)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0)
     total = cfg.max_iters or cfg.epochs * len(sampler)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it, total, len(sampler)))
     use_amp = cfg.amp and device.type == "cuda"
