@@ -3,17 +3,20 @@
 The tracking stage fills the frames in between with motion-predicted boxes, so skipping the detector costs a
 frame almost nothing. With ``model.interval=auto`` (the default) a live source raises k (up to
 ``model.max_interval``) when inference falls behind the camera, instead of dropping frames, and lowers it again
-when inference catches up; a file keeps one k, 1, or `HD_INTERVAL` on HD frames.
+when inference catches up; a file keeps one k, 1, or `HD_INTERVAL` on frames of 1080p and larger.
 """
 from __future__ import annotations
 
 import math
 import threading
 
-# ``model.interval=auto`` on a file: detect every frame, or every HD_INTERVAL-th on frames that get base-size passes
-# (``model.full_size_every``), where detecting every frame is not real time on a small CPU: the dashcam clip at
-# 1920x1080 ran 8.4 FPS at k=1 and 27.7 at k=2 with base-size passes (docs/benchmarks.md "Real time at HD")
+# ``model.interval=auto`` on a file: detect every frame, or every HD_INTERVAL-th on frames of HD_INTERVAL_MIN_PIXELS
+# or more that get base-size passes (``model.full_size_every``). At 1080p detecting every frame is not real time on
+# a small CPU (the dashcam clip: 8.4 FPS at k=1, 27.7 at k=2 with base-size passes) and k=2 cost 0.6 points of car
+# AP on the held-out clip; at 720p k=1 with base-size passes runs 20-24 FPS and k=2 cost 4.9 points, over the 3 the
+# project allows, so 720p (0.92 MP) keeps k=1 (docs/benchmarks.md "Real time at HD")
 HD_INTERVAL = 2
+HD_INTERVAL_MIN_PIXELS = 1_500_000  # between 720p (921,600) and 1080p (2,073,600)
 AUTO_HEADROOM = 1.2  # aim for inference using at most 1 / 1.2 of the time the camera gives it
 SMOOTHING = 0.2      # weight of the newest inference time in the running mean
 
@@ -21,8 +24,8 @@ SMOOTHING = 0.2      # weight of the newest inference time in the running mean
 class DetectorSchedule:
     """Decides, in frame order (the capture stage), whether frame ``index`` goes through the detector.
 
-    interval: k, or ``auto`` (adaptive for live sources; files use 1, or `HD_INTERVAL` when ``hd``: the pipeline
-    runs base-size passes on them); phase: the first detector frame; fps: the source's rate; workers: inference
+    interval: k, or ``auto`` (adaptive for live sources; files use 1, or `HD_INTERVAL` when ``hd``: frames of
+    `HD_INTERVAL_MIN_PIXELS` or more that the pipeline runs base-size passes on); phase: the first detector frame; fps: the source's rate; workers: inference
     workers sharing the load.
     """
 

@@ -50,7 +50,7 @@ from detector.preprocess import fit_frame
 from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.frames import Frame
-from stream.interval import DetectorSchedule
+from stream.interval import HD_INTERVAL_MIN_PIXELS, DetectorSchedule
 from stream.pool import InferencePool
 from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
@@ -129,8 +129,9 @@ class Pipeline:
         self.coarse = (m.full_size_every > 1 and self.tracker is not None and uses_size_policy(m.name, m.min_size)
                        and not info.stills and base is not None)
         # without a tracker nothing fills skipped frames: interval auto is 1 (an int k > 1 is a config error)
+        hd = self.coarse and info.size[0] * info.size[1] >= HD_INTERVAL_MIN_PIXELS
         self.schedule = DetectorSchedule(m.interval if self.tracker is not None else 1, m.max_interval,
-                                         m.interval_phase, info.fps, m.workers, info.live, hd=self.coarse)
+                                         m.interval_phase, info.fps, m.workers, info.live, hd=hd)
         if self.coarse:
             k = self.schedule.k
             every = ("with k adapted to the camera" if self.schedule.adaptive
