@@ -386,3 +386,23 @@ def test_pack_with_a_bad_setting_exits_2_and_writes_nothing(config: Path, tmp_pa
     assert main(["--config", str(config), "--pack", str(tmp_path / "packed"), *option]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "packed").exists()
+
+
+def test_the_v5_config_adds_the_penn_fudan_people_and_keeps_its_val_third_apart():
+    """Stage 5 (the bundled weights since 2026-12-04) fine-tunes stage 4 on its data plus two thirds of Penn-Fudan,
+    distilled from stage 4; the Penn-Fudan val photos are never trained on."""
+    from core.config import load_config
+    from stream.config import CONFIG_DIR
+    from training.train import TrainConfig
+
+    v3 = load_config(TrainConfig, CONFIG_DIR / "train-driving-v3.yaml")
+    v5 = load_config(TrainConfig, CONFIG_DIR / "train-driving-v5.yaml")
+    stage4 = "detector/weights/driving_mobilenet_v2_fpn-v4.pt"
+    assert v5.init_weights == v5.teacher == stage4 and v5.lr == v3.lr
+    assert [(s.spec, s.split) for s in v5.train[:4]] == [(s.spec, s.split) for s in v3.train]
+    penn = v5.train[4]
+    assert penn.spec == "coco:../shared/data/pennfudan/train.json" and penn.repeat == 3
+    splits = {kind: set((CONFIG_DIR / "splits" / f"pennfudan-{kind}.txt").read_text().split())
+              for kind in ("train", "val")}
+    assert penn.split == "configs/splits/pennfudan-train.txt" and splits["train"] and splits["val"]
+    assert not splits["train"] & splits["val"]
