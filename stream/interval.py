@@ -25,8 +25,8 @@ class DetectorSchedule:
     """Decides, in frame order (the capture stage), whether frame ``index`` goes through the detector.
 
     interval: k, or ``auto`` (adaptive for live sources; files use 1, or `HD_INTERVAL` when ``hd``: frames of
-    `HD_INTERVAL_MIN_PIXELS` or more that the pipeline runs base-size passes on); phase: the first detector frame; fps: the source's rate; workers: inference
-    workers sharing the load.
+    `HD_INTERVAL_MIN_PIXELS` or more that the pipeline runs base-size passes on); phase: the first detector frame;
+    fps: the source's rate; workers: inference workers sharing the load.
     """
 
     def __init__(self, interval: int | str, max_interval: int, phase: int, fps: float, workers: int, live: bool,

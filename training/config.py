@@ -33,8 +33,8 @@ class TrainConfig:
     ``threads`` 0: torch's default. ``workers``: processes that decode and augment images beside training (0: in
     the training process, as on a 2-core CPU; a GPU wants several). ``teacher``: weights of the bundled model to
     distill from (``default``: the bundled file; ``""``: no distillation); a `LITE_MODEL` student without
-    ``init_weights`` starts from it (`training.distill`). ``checkpoint_every``: also write ``last.pt`` every that many iterations (0: epochs only),
-    so a long run resumes mid-epoch.
+    ``init_weights`` starts from it (`training.distill`). ``checkpoint_every``: also write ``last.pt`` every that
+    many iterations (0: epochs only), so a long run resumes mid-epoch.
     """
 
     model: str = BUNDLED_MODEL
