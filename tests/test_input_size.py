@@ -90,13 +90,18 @@ def test_the_host_resize_gives_what_the_models_own_resize_gave():
         out = own([to_model_input(torch.from_numpy(frame))])[0]
     expected = Detections.from_model_output(out["boxes"], out["scores"], out["labels"], class_map)
     actual = host(frame)
+    # uint8 OpenCV and float torch resizing differ by a rounding per pixel: the same boxes, scores a few hundredths
+    # apart on a borderline box (0.536 against 0.501 for one car with the stage-5 weights) and far less in general
     for one, other in [(expected, actual), (actual, expected)]:
         confident = one[one.scores >= 0.4]
         assert len(confident) >= 20  # the sample frame has cars, signs and lights to compare
         iou = box_iou(torch.from_numpy(confident.boxes), torch.from_numpy(other.boxes)).numpy()
+        gaps = []
         for i in range(len(confident)):
-            same = (other.labels == confident.labels[i]) & (np.abs(other.scores - confident.scores[i]) <= 0.03)
-            assert np.any(same & (iou[i] >= 0.95)), f"no match for {confident[np.array([i])].to_json()}"
+            same = (other.labels == confident.labels[i]) & (iou[i] >= 0.95)
+            assert np.any(same), f"no box for {confident[np.array([i])].to_json()}"
+            gaps.append(np.abs(other.scores[same] - confident.scores[i]).min())
+        assert max(gaps) <= 0.06 and np.median(gaps) <= 0.01, (max(gaps), np.median(gaps))
 
 
 def test_presized_graphs_take_frames_at_the_models_size(tmp_path: Path):
