@@ -14,7 +14,6 @@ The crops are derived from the shared data: they stay in ``outputs/`` (ignored b
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -23,8 +22,7 @@ import cv2
 import numpy as np
 
 from core.images import read_bgr
-from core.labels import LABELS
-from detector.datasets import load_dataset
+from detector.datasets import AnnotatedImage, load_dataset, write_coco
 
 log = logging.getLogger(__name__)
 ASPECT = 1242 / 375  # KITTI's frame: the widest dashcam format we are measured on
@@ -43,24 +41,19 @@ def write_wide_set(spec: str, split: str | None, out: Path) -> Path:
     """Crop every image of ``spec`` (a dataset as the evaluate command reads it) into ``out``; returns the JSON."""
     dataset = load_dataset(spec, split)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for index, item in enumerate(dataset.images):
+    cropped = []
+    for item in dataset.images:
         frame = read_bgr(item.path)
         top, bottom = crop_band(*frame.shape[:2])
-        name = f"{item.path.stem}.jpg"
-        cv2.imwrite(str(out / "images" / name), frame[top:bottom], [cv2.IMWRITE_JPEG_QUALITY, 95])
-        images.append({"id": index, "file_name": name, "width": frame.shape[1], "height": bottom - top})
-        for box, label in zip(item.boxes, item.labels):
-            x0, y0, x1, y1 = (float(v) for v in box)
-            cy0, cy1 = max(y0, top) - top, min(y1, bottom) - top
-            if cy1 <= cy0 or (cy1 - cy0) < MIN_KEPT * (y1 - y0):
-                continue
-            annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": int(label),
-                                "bbox": [x0, cy0, x1 - x0, cy1 - cy0], "area": (x1 - x0) * (cy1 - cy0),
-                                "iscrowd": 0})
+        path = out / "images" / f"{item.path.stem}.jpg"
+        cv2.imwrite(str(path), frame[top:bottom], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        boxes = item.boxes.copy()
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], top, bottom) - top
+        rows = boxes[:, 3] - boxes[:, 1]
+        kept = (rows > 0) & (rows >= MIN_KEPT * (item.boxes[:, 3] - item.boxes[:, 1]))
+        cropped.append(AnnotatedImage(path, frame.shape[1], bottom - top, boxes[kept], item.labels[kept]))
     path = out / "wide.json"
-    categories = [{"id": i, "name": name} for i, name in enumerate(LABELS) if i]
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    write_coco(path, cropped)
     return path
 
 

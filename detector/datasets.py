@@ -1,7 +1,8 @@
-"""Dataset readers (Pascal VOC XML, KITTI label_2, COCO JSON, YOLO txt) onto the driving label set.
+"""Dataset readers (Pascal VOC XML, KITTI label_2, COCO JSON, YOLO txt) onto the driving label set, and one writer.
 
 Each reader returns `AnnotatedImage`s; names map through a mapping (source name -> driving name, or None to
 drop). Ignore regions (KITTI DontCare, VOC difficult, COCO iscrowd) are kept apart so evaluation can skip them.
+`write_coco` writes derived sets (crops, packed copies) as COCO JSON in driving names, which `read_coco` reads back.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.images import IMAGE_SUFFIXES, read_bgr
-from core.labels import COCO_CATEGORIES, DEFAULT_MAPPING, LABEL_IDS
+from core.labels import COCO_CATEGORIES, DEFAULT_MAPPING, LABEL_IDS, LABELS
 
 log = logging.getLogger(__name__)
 FORMATS = ("voc", "kitti", "coco", "yolo")
@@ -282,6 +283,24 @@ def read_yolo(root: Path, split: Path | None, mapping: dict, skip_bad: bool = Fa
         builder.add(names[int(cls)], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
     return _read_text_labels(root / "labels", root / "images", split, mapping, skip_bad, parse)
+
+
+def write_coco(path: Path, images: list[AnnotatedImage]) -> None:
+    """``images`` as a COCO JSON at ``path`` in driving class names, each image named by its file name (so the
+    files belong in ``images/`` beside the JSON, where `read_coco` looks); ignore regions as ``iscrowd`` boxes."""
+    records, annotations = [], []
+    for index, item in enumerate(images):
+        records.append({"id": index, "file_name": item.path.name, "width": item.width, "height": item.height})
+        boxes = [(box, int(label), 0) for box, label in zip(item.boxes, item.labels)]
+        boxes += [(box, LABEL_IDS["car"], 1) for box in item.ignore]  # any mapped class: read as an ignore region
+        for box, category, crowd in boxes:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": category,
+                                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                                "iscrowd": crowd})
+    categories = [{"id": i, "name": name} for i, name in enumerate(LABELS) if i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": records, "annotations": annotations, "categories": categories}))
 
 
 READERS = {"voc": read_voc, "kitti": read_kitti, "coco": read_coco, "yolo": read_yolo}

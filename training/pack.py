@@ -9,7 +9,6 @@ commit it (some footage may not be redistributed), and delete it afterwards.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,19 +17,17 @@ import yaml
 
 from core.config import to_dict
 from core.images import read_bgr
-from core.labels import LABELS
-from detector.datasets import AnnotatedImage, DataSource, DatasetError, load_dataset
+from detector.datasets import AnnotatedImage, DataSource, DatasetError, load_dataset, write_coco
 from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-CATEGORIES = [{"id": i, "name": name} for i, name in enumerate(LABELS) if i]
 
 
 def pack_source(images: list[AnnotatedImage], out: Path, short_side: int, quality: int) -> int:
     """Write ``out/images/*.webp`` (a third smaller than JPEG at the same quality) and ``out/train.json``; returns
     the bytes of the images."""
     (out / "images").mkdir(parents=True, exist_ok=True)
-    records, annotations, written = [], [], 0
+    packed, written = [], 0
     for index, item in enumerate(images):
         bgr = read_bgr(item.path)
         if bgr is None:
@@ -46,14 +43,9 @@ def pack_source(images: list[AnnotatedImage], out: Path, short_side: int, qualit
             raise DatasetError(f"{item.path}: cannot encode as WebP")
         (out / "images" / name).write_bytes(data.tobytes())
         written += len(data)
-        records.append({"id": index, "file_name": name, "width": width, "height": height})
-        boxes = [(b, int(c), 0) for b, c in zip(item.boxes, item.labels)] + [(b, 1, 1) for b in item.ignore]
-        for box, category, crowd in boxes:
-            x0, y0, x1, y1 = (float(v) * scale for v in box)
-            annotations.append({"id": len(annotations), "image_id": index, "category_id": category,
-                                "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": crowd})
-    (out / "train.json").write_text(json.dumps({"images": records, "annotations": annotations,
-                                                "categories": CATEGORIES}))
+        packed.append(AnnotatedImage(out / "images" / name, width, height, item.boxes * scale, item.labels,
+                                     item.ignore * scale))
+    write_coco(out / "train.json", packed)
     return written
 
 
