@@ -406,3 +406,9 @@ def test_the_v5_config_adds_the_penn_fudan_people_and_keeps_its_val_third_apart(
               for kind in ("train", "val")}
     assert penn.split == "configs/splits/pennfudan-train.txt" and splits["train"] and splits["val"]
     assert not splits["train"] & splits["val"]
+
+
+def test_pack_options_without_pack_exit_2(config: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(config), "--quality", "80"])
+    assert stop.value.code == 2 and "go with --pack" in capsys.readouterr().err
