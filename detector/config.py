@@ -74,8 +74,9 @@ class ModelConfig:
     ``threads``: intra-op threads per worker (0: one with auto workers, else the runtime's default).
     ``interval``: the detector runs on every k-th frame from ``interval_phase`` on and the tracker fills the
     others; ``auto`` (the default): live sources raise k up to ``max_interval`` when inference cannot keep up,
-    video files detect every frame, or every 2nd on frames of 1080p and larger, those ``full_size_every`` applies
-    to (`stream.interval.HD_INTERVAL`); image folders every image.
+    video files every 2nd frame, the frames between filled from the detector frames on both sides
+    (``track.fill``), or every frame where they cannot be (`stream.interval.FILE_INTERVAL`); image folders
+    every image.
     ``full_size_every``: on video frames the input-size policy would enlarge well beyond its 320 base (above about
     470 px short side: 720p, 1080p), only every n-th detector frame runs at the policy's size; the others run at
     the base size (`detector.input_size.coarse_size`), where vehicles and people are found as well, and the

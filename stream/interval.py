@@ -3,20 +3,22 @@
 The tracking stage fills the frames in between with motion-predicted boxes, so skipping the detector costs a
 frame almost nothing. With ``model.interval=auto`` (the default) a live source raises k (up to
 ``model.max_interval``) when inference falls behind the camera, instead of dropping frames, and lowers it again
-when inference catches up; a file keeps one k, 1, or `HD_INTERVAL` on frames of 1080p and larger.
+when inference catches up; a file keeps one k: `FILE_INTERVAL` where the skipped frames are filled well, else 1.
 """
 from __future__ import annotations
 
 import math
 import threading
 
-# ``model.interval=auto`` on a file: detect every frame, or every HD_INTERVAL-th on frames of HD_INTERVAL_MIN_PIXELS
-# or more that get base-size passes (``model.full_size_every``). At 1080p detecting every frame is not real time on
-# a small CPU (the dashcam clip: 8.4 FPS at k=1, 27.7 at k=2 with base-size passes) and k=2 cost 0.6 points of car
-# AP on the held-out clip; at 720p k=1 with base-size passes runs 20-24 FPS and k=2 cost 4.9 points, over the 3 the
-# project allows, so 720p (0.92 MP) keeps k=1 (docs/benchmarks.md "Real time at HD")
-HD_INTERVAL = 2
-HD_INTERVAL_MIN_PIXELS = 1_500_000  # between 720p (921,600) and 1080p (2,073,600)
+# ``model.interval=auto`` on a file: detect every FILE_INTERVAL-th frame where the skipped frames are filled from
+# the detector frames on both sides (``track.fill=auto``, flow motion) or, filled from the frame before only, on
+# frames of FILE_INTERVAL_MIN_PIXELS or more that get base-size passes (``model.full_size_every``); every frame
+# otherwise. Car AP@0.5 on the held-out clip, every labelled frame a skipped one, k=2 against k=1: filled from both
+# sides -0.9 at 640x360, +0.6 at 720p, +0.3 at 1080p; from the frame before only -3.0, -4.9 and -3.7 (the 3 the
+# project allows is passed), though at 1080p detecting every frame is not real time on a small CPU (docs/
+# benchmarks.md "Filling skipped frames from both sides")
+FILE_INTERVAL = 2
+FILE_INTERVAL_MIN_PIXELS = 1_500_000  # between 720p (921,600) and 1080p (2,073,600)
 AUTO_HEADROOM = 1.2  # aim for inference using at most 1 / 1.2 of the time the camera gives it
 SMOOTHING = 0.2      # weight of the newest inference time in the running mean
 
@@ -24,15 +26,15 @@ SMOOTHING = 0.2      # weight of the newest inference time in the running mean
 class DetectorSchedule:
     """Decides, in frame order (the capture stage), whether frame ``index`` goes through the detector.
 
-    interval: k, or ``auto`` (adaptive for live sources; files use 1, or `HD_INTERVAL` when ``hd``: frames of
-    `HD_INTERVAL_MIN_PIXELS` or more that the pipeline runs base-size passes on); phase: the first detector frame;
-    fps: the source's rate; workers: inference workers sharing the load.
+    interval: k, or ``auto`` (adaptive for live sources; files use 1, or `FILE_INTERVAL` when ``skip``: the
+    pipeline fills skipped frames well enough, see the constants above); phase: the first detector frame; fps:
+    the source's rate; workers: inference workers sharing the load.
     """
 
     def __init__(self, interval: int | str, max_interval: int, phase: int, fps: float, workers: int, live: bool,
-                 hd: bool = False):
+                 skip: bool = False):
         self.adaptive = interval == "auto" and live
-        self.k = (HD_INTERVAL if hd else 1) if interval == "auto" else int(interval)
+        self.k = (FILE_INTERVAL if skip else 1) if interval == "auto" else int(interval)
         self.max_interval, self.phase, self.fps, self.workers = max_interval, phase, fps, workers
         self.mean_seconds: float | None = None
         self.last_detected: int | None = None

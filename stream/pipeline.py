@@ -17,7 +17,8 @@ the slowest stage sets the pace: file sources block (lossless), live sources dro
 `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now. With
 ``model.interval`` k > 1 (or ``auto`` on a live source or HD file) the capture stage marks which frames the
 detector runs on (`stream.interval`); the others pass inference and NMS untouched and the track stage moves the
-boxes of the frame before onto them by optical flow (or the tracks' Kalman prediction, ``track.motion``). On HD
+boxes of the frame before onto them by optical flow (or the tracks' Kalman prediction, ``track.motion``); in a
+file it holds them until the next detector frame and blends in its boxes moved back (``track.fill``). On HD
 frames only every ``model.full_size_every``-th detector frame runs at the input-size policy's size; the others
 run at its 320 base size and the tracker carries lights, signs and boxes too small for that size across them.
 """
@@ -50,7 +51,7 @@ from detector.preprocess import fit_frame
 from detector.runtime import resolve_workers
 from stream.config import PipelineConfig
 from stream.frames import Frame
-from stream.interval import HD_INTERVAL_MIN_PIXELS, DetectorSchedule
+from stream.interval import FILE_INTERVAL_MIN_PIXELS, DetectorSchedule
 from stream.pool import InferencePool
 from stream.record import BenchmarkRecord
 from stream.render import HudStats, Overlay
@@ -128,10 +129,16 @@ class Pipeline:
         base = coarse_size(*info.size)
         self.coarse = (m.full_size_every > 1 and self.tracker is not None and uses_size_policy(m.name, m.min_size)
                        and not info.stills and base is not None)
+        # skipped frames of a file wait in the track stage for the next detector frame, to be filled from both sides
+        can_fill = (self.tracker is not None and cfg.track.fill == "auto" and cfg.track.motion == "flow"
+                    and not info.live and not info.stills)
+        hd = self.coarse and info.size[0] * info.size[1] >= FILE_INTERVAL_MIN_PIXELS
         # without a tracker nothing fills skipped frames: interval auto is 1 (an int k > 1 is a config error)
-        hd = self.coarse and info.size[0] * info.size[1] >= HD_INTERVAL_MIN_PIXELS
         self.schedule = DetectorSchedule(m.interval if self.tracker is not None else 1, m.max_interval,
-                                         m.interval_phase, info.fps, m.workers, info.live, hd=hd)
+                                         m.interval_phase, info.fps, m.workers, info.live, skip=can_fill or hd)
+        self.fill_between = can_fill and not self.schedule.adaptive and self.schedule.k > 1
+        self._held: list[Frame] = []
+        self._last_detected: int | None = None  # index of the latest detector frame the track stage saw
         if self.coarse:
             k = self.schedule.k
             every = ("with k adapted to the camera" if self.schedule.adaptive
@@ -139,6 +146,10 @@ class Pipeline:
             log.info("%sHD frames: the detector runs %s (model.interval=%s); one detector frame in %d sees %s, the "
                      "others %s (model.full_size_every); lights, signs and far objects carried by flow between",
                      self._log_prefix(), every, m.interval, m.full_size_every, self.input_size, "{}x{}".format(*base))
+        if self.fill_between:
+            log.info("%sthe detector runs on 1 frame in %d (model.interval=%s); the frames between get boxes from "
+                     "the detector frames on both sides (track.fill=auto), so they are written %d frame(s) later",
+                     self._log_prefix(), self.schedule.k, m.interval, self.schedule.k - 1)
         self._scheduled = 0  # detector frames scheduled so far
         # boxes too small for a base-size pass (in frame pixels), carried by the tracker on those frames
         self.carry_below = BASE_MIN_BOX * min(info.size) / min(base) if self.coarse else 0.0
@@ -168,7 +179,7 @@ class Pipeline:
                   worker_context=backend.worker_threads if pool is None else contextlib.nullcontext,
                   main_thread=pool is None),
             Stage("nms", self._nms),
-            *([Stage("track", self._track)] if self.tracker is not None else []),
+            *([Stage("track", self._track, flush=self._release_held)] if self.tracker is not None else []),
             Stage("render", self._render),
             Stage("sink", self._write),
         ]
@@ -242,17 +253,37 @@ class Pipeline:
             frame.detections = self.nms(frame.detections)
         return frame
 
-    def _track(self, frame: Frame) -> Frame:
-        if frame.detect:
-            if frame.coarse:
-                frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image, CARRIED,
-                                                       self.carry_below)
-            else:
-                frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image)
-            self.detector_frames += 1
-        else:
+    def _track(self, frame: Frame) -> Frame | list[Frame] | None:
+        """A detector frame's tracked boxes, or a skipped frame's moved ones; with ``fill_between`` a skipped frame
+        is held (None passes nothing on) and goes on, filled from both sides, with the next detector frame."""
+        if not frame.detect:
             frame.detections = self.tracker.predict(frame.timestamp, frame.image)
-        return frame
+            if self.fill_between and self._last_detected is not None:
+                self._held.append(frame)
+                return None
+            return frame
+        if frame.coarse:
+            frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image, CARRIED,
+                                                   self.carry_below)
+        else:
+            frame.detections = self.tracker.update(frame.detections, frame.timestamp, frame.image)
+        self.detector_frames += 1
+        if not self.fill_between:
+            return frame
+        held, self._held = self._held, []
+        if held:
+            span = frame.index - self._last_detected
+            filled = self.tracker.fill(frame.detections, frame.image,
+                                       [(f.detections, f.image, (f.index - self._last_detected) / span) for f in held])
+            for skipped, detections in zip(held, filled):
+                skipped.detections = detections
+        self._last_detected = frame.index
+        return [*held, frame]
+
+    def _release_held(self) -> list[Frame]:
+        """At the end of the stream: the skipped frames after the last detector frame, with their forward boxes."""
+        held, self._held = self._held, []
+        return held
 
     def _render(self, frame: Frame) -> Frame:
         if not self.annotate:

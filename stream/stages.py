@@ -4,6 +4,8 @@ A `Stage` is described once: its name, its per-item work, how many workers run i
 when full. `wire` links consecutive stages by bounded queues (the first stage iterates the source) and gives each
 a `StageRunner`, which runs the work on its own thread(s), times each call, passes non-None results on in input
 order (also with several workers), forwards end of stream, and on an exception records it and stops every stage.
+A stage may hold items back and pass several on at once (a list), and pass on what it still holds at the end
+(``flush``): the track stage does, to fill the frames between two detector frames from both sides.
 """
 from __future__ import annotations
 
@@ -37,12 +39,15 @@ Overflow = Literal["block", "drop_oldest"]
 class Stage:
     """One element of a pipeline.
 
-    work: item -> item passed on, or None to pass nothing on (the last stage's results are dropped);
+    work: item -> item passed on, None to pass nothing on, or a list of items to pass each on (the last stage's
+    results are dropped);
     workers: threads running ``work`` on successive items (results still leave in input order);
     overflow: what the queue after this stage does when full: ``block`` (back-pressure) or ``drop_oldest``;
     worker_context: wraps each worker's loop on its own thread (e.g. per-thread torch settings);
     main_thread: the first worker runs on the thread that calls `run_stages` (at most one stage);
-    close: called once after the stage's last item.
+    close: called once after the stage's last item;
+    flush: called once after the stage's last item, before ``close``: the items it returns are passed on before
+    end of stream (what a stage that holds items back still holds).
     """
 
     name: str
@@ -52,6 +57,7 @@ class Stage:
     worker_context: Callable[[], ContextManager] = contextlib.nullcontext
     main_thread: bool = False
     close: Callable[[], None] | None = None
+    flush: Callable[[], list[Any]] | None = None
 
 
 def wire(stages: list[Stage], items: Iterable[Any], queue_size: int, stop: threading.Event,
@@ -140,7 +146,8 @@ class StageRunner:
                 ready = self._pending.pop(self._emitted)
                 try:
                     if ready is not None and self.outbox is not None:
-                        self.outbox.put(ready)
+                        for one in ready if isinstance(ready, list) else [ready]:
+                            self.outbox.put(one)
                 finally:
                     self._emitted += 1
                     self._turn.notify_all()
@@ -176,10 +183,16 @@ class StageRunner:
         if not last:
             return
         try:
-            if self.outbox is not None and not self.stop.is_set():
-                self.outbox.put(END)
+            if not self.stop.is_set():
+                held = self.stage.flush() if self.stage.flush is not None else []
+                if self.outbox is not None:
+                    for item in [*held, END]:
+                        self.outbox.put(item)
         except Stopped:
             pass
+        except Exception as exc:  # noqa: BLE001 - a failing flush stops the pipeline like a failing item
+            self.errors.append(StageFailed(self.name, exc))
+            self.stop.set()
         finally:
             if self.stage.close is not None:
                 try:

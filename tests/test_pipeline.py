@@ -282,28 +282,36 @@ def pick(box: list[float], name: str) -> bool:
     return {"near": box[0] < 1000, "sign": box[0] > 1400, "far": 1000 < box[0] < 1400}[name]
 
 
-def test_720p_files_are_detected_every_frame_with_base_size_passes_between_full_size_ones(tmp_path):
-    """Below 1080p ``interval: auto`` keeps k=1 on files (k=2 cost 4.9 points of car AP at 720p); the base-size
-    passes still apply."""
+@pytest.mark.parametrize("fill", ["auto", "forward"])
+def test_720p_files_skip_every_2nd_frame_only_when_filled_from_both_sides(tmp_path, fill):
+    """Below 1080p ``interval: auto`` detects every 2nd frame of a file when the skipped frames are filled from
+    both sides (``track.fill: auto``), every frame when only from the frame before (k=2 then cost 4.9 points of
+    car AP at 720p); the base-size passes apply either way."""
     cfg = config()
-    cfg.model.interval, cfg.model.full_size_every = "auto", 3
+    cfg.model.interval, cfg.model.full_size_every, cfg.track.fill = "auto", 3, fill
     backend = SizeRecordingBackend()
     out = dataclasses.replace(outputs(tmp_path), video=None)
     record = Pipeline(cfg, TexturedFileSource(6, (1280, 720)), "clip.mp4", backend, out, progress=False).run()
-    assert backend.sizes == [(1280, 720), (568, 320), (568, 320)] * 2
-    assert "full_size_every=3" in record.variant and "interval" not in record.variant
-    assert all(json.loads(line)["source"] == "detector" for line in out.detections.read_text().splitlines())
+    sources = [json.loads(line)["source"] for line in out.detections.read_text().splitlines()]
+    if fill == "auto":
+        assert backend.sizes == [(1280, 720), (568, 320), (568, 320)]
+        assert "interval=2 full_size_every=3" in record.variant
+        assert sources == ["detector", "tracker"] * 3
+    else:
+        assert backend.sizes == [(1280, 720), (568, 320), (568, 320)] * 2
+        assert "full_size_every=3" in record.variant and "interval" not in record.variant
+        assert sources == ["detector"] * 6
 
 
 @pytest.mark.parametrize("size", [(640, 360), (1242, 375)])
-def test_frames_the_policy_hardly_enlarges_run_every_frame_at_full_size(tmp_path, size):
+def test_frames_the_policy_hardly_enlarges_run_at_full_size_on_every_2nd_frame(tmp_path, size):
     cfg = config()
     cfg.model.interval, cfg.model.full_size_every = "auto", 3
     backend = SizeRecordingBackend()
     out = dataclasses.replace(outputs(tmp_path), video=None)
     record = Pipeline(cfg, TexturedFileSource(6, size), "clip.mp4", backend, out, progress=False).run()
-    assert backend.sizes == [size] * 6
-    assert "interval" not in record.variant
+    assert backend.sizes == [size] * 3
+    assert "interval=2" in record.variant and "full_size_every" not in record.variant
 
 
 def test_without_a_tracker_hd_frames_are_detected_every_frame_at_full_size(tmp_path):

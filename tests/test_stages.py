@@ -36,6 +36,41 @@ def test_none_result_filters_an_item():
     assert out == [1, 3, 5, 7, 9]
 
 
+def test_a_stage_may_hold_items_pass_several_on_at_once_and_the_rest_at_the_end():
+    """A list result passes each of its items on, in order; ``flush`` passes on what is still held at the end."""
+    held: list[int] = []
+
+    def every_third(x: int) -> list[int] | None:
+        held.append(x)
+        if x % 3 != 2:
+            return None
+        out = held[:]
+        held.clear()
+        return out
+
+    def rest() -> list[int]:
+        out = held[:]
+        held.clear()
+        return out
+
+    stop, errors, out = threading.Event(), [], []
+    stages = [Stage("source", lambda x: x), Stage("batch", every_third, flush=rest),
+              Stage("slow", lambda x: (time.sleep(0.001), x)[1]), Stage("sink", out.append)]
+    runners, _ = wire(stages, range(11), 2, stop, errors)
+    run_stages(runners, stop, errors)
+    assert out == list(range(11)) and not errors
+
+
+def test_a_failing_flush_fails_the_stage():
+    stop, errors, out = threading.Event(), [], []
+    stages = [Stage("source", lambda x: x), Stage("batch", lambda x: x, flush=lambda: 1 / 0),
+              Stage("sink", out.append)]
+    runners, _ = wire(stages, range(3), 2, stop, errors)
+    with pytest.raises(StageFailed, match="stage 'batch' failed: ZeroDivisionError"):
+        run_stages(runners, stop, errors)
+    assert out == [0, 1, 2]
+
+
 def test_block_policy_applies_back_pressure_and_keeps_everything():
     stages, stop, errors, out, queues = chain(range(30), lambda x: (time.sleep(0.005), x)[1], size=2)
     run_stages(stages, stop, errors)

@@ -17,7 +17,11 @@ class TrackConfig:
     association IoU; ``min_hits``: detector frames before an ID is given; ``trail``: frames of trail drawn.
     ``motion``: how boxes move on the frames the detector skips (``model.interval`` > 1): ``flow`` by the image's
     optical flow from the frame before (`tracking.flow`), ``kalman`` by each track's constant-velocity prediction
-    (cheaper, but it lags turning and braking cars).
+    (cheaper, but it lags turning and braking cars). ``fill``: which detector frames fill the frames skipped in a
+    video file (with ``flow``): ``auto`` both around them, the earlier one's boxes moved forward and the later
+    one's moved back, then blended (`tracking.interpolate`; a skipped frame is written once the next detector
+    frame is done, so k - 1 frames later), ``forward`` only the earlier one, as on a live source, which never
+    waits.
     """
 
     enabled: bool = True
@@ -29,6 +33,7 @@ class TrackConfig:
     min_hits: int = 2
     trail: int = 20
     motion: Literal["flow", "kalman"] = "flow"
+    fill: Literal["auto", "forward"] = "auto"
 
     def __post_init__(self) -> None:
         validate(
