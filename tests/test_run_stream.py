@@ -41,13 +41,16 @@ def test_file_run_is_lossless_and_writes_video_jsonl_and_record(tmp_path, capsys
     lines = jsonl(tmp_path / "out" / "d.jsonl")
     assert [line["frame"] for line in lines] == list(range(14))
     assert set(lines[0]) == {"frame", "timestamp", "boxes", "labels", "scores", "track_ids", "track_labels", "source"}
-    assert all(line["source"] == "detector" and len(line["track_ids"]) == len(line["boxes"]) for line in lines)
+    # a file: every 2nd frame to the detector, the ones between filled by the tracker (model.interval=auto)
+    assert [line["source"] for line in lines] == ["detector", "tracker"] * 7
+    assert all(len(line["track_ids"]) == len(line["boxes"]) for line in lines)
     assert any(line["boxes"] for line in lines)
     box = next(b for line in lines for b in line["boxes"])
     assert 0 <= box[0] <= box[2] <= 160 and 0 <= box[1] <= box[3] <= 120  # source pixels
     assert video_frames(tmp_path / "out" / "v.avi") == 14
     record = json.loads((tmp_path / "out" / "benchmark.json").read_text())
-    assert record["frames"] == 14 and record["backend"] == "torch" and record["top_n"] == 20
+    assert record["frames"] == 14 and record["detector_frames"] == 7
+    assert record["backend"] == "torch" and record["top_n"] == 20
     assert {"mean", "p50", "p95"} <= set(record["stages"]["inference"])
     assert "14 frames" in capsys.readouterr().out
 
