@@ -5,7 +5,6 @@ last detector frame are written at the end."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ from core.config import ConfigError
 from core.detections import Detections
 from core.labels import LABEL_IDS
 from stream.config import PipelineConfig, load_pipeline_config
-from stream.frames import Frame
 from stream.pipeline import Outputs, Pipeline
-from tests.test_flow import FRAMES, HEIGHT, WIDTH, iou, patch_box, patch_frame
-from tests.test_pipeline import FakeLiveSource, SlowBackend
+from tests.test_flow import FRAMES, PatchSource, iou, patch_box, patch_frame
+from tests.test_pipeline import SlowBackend
 from tracking.config import TrackConfig
 from tracking.interpolate import blend
 from tracking.tracker import Tracker
@@ -68,15 +66,6 @@ def test_the_tracker_fills_skipped_frames_from_both_detector_frames():
         assert len(person) == 1 and iou(person.boxes[0], inner_box(i)) >= 0.9, (i, person.boxes)
 
 
-class PatchFile(FakeLiveSource):
-    def __init__(self):
-        super().__init__(FRAMES, fps=30.0, size=(WIDTH, HEIGHT), live=False)
-
-    def __iter__(self):
-        for i in range(FRAMES):
-            yield Frame(i, i / 30, time.perf_counter(), patch_frame(i))
-
-
 class LateObjectBackend(SlowBackend):
     """Finds the patch on every frame and the object riding on it from frame 20 on."""
 
@@ -95,7 +84,7 @@ def test_a_file_shows_an_object_on_the_skipped_frame_before_the_detector_frame_t
     cfg = PipelineConfig()
     cfg.model.workers, cfg.model.interval, cfg.track.fill = 1, 2, fill
     out = Outputs(None, tmp_path / "det.jsonl")
-    record = Pipeline(cfg, PatchFile(), "patch.mp4", LateObjectBackend(), out, progress=False).run()
+    record = Pipeline(cfg, PatchSource(), "patch.mp4", LateObjectBackend(), out, progress=False).run()
     lines = [json.loads(line) for line in out.detections.read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(FRAMES)) and record.frames == FRAMES
     assert [line["source"] for line in lines] == ["detector", "tracker"] * (FRAMES // 2)
