@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections import deque
 
 import numpy as np
 import supervision as sv
@@ -32,7 +31,6 @@ GROUP_OF = np.asarray(GROUP_IDS, np.int64)  # one tracker per class group: a mat
 MIN_CARRIED_PX = 2.0  # a carried box narrower or lower than this (left the frame, shrunk by the motion) is dropped
 CARRY_OVERLAP = 0.3  # a detection overlapping a box carried for its size this much stands for it (same object)
 SWITCH_MARGIN = 1.5  # a track's class changes only when another class's summed scores pass it by this factor
-RECENT_GREYS = 8  # flow images of the latest frames kept for `Tracker.fill` (it needs those of the skipped frames)
 
 
 def make_tracker(cfg: TrackConfig, fps: float):
@@ -82,7 +80,9 @@ class Tracker:
         self.shown = self.unconfirmed
         self.image: np.ndarray | None = None
         self.grey: flow.FlowImage | None = None
-        self.recent: deque[tuple[np.ndarray, flow.FlowImage]] = deque(maxlen=RECENT_GREYS)
+        # flow images `predict` made since the last update, and those of the frames skipped before it (for `fill`)
+        self.since_update: list[flow.FlowImage] = []
+        self.skipped_greys: list[flow.FlowImage] = []
 
     def update(self, detections: Detections, timestamp: float, image: np.ndarray | None = None,
                carry: frozenset[int] = frozenset(), carry_below: float = 0.0) -> Detections:
@@ -96,6 +96,7 @@ class Tracker:
         `CARRY_OVERLAP`), which then stands for it.
         """
         grey = None  # this frame made grey for flow, kept for the next frame's
+        self.skipped_greys, self.since_update = self.since_update, []
         if carry or carry_below > 0:
             detections = detections[~np.isin(detections.labels, list(carry))]
             moved, grey = self._carry(timestamp, image, carry, carry_below)
@@ -186,25 +187,29 @@ class Tracker:
             for n in np.flatnonzero(~ok):
                 boxes[n] = at.get(int(self.shown.track_ids[n]), boxes[n])
         shown = Detections(boxes, self.shown.scores, self.shown.labels, self.shown.track_ids, self.shown.track_labels)
+        self.since_update.append(current)
         self._remember(shown, image, current)
         return shown
 
     def fill(self, detected: Detections, image: np.ndarray,
              skipped: list[tuple[Detections, np.ndarray, float]]) -> list[Detections]:
-        """The boxes of the frames skipped since the detector frame before this one, from both sides
-        (`tracking.interpolate`): ``detected`` (this detector frame's `update` result, on ``image``) moved back
-        frame by frame by flow and blended with each skipped frame's forward boxes.
+        """The boxes of the frames skipped between the last two detector frames, from both sides
+        (`tracking.interpolate`): ``detected`` (the `update` result of the detector frame just done, on ``image``)
+        moved back frame by frame by flow and blended with each skipped frame's forward boxes. Call it right after
+        that `update`.
 
         skipped: in frame order, each frame's boxes from `predict`, its image, and how far it lies from the
         detector frame before towards this one, in (0, 1). Returns the skipped frames' boxes, in that order. A box
         flow cannot follow back, or that shrinks below `MIN_CARRIED_PX`, is left to the forward side.
         """
-        later = self._grey_of(image)
+        later = self.grey if self.image is image and self.grey is not None else flow.prepare(image)
         if self.image is image:
             self.grey = later  # the next frame's predict moves boxes from this one
+        greys = self.skipped_greys  # made by predict on these frames (flow motion), else made here
+        if len(greys) != len(skipped):
+            greys = [flow.prepare(earlier_image) for _, earlier_image, _ in skipped]
         back, filled = detected, []
-        for forward, earlier_image, position in reversed(skipped):
-            earlier = self._grey_of(earlier_image)
+        for (forward, _, position), earlier in zip(reversed(skipped), reversed(greys)):
             boxes, ok = flow.propagate(later, earlier, back.boxes)
             size = boxes[:, 2:] - boxes[:, :2]
             keep = ok & (size >= MIN_CARRIED_PX).all(axis=1)
@@ -213,15 +218,9 @@ class Tracker:
             later = earlier
         return filled[::-1]
 
-    def _grey_of(self, image: np.ndarray) -> flow.FlowImage:
-        """``image`` prepared for flow: the one made when it was predicted onto, or made now."""
-        return next((grey for seen, grey in self.recent if seen is image), None) or flow.prepare(image)
-
     def _remember(self, shown: Detections, image: np.ndarray | None, grey: flow.FlowImage | None) -> None:
         if self.use_flow:
             self.shown, self.image, self.grey = shown, image, grey
-            if image is not None and grey is not None:
-                self.recent.append((image, grey))
 
     def _kalman(self, timestamp: float, only: set[int] | None = None) -> Detections:
         """The tracks the last update matched (those in ``only`` when given) at their Kalman position at
