@@ -14,8 +14,8 @@ import threading
 # the detector frames on both sides (``track.fill=auto``, flow motion) or, filled from the frame before only, on
 # frames of FILE_INTERVAL_MIN_PIXELS or more that get base-size passes (``model.full_size_every``); every frame
 # otherwise. Car AP@0.5 on the held-out clip, every labelled frame a skipped one, k=2 against k=1: filled from both
-# sides -0.9 at 640x360, +0.6 at 720p, +0.3 at 1080p; from the frame before only -3.0, -4.9 and -3.7 (the 3 the
-# project allows is passed), though at 1080p detecting every frame is not real time on a small CPU (docs/
+# sides -0.9 at 640x360, +0.5 at 720p, +0.2 at 1080p; from the frame before only -3.9, -3.1 and -3.7 (over the 3
+# the project allows), though at 1080p detecting every frame is not real time on a small CPU (docs/
 # benchmarks.md "Filling skipped frames from both sides")
 FILE_INTERVAL = 2
 FILE_INTERVAL_MIN_PIXELS = 1_500_000  # between 720p (921,600) and 1080p (2,073,600)

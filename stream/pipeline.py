@@ -15,7 +15,7 @@ more inference workers, each on its own frame, and results still leave in frame 
 (the first on the main thread) serve the sources in turn. Queues are bounded, so
 the slowest stage sets the pace: file sources block (lossless), live sources drop the oldest frame.
 `request_stop` ends the stream at the source and lets frames in flight drain; `abort` stops now. With
-``model.interval`` k > 1 (or ``auto`` on a live source or HD file) the capture stage marks which frames the
+``model.interval`` k > 1 (or ``auto`` on a live source or a video file) the capture stage marks which frames the
 detector runs on (`stream.interval`); the others pass inference and NMS untouched and the track stage moves the
 boxes of the frame before onto them by optical flow (or the tracks' Kalman prediction, ``track.motion``); in a
 file it holds them until the next detector frame and blends in its boxes moved back (``track.fill``). On HD

@@ -3,11 +3,11 @@ the later ones moved back, matched and blended by how near each side is in time.
 
 Moving the earlier frame's boxes forward alone (what a live source must do) shows on every skipped frame the
 objects the detector found a frame or more before, and loses what it would have found there. On files the later
-detector frame can be waited for: on the held-out clip (teacher labels, every labelled frame a skipped one at
-k=2) the forward boxes scored car AP@0.5 3.2 points below detecting every frame at 1080p and 2.7 at 640x360; these
-blends 0.3 and 0.4 below (docs/benchmarks.md "Filling skipped frames from both sides"). Placing each forward box
-where the detector put it on the frame itself gained only 1.1 of the 3.2: the loss is in which objects are shown,
-which only the later frame tells.
+detector frame can be waited for. Scored offline on the held-out clip (teacher labels) with the boxes of a run
+detecting every frame, those of the frame before moved forward scored car AP@0.5 3.2 points below the frame's own
+at 1080p and 2.7 at 640x360, these blends 0.3 and 0.7 below; placing each forward box where the detector put it on
+the frame itself gained only 1.1 of the 3.2: the loss is in which objects are shown, which only the later frame
+tells (docs/benchmarks.md "Filling skipped frames from both sides").
 """
 from __future__ import annotations
 
