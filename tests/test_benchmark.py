@@ -12,7 +12,7 @@ from stream.record import read_records
 from tests.conftest import RANDOM_MODEL, write_video
 
 
-def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
+def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys, caplog):
     clip = write_video(tmp_path / "clip.avi", frames=4)
     log = tmp_path / "log.csv"
     code = main(["--source", str(clip), "--frames", "3", "--repeats", "2", "--benchmark-log", str(log),
@@ -25,6 +25,16 @@ def test_benchmark_measures_each_variant_and_logs_records(tmp_path, capsys):
     assert len(table) == 1 + len(benchmark.VARIANTS) + 1 and "pipeline ceiling" in table.pop()
     assert table[1].split()[-1] == "1.00x"  # model-only is its own reference
     assert "CPU ms" in table[0] and all(float(line.split()[-3]) > 0 for line in table[1:])
+    # a file's default detects every 2nd frame: said once, since the pipeline then does less work than model-only
+    warnings = [r.message for r in caplog.records if "ran the detector on 2 of 3 frames" in r.message]
+    assert len(warnings) == 1 and "model.interval=1" in warnings[0]
+
+
+def test_benchmark_at_interval_1_says_nothing_about_skipped_frames(tmp_path, caplog):
+    clip = write_video(tmp_path / "clip.avi", frames=3)
+    assert main(["--source", str(clip), "--frames", "3", "--repeats", "1", "--benchmark-log",
+                 str(tmp_path / "log.csv"), *RANDOM_MODEL, "output.codec=mjpg", "model.interval=1"]) == 0
+    assert not [r for r in caplog.records if "ran the detector on" in r.message]
 
 
 def test_replay_hands_back_the_backends_detections_without_running_it():
