@@ -11,8 +11,8 @@ The graph is traced on the CPU whatever ``--device`` says: an ONNX file is the s
 byte reproducible, which the export cache and the saved int8 ranges rely on. ``--device`` is where the file must
 run: the project's backend for a ``model.onnx_path`` runs it there on one frame before the command reports success.
 
-An int8 export of the bundled model with the default calibration set uses the ranges shipped with it
-(`detector.export_cache.BUNDLED_RANGES`, written by ``--save-ranges``), so it needs no calibration data.
+An int8 export of a bundled model with the default calibration set uses the ranges shipped with its weights
+(`detector.export_cache.ranges_file`, written by ``--save-ranges``), so it needs no calibration data.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 A file is keyed by everything baked into the graph (model, the weights file's sha256, top-N, input sizes, score
 floor, graph precision, exporter version, and an int8 graph's calibration frames), so a second run reuses it and
-any change builds a new one. The bundled model ships the activation ranges its default calibration set gives
-(`BUNDLED_RANGES`, ONNX Runtime's calibration cache with what it was measured for): its int8 graph then builds
+any change builds a new one. Each bundled model ships the activation ranges its default calibration set gives
+(`ranges_file`, ONNX Runtime's calibration cache with what it was measured for): its int8 graph then builds
 without that data, in seconds, byte for byte the file the frames give. A cached file that does not read back as
 this project's export (corrupt, truncated, other settings) is rebuilt with one warning; files are written under a
 temporary name and renamed into place, so a crash never leaves half a file.
@@ -26,12 +26,16 @@ from detector.graph import OnnxModelError, read_metadata
 from detector.calibration import CalibrationError, calibration_missing, calibration_paths, fingerprint, read_frames
 from detector.config import ModelConfig
 from detector.export import EXPORTER_VERSION, FP32_NODES, Int8Ranges, export, measure_ranges
-from detector.models import BUNDLED_MODEL
-from detector.weights import BUNDLED_WEIGHTS, weights_file
+from detector.weights import WEIGHTS_DIR, weights_file
 
 log = logging.getLogger(__name__)
 CACHE_ENV = "DRIVING_DETECT_CACHE"
-BUNDLED_RANGES = BUNDLED_WEIGHTS.with_name(f"{BUNDLED_MODEL}.int8-ranges.json")
+
+
+def ranges_file(name: str) -> Path:
+    """Where the activation ranges of model ``name``'s bundled weights ship (`save_ranges` writes them)."""
+    return WEIGHTS_DIR / f"{name}.int8-ranges.json"
+
 
 
 class ExportCacheError(ValueError):
@@ -67,10 +71,10 @@ def graph_key(cfg: ModelConfig, graph_precision: str, calibration: str = "") -> 
 
 
 def saved_ranges(cfg: ModelConfig, path: Path | None = None) -> tuple[str, Int8Ranges] | None:
-    """The ranges saved in ``path`` (None: the bundled model's, `BUNDLED_RANGES`) and their frames' fingerprint,
-    when they were measured for exactly ``cfg``'s fp32 graph and calibration set; None when they don't apply (or
-    can't be read, with a warning)."""
-    path = path or BUNDLED_RANGES
+    """The ranges saved in ``path`` (None: those shipped for ``cfg``'s model, `ranges_file`) and their frames'
+    fingerprint, when they were measured for exactly ``cfg``'s fp32 graph and calibration set; None when they don't
+    apply (or can't be read, with a warning)."""
+    path = path or ranges_file(cfg.name)
     if not path.exists():
         return None
     try:
@@ -96,7 +100,7 @@ def source_list(cfg: ModelConfig) -> list[list[str | None]]:
 
 def save_ranges(cfg: ModelConfig, path: Path) -> Int8Ranges:
     """Calibrate ``cfg``'s fp32 graph on ``cfg.calibration``, save the ranges to ``path`` with what they were measured
-    for (how `BUNDLED_RANGES` is made: ``driving-detect export --precision int8 --save-ranges PATH``), return them."""
+    for (how `ranges_file` is made: ``driving-detect export --precision int8 --save-ranges PATH``), return them."""
     paths = calibration_paths(cfg.calibration, cfg.calibration_frames)
     ranges = measure_ranges(cfg.name, cfg.weights, cfg.top_n, cfg.min_size, cfg.max_size, cfg.score_thresh,
                             read_frames(paths))
@@ -164,7 +168,7 @@ def cached_graph(cfg: ModelConfig, graph_precision: str = "fp32") -> Path:
         if isinstance(calibration, Int8Ranges):
             try:
                 export_graph(cfg, partial, graph_precision, calibration)
-                log.info("int8 calibrated with the activation ranges saved in '%s'", BUNDLED_RANGES.name)
+                log.info("int8 calibrated with the activation ranges saved in '%s'", ranges_file(cfg.name).name)
             except CalibrationError as exc:
                 if calibration_missing(cfg.calibration):
                     raise

@@ -16,12 +16,16 @@ from detector import export_cache
 from detector.graph import read_metadata
 from detector.calibration import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES, CalibrationError,
                                   calibration_missing, calibration_paths, fingerprint, read_frames)
-from detector.config import ModelConfig
+from detector.config import DRIVING_MODELS, ModelConfig
 from detector.datasets import DataSource
-from detector.export_cache import (BUNDLED_RANGES, ExportCacheError, cached_graph, export_graph, int8_unavailable,
+from detector.export_cache import (ExportCacheError, cached_graph, export_graph, int8_unavailable, ranges_file,
                                    save_ranges, saved_ranges)
 from detector.runtime import probe_machine
+from detector.weights import WEIGHTS_DIR
 from tests.conftest import RANDOM_MODEL, shared_data, write_tiny_voc, write_video
+
+
+SHIPPED = [name for name in DRIVING_MODELS if (WEIGHTS_DIR / f"{name}.pt").exists()]  # their int8 ranges ship too
 
 
 def tiny(tmp_path: Path, **overrides) -> ModelConfig:
@@ -104,31 +108,33 @@ def test_ranges_that_belong_to_another_graph_fall_back_to_the_frames(tmp_path, m
     saved = json.loads(path.read_text())
     saved["ranges"]["graph_sha256"] = "0" * 64  # as if traced by another exporter
     path.write_text(json.dumps(saved))
-    monkeypatch.setattr(export_cache, "BUNDLED_RANGES", path)
+    monkeypatch.setattr(export_cache, "ranges_file", lambda name: path)
     built = cached_graph(cfg, "int8")
     assert read_metadata(built).precision == "int8"
     assert [r for r in caplog.records if r.levelno == logging.WARNING and "another fp32 graph" in r.getMessage()
             and "calibrating on the frames" in r.getMessage()]
 
 
-def test_the_bundled_model_gets_int8_without_the_calibration_data(tmp_path, monkeypatch):
-    """A new user has the bundled weights but not ../shared/data: the shipped ranges still give the default its
-    int8 graph (and the same cache entry the frames would)."""
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_bundled_model_gets_int8_without_the_calibration_data(tmp_path, monkeypatch, name):
+    """A new user has the bundled weights but not ../shared/data: the shipped ranges still give the model its int8
+    graph (and the same cache entry the frames would)."""
     monkeypatch.chdir(tmp_path)  # the default calibration set's relative paths lead nowhere from here
-    cfg = ModelConfig(cache_dir=str(tmp_path / "cache"))
+    cfg = ModelConfig(name=name, cache_dir=str(tmp_path / "cache"))
     assert calibration_missing(cfg.calibration)
     assert saved_ranges(cfg) is not None, (
-        f"{BUNDLED_RANGES.name} does not fit the bundled model's graph (weights, exporter version or defaults "
-        "changed): regenerate it with `driving-detect export --model driving_mobilenet_v2_fpn --precision int8 "
-        f"--out /tmp/int8.onnx --save-ranges detector/weights/{BUNDLED_RANGES.name}`")
+        f"{ranges_file(name).name} does not fit the bundled graph of {name} (weights, exporter version or defaults "
+        f"changed): regenerate it with `driving-detect export --model {name} --precision int8 "
+        f"--out /tmp/int8.onnx --save-ranges detector/weights/{ranges_file(name).name}`")
     assert int8_unavailable(cfg) == "" and probe_machine(cfg).no_calibration == ""
     path = cached_graph(cfg, "int8")
     assert read_metadata(path).precision == "int8"
-    assert int8_unavailable(ModelConfig(top_n=100)) != ""  # another graph: the data would be needed
+    assert int8_unavailable(ModelConfig(name=name, top_n=100)) != ""  # another graph: the data would be needed
 
 
-def test_the_bundled_ranges_come_from_the_default_calibration_set(shared_data):
-    fingerprint_, _ = saved_ranges(ModelConfig())
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_bundled_ranges_come_from_the_default_calibration_set(shared_data, name):
+    fingerprint_, _ = saved_ranges(ModelConfig(name=name))
     assert fingerprint_ == fingerprint(calibration_paths(list(DEFAULT_CALIBRATION), DEFAULT_CALIBRATION_FRAMES))
 
 
