@@ -1,9 +1,10 @@
-"""Distillation of the light driving model from the bundled one: initialisation by pruning and factorising the
+"""Distillation of the light driving model from the bundled one: initialisation by copying and factorising the
 teacher's layers, and the losses that keep the student's features and scores close to the teacher's.
 
 A student built from scratch would need ImageNet pre-training we can't download and days of CPU training; started
-from the teacher's own weights it begins within a few points of it (`init_from_teacher`), and the feature and
-score losses pull it the rest of the way on every frame we have, labelled or not.
+from the teacher's own weights (its backbone whole, its dense layers factorised and refit, `init_from_teacher` and
+`reconstruct`) it begins within a few points of it, and the feature and score losses pull it the rest of the way
+on every frame we have, labelled or not.
 """
 from __future__ import annotations
 
@@ -14,26 +15,6 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.image_list import ImageList
 
 from detector.models import ThinBoxHead
-
-
-@torch.no_grad()
-def prune_block(teacher: nn.Module, student: nn.Module) -> None:
-    """Copy an inverted-residual block, keeping the student's number of expanded channels: those whose depthwise
-    output matters most (folded BatchNorm scale times the norm of their projection column)."""
-    t, s = list(teacher.conv), list(student.conv)
-    if len(t) != 4:  # expansion 1: no expanded channels to choose
-        student.load_state_dict(teacher.state_dict())
-        return
-    (t_expand, t_dw, t_proj, t_bn), (s_expand, s_dw, s_proj, s_bn) = t, s
-    dw_bn = t_dw[1]
-    score = dw_bn.weight.abs() / (dw_bn.running_var + dw_bn.eps).sqrt() * t_proj.weight[:, :, 0, 0].norm(dim=0)
-    keep = score.argsort(descending=True)[: s_proj.weight.shape[1]].sort().values
-    for t_layer, s_layer in ((t_expand, s_expand), (t_dw, s_dw)):
-        s_layer[0].weight.copy_(t_layer[0].weight[keep])
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(s_layer[1], name).copy_(getattr(t_layer[1], name)[keep])
-    s_proj.weight.copy_(t_proj.weight[:, keep])
-    s_bn.load_state_dict(t_bn.state_dict())
 
 
 @torch.no_grad()
@@ -65,12 +46,8 @@ def thin_box_head(teacher: nn.Module, student: ThinBoxHead) -> None:
 
 @torch.no_grad()
 def init_from_teacher(student: FasterRCNN, teacher: FasterRCNN) -> None:
-    """Every student layer from its teacher counterpart: pruned, factorised or copied."""
-    for t_block, s_block in zip(teacher.backbone.body.children(), student.backbone.body.children()):
-        if hasattr(t_block, "conv"):
-            prune_block(t_block, s_block)
-        else:
-            s_block.load_state_dict(t_block.state_dict())
+    """Every student layer from its teacher counterpart: copied or factorised."""
+    student.backbone.body.load_state_dict(teacher.backbone.body.state_dict())
     student.backbone.fpn.inner_blocks.load_state_dict(teacher.backbone.fpn.inner_blocks.state_dict())
     for t_layer, s_layer in zip(teacher.backbone.fpn.layer_blocks, student.backbone.fpn.layer_blocks):
         factorise_conv(t_layer[0], s_layer)
@@ -137,37 +114,38 @@ def least_squares(inputs: torch.Tensor, targets: torch.Tensor, bias: bool, sampl
 
 @torch.no_grad()
 def reconstruct(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Tensor]) -> None:
-    """Refit every linear layer that `init_from_teacher` approximated, so the student's outputs match the
-    teacher's on real frames (channel-pruning reconstruction, He et al. 2017): layer by layer, each pruned block's
-    projection and each separable convolution's pointwise part by least squares, on the student's own inputs so
-    that earlier errors are corrected rather than compounded. Pruning alone left the student detecting nothing.
+    """Refit every layer that `init_from_teacher` factorised, so the student's outputs match the teacher's on real
+    frames (reconstruction as in channel pruning, He et al. 2017): each separable convolution's pointwise part and
+    the thin head's first FC layer by least squares, in order and on the student's own inputs, so that earlier
+    errors are corrected rather than compounded.
 
     Args:
         images: (3, H, W) float RGB in [0, 1], a few frames like the footage (a dozen is plenty).
     """
     student.eval(), teacher.eval()
     tensors = teacher.transform(images)[0].tensors
-    x_t = x_s = tensors
-    features_t, features_s = {}, {}
-    returned = student.backbone.body.return_layers  # body layer name -> FPN level key
-    for (name, t_block), s_block in zip(teacher.backbone.body.named_children(), student.backbone.body.children()):
-        y_t = t_block(x_t)
-        if hasattr(s_block, "conv") and len(s_block.conv) == 4:
-            hidden = s_block.conv[1](s_block.conv[0](x_s))
-            bn = s_block.conv[3]
-            scale = bn.weight / (bn.running_var + bn.eps).sqrt()
-            shift = bn.bias - bn.running_mean * scale
-            target = y_t - x_s if s_block.use_res_connect else y_t
-            target = (target - shift[None, :, None, None]) / scale[None, :, None, None]
-            s_block.conv[2].weight.copy_(least_squares(hidden, target, bias=False)[:, :, None, None])
-        x_t, x_s = y_t, s_block(x_s)
-        if name in returned:
-            features_t[returned[name]], features_s[returned[name]] = x_t, x_s
-    rpn_in_t = list(fit_separable_outputs(student.backbone.fpn, teacher.backbone.fpn, features_s, features_t).values())
-    rpn_in_s = list(student.backbone.fpn(features_s).values())  # after the refit
+    body = teacher.backbone.body(tensors)  # the student's body is the same
+    rpn_in_t = list(fit_separable_outputs(student.backbone.fpn, teacher.backbone.fpn, body).values())
+    rpn_in_s = list(student.backbone.fpn(body).values())  # after the refit
     dense, separable = teacher.rpn.head.conv[0][0], student.rpn.head.conv[0]
     fit_pointwise(separable, torch.cat([separable[0](f).flatten(2) for f in rpn_in_s], 2)[..., None],
                   torch.cat([dense(f).flatten(2) for f in rpn_in_t], 2)[..., None])
+    fit_thin_head(student, teacher, tensors)
+
+
+def fit_thin_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor) -> None:
+    """The student's first FC layer refit by least squares to give the teacher's first FC outputs on the teacher's
+    proposals, each pooled from its own model's features (the thin projection stays the SVD's)."""
+    features_t, features_s = teacher.backbone(tensors), student.backbone(tensors)
+    sizes = [tuple(tensors.shape[-2:])] * len(tensors)
+    proposals = teacher.rpn(ImageList(tensors, sizes), features_t)[0]
+    pooled_t = teacher.roi_heads.box_roi_pool(features_t, proposals, sizes)
+    pooled_s = student.roi_heads.box_roi_pool(features_s, proposals, sizes)
+    head_t, head_s = teacher.roi_heads.box_head, student.roi_heads.box_head
+    thin = head_s.thin(pooled_s).flatten(1)[..., None, None]
+    weight = least_squares(thin, head_t.fc6(pooled_t.flatten(1))[..., None, None], bias=True)
+    head_s.fc6.weight.copy_(weight[:, :-1])
+    head_s.fc6.bias.copy_(weight[:, -1])
 
 
 def fit_pointwise(separable: nn.Sequential, depthwise_out: torch.Tensor, target: torch.Tensor) -> None:
@@ -176,7 +154,7 @@ def fit_pointwise(separable: nn.Sequential, depthwise_out: torch.Tensor, target:
     separable[1].bias.copy_(weight[:, -1])
 
 
-def fit_separable_outputs(student_fpn: nn.Module, teacher_fpn: nn.Module, features_s: dict, features_t: dict) -> dict:
+def fit_separable_outputs(student_fpn: nn.Module, teacher_fpn: nn.Module, features: dict) -> dict:
     """The FPN's separable output convolutions refit on the inputs they see (captured by forward hooks); returns
     the teacher FPN's output, which the RPN refit reads next."""
     seen: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -189,8 +167,8 @@ def fit_separable_outputs(student_fpn: nn.Module, teacher_fpn: nn.Module, featur
     hooks = [block.register_forward_hook(capture(side, i))
              for side, fpn in (("s", student_fpn), ("t", teacher_fpn)) for i, block in enumerate(fpn.layer_blocks)]
     try:
-        teacher_out = teacher_fpn(features_t)
-        student_fpn(features_s)
+        teacher_out = teacher_fpn(features)
+        student_fpn(features)
     finally:
         for hook in hooks:
             hook.remove()

@@ -202,8 +202,8 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
         init_from_teacher(model, teacher)
         picks = np.linspace(0, len(train_images) - 1, RECONSTRUCTION_FRAMES).round().astype(int)
         reconstruct(model, teacher, [to_model_input(torch.from_numpy(read_bgr(train_images[i].path))) for i in picks])
-        log.info("initialised %s from the teacher %s (pruned, factorised, refit on %d frames)", cfg.model,
-                 cfg.teacher, RECONSTRUCTION_FRAMES)
+        log.info("initialised %s from the teacher %s (backbone copied, the rest factorised and refit on %d frames)",
+                 cfg.model, cfg.teacher, RECONSTRUCTION_FRAMES)
     model.to(device)
     if teacher is not None:
         teacher.to(device)
