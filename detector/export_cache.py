@@ -25,7 +25,7 @@ import numpy as np
 from detector.graph import OnnxModelError, read_metadata
 from detector.calibration import CalibrationError, calibration_missing, calibration_paths, fingerprint, read_frames
 from detector.config import ModelConfig
-from detector.export import EXPORTER_VERSION, FP32_NODES, Int8Ranges, export, measure_ranges
+from detector.export import EXPORTER_VERSION, Int8Ranges, export, fp32_nodes, measure_ranges
 from detector.weights import WEIGHTS_DIR, weights_file
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def graph_key(cfg: ModelConfig, graph_precision: str, calibration: str = "") -> 
         "top_n": cfg.top_n, "min_size": cfg.min_size, "max_size": cfg.max_size, "score_thresh": cfg.score_thresh,
         "precision": graph_precision, "exporter": EXPORTER_VERSION}
     if graph_precision == "int8":  # the layers left fp32 change the int8 graph, not the fp32 one its ranges fit
-        key.update(calibration=calibration, fp32_nodes=list(FP32_NODES))
+        key.update(calibration=calibration, fp32_nodes=list(fp32_nodes(cfg.name)))
     return key
 
 

@@ -53,7 +53,7 @@ def cpu_identity() -> str:
 
 def timing_key(cfg: ModelConfig, precisions: list[str]) -> str:
     """The cache entry's name: everything the measured times depend on."""
-    from detector.export import EXPORTER_VERSION, FP32_NODES
+    from detector.export import EXPORTER_VERSION, fp32_nodes
     from detector.export_cache import file_sha256
     from detector.weights import weights_file
 
@@ -61,7 +61,7 @@ def timing_key(cfg: ModelConfig, precisions: list[str]) -> str:
     key = {"model": cfg.name, "weights": file_sha256(weights) if weights else "random", "top_n": cfg.top_n,
            "min_size": cfg.min_size, "max_size": cfg.max_size, "backend": cfg.backend, "threads": cfg.threads,
            "workers": cfg.workers, "precisions": precisions, "cpu": cpu_identity(), "version": TIMING_VERSION,
-           "exporter": EXPORTER_VERSION, "fp32_nodes": list(FP32_NODES)}  # what the graphs timed were
+           "exporter": EXPORTER_VERSION, "fp32_nodes": list(fp32_nodes(cfg.name))}  # what the graphs timed were
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -113,7 +113,7 @@ def load_model(
         model = build_detector(name, NUM_CLASSES, top_n, min_size, max_size, score_thresh)
         return model.eval(), np.arange(NUM_CLASSES)
     if name == LITE_MODEL and Path(weights) == WEIGHTS_DIR / f"{name}.pt" and not Path(weights).exists():
-        raise WeightsError(f"'{name}' has no bundled weights yet: train them with "
+        raise WeightsError(f"'{name}' has no weights at '{weights}': train them with "
                            "driving-detect train --config configs/train-driving-lite.yaml (docs/MODEL_CARD.md)")
     state = coco_state_dict(name) if weights == "coco" else read_state_dict(Path(weights))
     num_classes = state[PREDICTOR_KEY].shape[0]
