@@ -37,7 +37,6 @@ def ranges_file(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.int8-ranges.json"
 
 
-
 class ExportCacheError(ValueError):
     """The cache folder cannot be created or written."""
 
