@@ -125,18 +125,19 @@ def reconstruct(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Ten
     student.eval(), teacher.eval()
     tensors = teacher.transform(images)[0].tensors
     body = teacher.backbone.body(tensors)  # the student's body is the same
-    rpn_in_t = list(fit_separable_outputs(student.backbone.fpn, teacher.backbone.fpn, body).values())
-    rpn_in_s = list(student.backbone.fpn(body).values())  # after the refit
+    features_t = fit_separable_outputs(student.backbone.fpn, teacher.backbone.fpn, body)
+    features_s = student.backbone.fpn(body)  # after the refit
     dense, separable = teacher.rpn.head.conv[0][0], student.rpn.head.conv[0]
-    fit_pointwise(separable, torch.cat([separable[0](f).flatten(2) for f in rpn_in_s], 2)[..., None],
-                  torch.cat([dense(f).flatten(2) for f in rpn_in_t], 2)[..., None])
-    fit_thin_head(student, teacher, tensors)
+    fit_pointwise(separable, torch.cat([separable[0](f).flatten(2) for f in features_s.values()], 2)[..., None],
+                  torch.cat([dense(f).flatten(2) for f in features_t.values()], 2)[..., None])
+    fit_thin_head(student, teacher, tensors, features_s, features_t)
 
 
-def fit_thin_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor) -> None:
+def fit_thin_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor, features_s: dict,
+                  features_t: dict) -> None:
     """The student's first FC layer refit by least squares to give the teacher's first FC outputs on the teacher's
-    proposals, each pooled from its own model's features (the thin projection stays the SVD's)."""
-    features_t, features_s = teacher.backbone(tensors), student.backbone(tensors)
+    proposals, each pooled from its own model's FPN features (``features_s``, ``features_t`` of ``tensors``; the
+    thin projection stays the SVD's)."""
     sizes = [tuple(tensors.shape[-2:])] * len(tensors)
     proposals = teacher.rpn(ImageList(tensors, sizes), features_t)[0]
     pooled_t = teacher.roi_heads.box_roi_pool(features_t, proposals, sizes)
