@@ -21,11 +21,11 @@ from detector.datasets import DataSource
 from detector.export_cache import (ExportCacheError, cached_graph, export_graph, int8_unavailable, ranges_file,
                                    save_ranges, saved_ranges)
 from detector.runtime import probe_machine
-from detector.weights import WEIGHTS_DIR
+from detector.weights import weights_file
 from tests.conftest import RANDOM_MODEL, shared_data, write_tiny_voc, write_video
 
 
-SHIPPED = [name for name in DRIVING_MODELS if (WEIGHTS_DIR / f"{name}.pt").exists()]  # their int8 ranges ship too
+SHIPPED = [name for name in DRIVING_MODELS if weights_file(name, "default").exists()]  # their int8 ranges ship too
 
 
 def tiny(tmp_path: Path, **overrides) -> ModelConfig:
