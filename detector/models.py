@@ -95,35 +95,54 @@ def build_driving_mobilenet_v2_fpn(
     )
 
 
+LITE_FPN_RANK = 3  # depthwise filters per input channel in the light FPN's output convolutions
 LITE_THIN_CHANNELS = 32
+LITE_HIDDEN = 384  # the light box head's first FC width
 BACKBONE_LAYERS = 18  # mobilenet_v2().features[:18] feed the FPN (layer 18, the 1280-channel conv, is dropped)
 
 
-def separable_conv(channels: int, out_channels: int) -> nn.Sequential:
-    """A 3x3 depthwise then 1x1 pointwise convolution: a dense 3x3's job at about a ninth of its multiply-adds."""
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
-                         nn.Conv2d(channels, out_channels, 1))
+def separable_conv(channels: int, out_channels: int, rank: int = 1) -> nn.Sequential:
+    """``rank`` 3x3 depthwise filters per input channel, then a 1x1 pointwise convolution: a dense 3x3's job at
+    about ``rank``/9 of its multiply-adds (rank 9 can equal any dense 3x3)."""
+    return nn.Sequential(nn.Conv2d(channels, channels * rank, 3, padding=1, groups=channels, bias=False),
+                         nn.Conv2d(channels * rank, out_channels, 1))
 
 
-class ThinBoxHead(nn.Module):
-    """Light-Head R-CNN's idea on a budget: a 1x1 convolution thins each pooled RoI to ``thin`` channels before the
-    two FC layers, so the first FC multiplies ``thin x 7 x 7`` inputs instead of ``channels x 7 x 7``.
+class ThinRoIAlign(MultiScaleRoIAlign):
+    """Light-Head R-CNN's thin feature maps: a 1x1 convolution thins each FPN level to ``thin`` channels before
+    RoIAlign pools them, so the box head reads ``thin x 7 x 7`` per RoI. RoIAlign is linear and the convolution has
+    no bias, so this equals thinning every pooled RoI, once per frame instead of once per RoI.
 
     Args:
-        channels: C of the pooled RoI features (N, C, 7, 7).
-        thin: channels after the 1x1 convolution.
-        representation: width of both FC layers; the output is (N, representation).
+        channels: C of the FPN levels (N, C, H, W) named in ``featmap_names``.
+        thin: channels of the pooled output (K, thin, 7, 7).
     """
 
-    def __init__(self, channels: int, thin: int, representation: int):
-        super().__init__()
+    def __init__(self, channels: int, thin: int, featmap_names: list[str]):
+        super().__init__(featmap_names=featmap_names, output_size=7, sampling_ratio=2)
         self.thin = nn.Conv2d(channels, thin, 1, bias=False)
-        self.fc6 = nn.Linear(thin * 7 * 7, representation)
-        self.fc7 = nn.Linear(representation, representation)
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        return super().forward({name: self.thin(x[name]) for name in self.featmap_names}, boxes, image_shapes)
+
+
+class NarrowMLPHead(nn.Module):
+    """torchvision's TwoMLPHead with a narrower first layer: ``in_features`` -> ``hidden`` -> ``representation``.
+
+    Args:
+        in_features: size of each flattened RoI feature (K, in_features).
+        hidden: width of the first FC layer.
+        representation: width of the output (K, representation) the box predictor reads.
+    """
+
+    def __init__(self, in_features: int, hidden: int, representation: int):
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, hidden)
+        self.fc7 = nn.Linear(hidden, representation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.thin(x).flatten(1)
-        return nn.functional.relu(self.fc7(nn.functional.relu(self.fc6(x))))
+        return nn.functional.relu(self.fc7(nn.functional.relu(self.fc6(x.flatten(1)))))
 
 
 def build_driving_mobilenet_v2_lite(num_classes: int, frozen_stages: int = BACKBONE_LAYERS, **kwargs) -> FasterRCNN:
@@ -131,12 +150,13 @@ def build_driving_mobilenet_v2_lite(num_classes: int, frozen_stages: int = BACKB
 
     The MobileNetV2 body is the bundled model's, layer for layer (and frozen by default: it is already trained for
     driving, and a halved one cost 4-22 points that distillation did not win back); the saving is in the layers
-    after it: depthwise-separable FPN outputs and RPN convolution, and `ThinBoxHead`. Trained by distillation from
-    the bundled model (`training.distill`), which also initialises every layer from it.
+    after it: depthwise-separable FPN outputs (rank `LITE_FPN_RANK`) and RPN convolution (rank 1), `ThinRoIAlign`
+    and a narrower first FC layer. Trained by distillation from the bundled model (`training.distill`), which also
+    initialises every layer from it.
     """
     backbone = mobilenet_v2_fpn_backbone(None, frozen_stages)
     for i in range(len(backbone.fpn.layer_blocks)):
-        backbone.fpn.layer_blocks[i] = separable_conv(128, 128)
+        backbone.fpn.layer_blocks[i] = separable_conv(128, 128, LITE_FPN_RANK)
     anchors = driving_anchors()
     rpn_head = RPNHead(128, anchors.num_anchors_per_location()[0])
     rpn_head.conv = nn.Sequential(separable_conv(128, 128), nn.ReLU(inplace=True))
@@ -145,8 +165,8 @@ def build_driving_mobilenet_v2_lite(num_classes: int, frozen_stages: int = BACKB
         num_classes=None,
         rpn_anchor_generator=anchors,
         rpn_head=rpn_head,
-        box_roi_pool=MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2),
-        box_head=ThinBoxHead(128, LITE_THIN_CHANNELS, 512),
+        box_roi_pool=ThinRoIAlign(128, LITE_THIN_CHANNELS, ["0", "1", "2"]),
+        box_head=NarrowMLPHead(LITE_THIN_CHANNELS * 7 * 7, LITE_HIDDEN, 512),
         box_predictor=FastRCNNPredictor(512, num_classes),
         **kwargs,
     )

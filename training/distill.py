@@ -14,39 +14,38 @@ from torch.nn import functional as F
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.image_list import ImageList
 
-from detector.models import ThinBoxHead
 
 
 @torch.no_grad()
 def factorise_conv(dense: nn.Conv2d, separable: nn.Sequential) -> None:
-    """The depthwise-separable pair closest to a dense 3x3 convolution: per input channel, the best rank-1 split
-    of its (out, 9) kernel slice into a 3x3 depthwise filter and a pointwise column."""
+    """The depthwise-separable pair closest to a dense 3x3 convolution: per input channel, the best rank-k split
+    (k depthwise filters per channel, `separable_conv`'s ``rank``) of its (out, 9) kernel slice into 3x3 depthwise
+    filters and pointwise columns."""
     weight = dense.weight  # (out, in, 3, 3)
     out_ch, in_ch = weight.shape[:2]
+    rank = separable[0].out_channels // in_ch
     u, sv, vh = torch.linalg.svd(weight.permute(1, 0, 2, 3).reshape(in_ch, out_ch, 9), full_matrices=False)
-    separable[0].weight.copy_(vh[:, 0].reshape(in_ch, 1, 3, 3))
-    separable[1].weight.copy_((u[:, :, 0] * sv[:, :1]).T.reshape(out_ch, in_ch, 1, 1))
+    separable[0].weight.copy_(vh[:, :rank].reshape(in_ch * rank, 1, 3, 3))
+    columns = u[:, :, :rank] * sv[:, None, :rank]  # (in, out, rank); depthwise output c*rank + r is column (c, r)
+    separable[1].weight.copy_(columns.permute(1, 0, 2).reshape(out_ch, in_ch * rank, 1, 1))
     separable[1].bias.copy_(dense.bias)
 
 
 @torch.no_grad()
-def thin_box_head(teacher: nn.Module, student: ThinBoxHead) -> None:
-    """fc6 of the teacher (R x C*49) split into a shared C -> thin projection and a thin*49 -> R layer: the top
-    right-singular vectors of its weight seen as (R*49, C)."""
+def thin_projection(teacher: nn.Module, thin: nn.Conv2d) -> None:
+    """The C -> thin projection that keeps most of what the teacher's fc6 (R x C*49) reads: the top right-singular
+    vectors of its weight seen as (R*49, C)."""
     weight = teacher.fc6.weight
-    rep, thin = weight.shape[0], student.thin.weight.shape[0]
     channels = weight.shape[1] // 49
-    per_position = weight.reshape(rep, channels, 49).permute(0, 2, 1).reshape(rep * 49, channels)
-    basis = torch.linalg.svd(per_position, full_matrices=False)[2][:thin].T  # (C, thin)
-    student.thin.weight.copy_(basis.T.reshape(thin, channels, 1, 1))
-    student.fc6.weight.copy_((per_position @ basis).reshape(rep, 49, thin).permute(0, 2, 1).reshape(rep, -1))
-    student.fc6.bias.copy_(teacher.fc6.bias)
-    student.fc7.load_state_dict(teacher.fc7.state_dict())
+    per_position = weight.reshape(weight.shape[0], channels, 49).permute(0, 2, 1).reshape(-1, channels)
+    basis = torch.linalg.svd(per_position, full_matrices=False)[2][:thin.out_channels]  # (thin, C)
+    thin.weight.copy_(basis.reshape(thin.out_channels, channels, 1, 1))
 
 
 @torch.no_grad()
 def init_from_teacher(student: FasterRCNN, teacher: FasterRCNN) -> None:
-    """Every student layer from its teacher counterpart: copied or factorised."""
+    """Every student layer that can start from its teacher counterpart without data: copied or factorised. The box
+    head's FC layers are fit by `reconstruct`."""
     student.backbone.body.load_state_dict(teacher.backbone.body.state_dict())
     student.backbone.fpn.inner_blocks.load_state_dict(teacher.backbone.fpn.inner_blocks.state_dict())
     for t_layer, s_layer in zip(teacher.backbone.fpn.layer_blocks, student.backbone.fpn.layer_blocks):
@@ -54,7 +53,7 @@ def init_from_teacher(student: FasterRCNN, teacher: FasterRCNN) -> None:
     factorise_conv(teacher.rpn.head.conv[0][0], student.rpn.head.conv[0])
     student.rpn.head.cls_logits.load_state_dict(teacher.rpn.head.cls_logits.state_dict())
     student.rpn.head.bbox_pred.load_state_dict(teacher.rpn.head.bbox_pred.state_dict())
-    thin_box_head(teacher.roi_heads.box_head, student.roi_heads.box_head)
+    thin_projection(teacher.roi_heads.box_head, student.roi_heads.box_roi_pool.thin)
     student.roi_heads.box_predictor.load_state_dict(teacher.roi_heads.box_predictor.state_dict())
 
 
@@ -116,8 +115,8 @@ def least_squares(inputs: torch.Tensor, targets: torch.Tensor, bias: bool, sampl
 def reconstruct(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Tensor]) -> None:
     """Refit every layer that `init_from_teacher` factorised, so the student's outputs match the teacher's on real
     frames (reconstruction as in channel pruning, He et al. 2017): each separable convolution's pointwise part and
-    the thin head's first FC layer by least squares, in order and on the student's own inputs, so that earlier
-    errors are corrected rather than compounded.
+    the box head's FC layers (`fit_box_head`) by least squares, in order and on the student's own inputs, so that
+    earlier errors are corrected rather than compounded.
 
     Args:
         images: (3, H, W) float RGB in [0, 1], a few frames like the footage (a dozen is plenty).
@@ -130,23 +129,31 @@ def reconstruct(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Ten
     dense, separable = teacher.rpn.head.conv[0][0], student.rpn.head.conv[0]
     fit_pointwise(separable, torch.cat([separable[0](f).flatten(2) for f in features_s.values()], 2)[..., None],
                   torch.cat([dense(f).flatten(2) for f in features_t.values()], 2)[..., None])
-    fit_thin_head(student, teacher, tensors, features_s, features_t)
+    fit_box_head(student, teacher, tensors, features_s, features_t)
 
 
-def fit_thin_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor, features_s: dict,
-                  features_t: dict) -> None:
-    """The student's first FC layer refit by least squares to give the teacher's first FC outputs on the teacher's
-    proposals, each pooled from its own model's FPN features (``features_s``, ``features_t`` of ``tensors``; the
-    thin projection stays the SVD's)."""
+def fit_box_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor, features_s: dict,
+                 features_t: dict) -> None:
+    """The student's FC layers fit by least squares on the teacher's proposals, each pooled from its own model's
+    FPN features (``features_s``, ``features_t`` of ``tensors``): a first layer as wide as the teacher's to give
+    its fc6 outputs, cut to the student's width by keeping the units that carry most into fc7 (mean squared
+    activation times squared fc7 weights; channel pruning as in He et al. 2017), then fc7 refit on what is kept to
+    give the teacher's fc7 outputs."""
     sizes = [tuple(tensors.shape[-2:])] * len(tensors)
     proposals = teacher.rpn(ImageList(tensors, sizes), features_t)[0]
-    pooled_t = teacher.roi_heads.box_roi_pool(features_t, proposals, sizes)
-    pooled_s = student.roi_heads.box_roi_pool(features_s, proposals, sizes)
     head_t, head_s = teacher.roi_heads.box_head, student.roi_heads.box_head
-    thin = head_s.thin(pooled_s).flatten(1)[..., None, None]
-    weight = least_squares(thin, head_t.fc6(pooled_t.flatten(1))[..., None, None], bias=True)
-    head_s.fc6.weight.copy_(weight[:, :-1])
-    head_s.fc6.bias.copy_(weight[:, -1])
+    fc6_t = head_t.fc6(teacher.roi_heads.box_roi_pool(features_t, proposals, sizes).flatten(1))
+    fc7_t = head_t.fc7(F.relu(fc6_t))
+    pooled = student.roi_heads.box_roi_pool(features_s, proposals, sizes).flatten(1)
+    weight = least_squares(pooled[..., None, None], fc6_t[..., None, None], bias=True)  # (R, in + 1)
+    hidden = F.relu(pooled @ weight[:, :-1].T + weight[:, -1])
+    keep = ((hidden ** 2).mean(0) * (head_t.fc7.weight ** 2).sum(0)).argsort(descending=True)
+    keep = keep[:head_s.fc6.out_features].sort().values
+    head_s.fc6.weight.copy_(weight[keep, :-1])
+    head_s.fc6.bias.copy_(weight[keep, -1])
+    weight = least_squares(hidden[:, keep, None, None], fc7_t[..., None, None], bias=True)
+    head_s.fc7.weight.copy_(weight[:, :-1])
+    head_s.fc7.bias.copy_(weight[:, -1])
 
 
 def fit_pointwise(separable: nn.Sequential, depthwise_out: torch.Tensor, target: torch.Tensor) -> None:
