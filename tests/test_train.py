@@ -408,6 +408,23 @@ def test_the_v5_config_adds_the_penn_fudan_people_and_keeps_its_val_third_apart(
     assert not splits["train"] & splits["val"]
 
 
+def test_the_second_lite_config_continues_the_first_on_the_same_data_and_teacher():
+    """The light model's second run (the bundled light weights) starts from the first run's weights and changes the
+    schedule, the sampling seed and how often an epoch shows the Penn-Fudan photos, nothing else."""
+    from core.config import load_config
+    from stream.config import CONFIG_DIR
+    from training.train import TrainConfig
+
+    first = load_config(TrainConfig, CONFIG_DIR / "train-driving-lite.yaml")
+    second = load_config(TrainConfig, CONFIG_DIR / "train-driving-lite-2.yaml")
+    assert second.init_weights == "detector/weights/driving_mobilenet_v2_lite-1.pt" and not first.init_weights
+    assert (second.model, second.teacher, second.frozen_stages) == (first.model, first.teacher, first.frozen_stages)
+    assert [(s.spec, s.split) for s in second.train] == [(s.spec, s.split) for s in first.train]
+    repeats = {s.spec: (f.repeat, s.repeat) for f, s in zip(first.train, second.train) if f.repeat != s.repeat}
+    assert list(repeats) == ["coco:../shared/data/pennfudan/train.json"] and repeats[list(repeats)[0]] == (3, 5)
+    assert second.lr < first.lr and second.seed != first.seed and second.out_dir != first.out_dir
+
+
 def test_pack_options_without_pack_exit_2(config: Path, capsys) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["--config", str(config), "--quality", "80"])
