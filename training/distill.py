@@ -15,7 +15,6 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.image_list import ImageList
 
 
-
 @torch.no_grad()
 def factorise_conv(dense: nn.Conv2d, separable: nn.Sequential) -> None:
     """The depthwise-separable pair closest to a dense 3x3 convolution: per input channel, the best rank-k split
