@@ -112,7 +112,7 @@ def load_model(
         log.warning("RANDOM WEIGHTS: model '%s' is untrained and its detections are noise (tests only)", name)
         model = build_detector(name, NUM_CLASSES, top_n, min_size, max_size, score_thresh)
         return model.eval(), np.arange(NUM_CLASSES)
-    if name == LITE_MODEL and Path(weights) == Path(resolve_weights(name, "default")) and not Path(weights).exists():
+    if name == LITE_MODEL and Path(weights) == weights_file(name, "default") and not Path(weights).exists():
         raise WeightsError(f"'{name}' has no weights at '{weights}': train them with "
                            "driving-detect train --config configs/train-driving-lite.yaml (docs/MODEL_CARD.md)")
     state = coco_state_dict(name) if weights == "coco" else read_state_dict(Path(weights))

@@ -421,7 +421,7 @@ def test_the_second_lite_config_continues_the_first_on_the_same_data_and_teacher
     assert (second.model, second.teacher, second.frozen_stages) == (first.model, first.teacher, first.frozen_stages)
     assert [(s.spec, s.split) for s in second.train] == [(s.spec, s.split) for s in first.train]
     repeats = {s.spec: (f.repeat, s.repeat) for f, s in zip(first.train, second.train) if f.repeat != s.repeat}
-    assert list(repeats) == ["coco:../shared/data/pennfudan/train.json"] and repeats[list(repeats)[0]] == (3, 5)
+    assert repeats == {"coco:../shared/data/pennfudan/train.json": (3, 5)}
     assert second.lr < first.lr and second.seed != first.seed and second.out_dir != first.out_dir
 
 

@@ -148,17 +148,18 @@ def fit_box_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor
     hidden = F.relu(pooled @ weight[:, :-1].T + weight[:, -1])
     keep = ((hidden ** 2).mean(0) * (head_t.fc7.weight ** 2).sum(0)).argsort(descending=True)
     keep = keep[:head_s.fc6.out_features].sort().values
-    head_s.fc6.weight.copy_(weight[keep, :-1])
-    head_s.fc6.bias.copy_(weight[keep, -1])
-    weight = least_squares(hidden[:, keep, None, None], fc7_t[..., None, None], bias=True)
-    head_s.fc7.weight.copy_(weight[:, :-1])
-    head_s.fc7.bias.copy_(weight[:, -1])
+    load_fit(head_s.fc6, weight[keep])
+    load_fit(head_s.fc7, least_squares(hidden[:, keep, None, None], fc7_t[..., None, None], bias=True))
+
+
+def load_fit(layer: nn.Linear | nn.Conv2d, weight: torch.Tensor) -> None:
+    """A `least_squares` fit with bias, (out, in + 1), into a linear or 1x1 convolution layer."""
+    layer.weight.copy_(weight[:, :-1].reshape(layer.weight.shape))
+    layer.bias.copy_(weight[:, -1])
 
 
 def fit_pointwise(separable: nn.Sequential, depthwise_out: torch.Tensor, target: torch.Tensor) -> None:
-    weight = least_squares(depthwise_out, target, bias=True)
-    separable[1].weight.copy_(weight[:, :-1, None, None])
-    separable[1].bias.copy_(weight[:, -1])
+    load_fit(separable[1], least_squares(depthwise_out, target, bias=True))
 
 
 def fit_separable_outputs(student_fpn: nn.Module, teacher_fpn: nn.Module, features: dict) -> dict:
