@@ -57,21 +57,28 @@ def test_lite_graph_exports_and_matches_torch(tmp_path: Path) -> None:
     assert_same(expected, OnnxBackend(cpu_session(path), read_metadata(path))(frame))
 
 
-def test_the_lite_int8_graph_keeps_its_fpn_outputs_and_what_reads_them_fp32(tmp_path: Path) -> None:
-    """Quantized, the depthwise-separable layers cost the trained light model 5 points of car AP (docs/MODEL_CARD.md);
-    the thin convolution that reads the FPN outputs beside the RPN stays fp32, so those outputs are not quantized
-    either; the backbone they read from is quantized as in the bundled model."""
+def test_the_lite_int8_graph_keeps_its_depthwise_halves_and_what_reads_the_fpn_outputs_fp32(tmp_path: Path) -> None:
+    """Quantized, the depthwise halves of the separable layers cost the light model 5 points of car AP; their
+    pointwise halves quantize well and are most of the time (docs/MODEL_CARD.md). The thin convolution that reads
+    the FPN outputs beside the RPN stays fp32, so those outputs are not quantized either; the backbone they read
+    from is quantized as in the bundled model."""
     model, class_map = load_for_export(LITE_MODEL, "random", 100, 0, 0, 0.0)
     capture = cv2.VideoCapture(str(SAMPLE_VIDEO))
     frames = [capture.read()[1] for _ in range(2)]
     proto = export_model(model, describe(model, class_map, LITE_MODEL, "random"), tmp_path / "lite-int8.onnx",
                          precision="int8", calibration=frames)
     producer = {out: node.op_type for node in proto.graph.node for out in node.output}
+    groups = {node.name: next((a.i for a in node.attribute if a.name == "group"), 1)
+              for node in proto.graph.node if node.op_type == "Conv"}
     quantized = {node.name: producer.get(node.input[0]) == "DequantizeLinear"
                  for node in proto.graph.node if node.op_type == "Conv"}
-    reads_fpn = ("/model/backbone/fpn/layer_blocks", "/model/rpn/head/conv", "/model/roi_heads/box_roi_pool")
-    separable = [name for name in quantized if name.startswith(reads_fpn)]
-    assert len(separable) >= 9 and not any(quantized[name] for name in separable)
+    separable = [name for name in quantized
+                 if name.startswith(("/model/backbone/fpn/layer_blocks", "/model/rpn/head/conv"))]
+    depthwise = [name for name in separable if groups[name] > 1]
+    pointwise = [name for name in separable if groups[name] == 1]
+    thin = [name for name in quantized if name.startswith("/model/roi_heads/box_roi_pool/thin")]
+    assert len(depthwise) == 7 and len(pointwise) == 7 and len(thin) == 3  # FPN x3, RPN x4 levels; 3 pooled
+    assert not any(quantized[name] for name in depthwise + thin) and all(quantized[name] for name in pointwise)
     assert any(quantized[name] for name in quantized if name.startswith("/model/backbone/body/body.5/"))
 
 
