@@ -26,6 +26,17 @@ PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the op
 WARMUP_FRAME = (240, 320, 3)
 
 
+def compile_properties(cfg: ModelConfig, precision: str) -> dict[str, str]:
+    """OpenVINO CPU properties for ``cfg``: the precision hint, the performance hint, a stream per pipeline worker
+    under the throughput hint, and ``threads`` per worker."""
+    properties = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision], "PERFORMANCE_HINT": cfg.openvino.hint.upper()}
+    if cfg.openvino.hint == "throughput":
+        properties["NUM_STREAMS"] = str(cfg.workers)
+    if cfg.threads:
+        properties["INFERENCE_NUM_THREADS"] = str(cfg.threads * cfg.workers)
+    return properties
+
+
 class OpenVinoBackend:
     """Runs an exported detector with OpenVINO on the CPU; ``name`` is ``openvino`` or ``openvino-<precision>``."""
 
@@ -45,14 +56,8 @@ class OpenVinoBackend:
         precision = "int8" if meta.precision == "int8" else cfg.precision  # the file decides, as for ONNX Runtime
         if precision not in PRECISION_HINTS:
             raise OnnxModelError(f"OpenVINO runs fp32, bf16 or int8 here, not {precision}")
-        properties = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
-                      "PERFORMANCE_HINT": cfg.openvino.hint.upper()}
-        if cfg.openvino.hint == "throughput":
-            properties["NUM_STREAMS"] = str(cfg.workers)
-        if cfg.threads:
-            properties["INFERENCE_NUM_THREADS"] = str(cfg.threads * cfg.workers)
         try:
-            compiled = ov.Core().compile_model(str(path), "CPU", properties)
+            compiled = ov.Core().compile_model(str(path), "CPU", compile_properties(cfg, precision))
         except RuntimeError as exc:
             raise OnnxModelError(f"OpenVINO cannot compile '{path}': {str(exc).strip().splitlines()[0]}") from None
         log.info("OpenVINO runs '%s' on the CPU in %s, %s hint", path, precision, cfg.openvino.hint)
