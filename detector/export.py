@@ -59,7 +59,7 @@ FP32_NODES = ("/model/backbone/body/body.0/", "/model/backbone/body/body.1/", "/
 # too: quantized with their pointwise halves, they cost the rank-1 model 5 points of car AP@0.5 on pseudo val (0.599
 # against fp32's 0.649) and 6 of Penn-Fudan people (2026-12-04). The pointwise 1x1s, nine tenths of those layers'
 # FLOPs, quantize well: with only the depthwise halves fp32, every val set's mAP@0.5 is within 0.4 of the fp32
-# graph, and at 1296x729 the FPN and RPN took 25-26 and 8-9 ms a frame instead of 34-35 and 13-14 (2026-12-05,
+# graph, and at 1296x729 the FPN and RPN took 25-26 and 7-9 ms a frame instead of 34-35 and 13-14 (2026-12-05,
 # docs/MODEL_CARD.md). The bundled model's dense convolutions there quantize well and stay int8. The light model's
 # thin 1x1 before RoIAlign stays fp32: it reads the FPN outputs the RPN reads, which quantized would reach the RPN
 # quantized as well (and it is 1% of the FLOPs).
