@@ -51,8 +51,8 @@ def sum_parts(node_times: Iterable[tuple[str, float]]) -> dict[str, float]:
 
 def profile(model: str, precision: str, width: int, height: int, frame: np.ndarray,
             runs: int) -> dict[str, float]:
-    """Mean ms per part of ``runs`` inferences of ``frame`` fitted to ``width`` x ``height``, one OpenVINO thread compiled as a
-    one-worker pipeline's backend is (`compile_properties`)."""
+    """Mean ms per part of ``runs`` inferences of ``frame`` fitted to ``width`` x ``height``: one OpenVINO thread,
+    compiled as a one-worker pipeline's backend is (`compile_properties`)."""
     import openvino as ov
 
     from detector.backend_openvino import compile_properties
@@ -86,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         parse_sizes(args.sizes)
     except ValueError as exc:
         parser.exit(2, f"error: --sizes: {exc}\n")
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.runs < 1:
+        parser.exit(2, "error: --runs must be 1 or more\n")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # graphs not yet cached are exported first
     capture = cv2.VideoCapture(args.source)
     ok, frame = capture.read()
     capture.release()
-    if not ok or args.runs < 1:
-        parser.exit(2, f"error: {'--runs must be 1 or more' if ok else f'cannot read a frame from {args.source}'}\n")
+    if not ok:
+        parser.exit(2, f"error: cannot read a frame from {args.source}\n")
     cpu = cpu_description()
     print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs, SIMD flags: {cpu['simd_flags']}; load {load_average()}")
     print(f"{'model':>28} {'input':>9} " + " ".join(f"{column:>16}" for column in COLUMNS))
