@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.clips import scaled_clip
+from bench.clips import scaled_clip, size_pair
 from core.config import to_dict
 from core.detections import Detections
 from core.log import mask_url
@@ -267,7 +267,7 @@ def flops_table(base: PipelineConfig, models: list[str], sizes: list[str]) -> st
         m = cfg.model
         model = build_detector(m.name, NUM_CLASSES, m.top_n, m.min_size, m.max_size, m.score_thresh)
         for size in sizes:
-            width, height = (int(v) for v in size.split("x"))
+            width, height = size_pair(size)
             gflops = frame_gflops(model, width, height)
             seen = "x".join(map(str, model_input_size(m.name, m.min_size, m.max_size, width, height)))
             rows.append(f"{m.name:<40} {size:>10} {seen:>10} "

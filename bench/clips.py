@@ -32,6 +32,12 @@ def parse_sizes(text: str) -> list[str]:
     return list(dict.fromkeys(sizes))
 
 
+def size_pair(size: str) -> tuple[int, int]:
+    """``"640x360"`` (as `parse_sizes` gives it) -> ``(640, 360)``."""
+    width, _, height = size.partition("x")
+    return int(width), int(height)
+
+
 def scaled_clip(source: Path, size: str, frames: int | None, folder: Path) -> Path:
     """The first ``frames`` of ``source`` (``None``: all of it) scaled to ``size`` by ffmpeg as the real-time issue
     defines its 1080p clip (``-vf scale=W:H -c:v libx264 -crf 20``), made once into ``folder``."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.clips import scaled_clip
+from bench.clips import scaled_clip, size_pair
 from core.detections import Detections
 from core.labels import LABEL_IDS, LABELS
 from detector.backend import build_backend
@@ -72,7 +72,7 @@ def ground_truth(image: AnnotatedImage, size: str | None = None) -> GroundTruth:
     to ``size`` (``WxH``) when the clip was scaled, as they are otherwise."""
     if size is None:
         return GroundTruth(image.boxes, image.labels, image.ignore)
-    width, height = (int(v) for v in size.split("x"))
+    width, height = size_pair(size)
     factor = np.array([width / image.width, height / image.height] * 2, np.float32)
     return GroundTruth(image.boxes * factor, image.labels, image.ignore * factor)
 

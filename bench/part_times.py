@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.clips import parse_sizes
+from bench.clips import parse_sizes, size_pair
 from bench.machine import cpu_description, load_average
 from detector.config import BUNDLED_MODEL, LITE_MODEL, ModelConfig
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args(argv)
     try:
-        parse_sizes(args.sizes)
+        sizes = parse_sizes(args.sizes)
     except ValueError as exc:
         parser.exit(2, f"error: --sizes: {exc}\n")
     if args.runs < 1:
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs, SIMD flags: {cpu['simd_flags']}; load {load_average()}")
     print(f"{'model':>28} {'input':>9} " + " ".join(f"{column:>16}" for column in COLUMNS))
     for model in args.models.split(","):
-        for size in parse_sizes(args.sizes):
-            width, height = (int(v) for v in size.split("x"))
+        for size in sizes:
+            width, height = size_pair(size)
             ms = profile(model, args.precision, width, height, frame, args.runs)
             print(f"{model:>28} {width}x{height:<4} " + " ".join(f"{ms[column]:>16.2f}" for column in COLUMNS))
     return 0
