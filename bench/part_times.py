@@ -17,12 +17,13 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from bench.benchmark import decode
 from bench.clips import parse_sizes, size_pair
 from bench.machine import cpu_description, load_average
 from detector.config import BUNDLED_MODEL, LITE_MODEL, ModelConfig
+from stream.sources import SourceError
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "driving_sample.mp4"
@@ -89,10 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.exit(2, "error: --runs must be 1 or more\n")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # graphs not yet cached are exported first
-    capture = cv2.VideoCapture(args.source)
-    ok, frame = capture.read()
-    capture.release()
-    if not ok:
+    try:
+        frame = decode(args.source, 1)[0]
+    except SourceError:
         parser.exit(2, f"error: cannot read a frame from {args.source}\n")
     cpu = cpu_description()
     print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs, SIMD flags: {cpu['simd_flags']}; load {load_average()}")
