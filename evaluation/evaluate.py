@@ -1,8 +1,10 @@
 """Evaluate a detector on a labelled dataset: per-class AP@0.5 (VOC all-point and 11-point) and COCO AP@[.5:.95].
 
 Every image goes through the same backend and class-wise NMS as the pipeline, but with the NMS score thresholds
-at 0 unless the user set them (see `evaluation_nms`). `evaluate_dataset` writes a JSON report and a PNG of the
-precision-recall curves at IoU 0.5; the command is ``driving-detect evaluate`` (`commands/evaluate.py`).
+at 0 unless the user set them (see `evaluation_nms`). `evaluate_dataset` writes a JSON report with a bootstrap
+interval per AP@0.5 (`evaluation.bootstrap`), a PNG of the precision-recall curves at IoU 0.5 and, against a
+second configuration on the same images, the per-class AP differences with their intervals and a plot of them;
+the command is ``driving-detect evaluate`` (`commands/evaluate.py`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from detector.config import ModelConfig, NmsConfig
 from detector.datasets import AnnotatedImage, Dataset, DatasetError, load_dataset
 from detector.nms import ClasswiseNms
 from detector.runtime import resolve_workers
+from evaluation.bootstrap import ap_intervals, paired_differences
 from evaluation.metrics import ClassResult, GroundTruth, evaluate
 
 log = logging.getLogger(__name__)
@@ -37,11 +40,15 @@ COLUMNS = ("class", "GT", "dets", "AP50", "AP50-11pt", "AP[.5:.95]")
 
 @dataclass
 class EvalReport:
-    """Per-class results (classes with ground truth only) and their means; ``seconds`` is the whole run."""
+    """Per-class results (classes with ground truth only) and their means; ``seconds`` is the whole run;
+    ``intervals``: each class's AP@0.5 95% bootstrap interval from ``resamples`` resamples of the images (none
+    when 0)."""
 
     classes: list[ClassResult]
     images: int
     seconds: float
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    resamples: int = 0
 
     @property
     def map50(self) -> float:
@@ -60,7 +67,8 @@ class EvalReport:
             "classes": {
                 c.name: {"num_gt": c.num_gt, "num_det": c.num_det, "ap50": round(c.ap50, 4),
                          "ap50_11pt": round(c.ap50_11pt, 4), "ap50_101pt": round(c.ap50_101pt, 4),
-                         "ap_coco": round(c.ap50_95, 4)}
+                         "ap_coco": round(c.ap50_95, 4),
+                         **({"ap50_ci95": rounded(self.intervals[c.name])} if c.name in self.intervals else {})}
                 for c in self.classes
             },
             "map50": round(self.map50, 4),
@@ -68,7 +76,31 @@ class EvalReport:
             "map_coco": round(self.map50_95, 4),
             "images": self.images,
             "seconds": round(self.seconds, 2),
+            **({"resamples": self.resamples} if self.resamples else {}),
         }
+
+
+@dataclass
+class Versus:
+    """The same images through a second configuration (``overrides`` on top of the first): its report, and per
+    class the first's AP@0.5 minus the second's with the 95% interval of that difference (paired bootstrap)."""
+
+    overrides: list[str]
+    report: EvalReport
+    differences: dict[str, tuple[float, float, float]]
+
+    def to_json(self) -> dict:
+        ours = self.report.to_json()
+        return {"overrides": self.overrides, "map50": ours["map50"], "classes": {
+            name: {**{k: ours["classes"][name][k] for k in ("num_gt", "num_det", "ap50", "ap50_ci95")
+                      if k in ours["classes"][name]},
+                   "diff": round(diff, 4), "diff_ci95": rounded((low, high))}
+            for name, (diff, low, high) in self.differences.items()}}
+
+
+def rounded(pair: tuple[float, float]) -> list[float | None]:
+    """A JSON-ready interval: 4 decimals, ``None`` where undefined."""
+    return [None if np.isnan(v) else round(v, 4) for v in pair]
 
 
 def _mean(values: list[float]) -> float:
@@ -77,14 +109,21 @@ def _mean(values: list[float]) -> float:
 
 def evaluate_backend(
     backend: Backend, nms_stage: ClasswiseNms, dataset: Dataset | Sequence[AnnotatedImage], progress: bool = True,
-    workers: int = 1,
+    workers: int = 1, resamples: int = 0,
 ) -> EvalReport:
     """Run every image through ``backend`` then ``nms_stage`` and score the detections (used in-process by tuners).
 
     ``workers``: images in flight at once, as the pipeline's inference workers (a backend built for two one-thread
     streams runs a lone image on one core). Scores the classes that have ground truth and that the NMS stage
     keeps: with ``nms.classes=[car]`` the mAP is the car AP, not a mean diluted by classes filtered out on purpose.
+    ``resamples``: bootstrap resamples for each AP@0.5's interval (0: none, as tuners need only the numbers).
     """
+    return _evaluate(backend, nms_stage, dataset, progress, workers, resamples)[0]
+
+
+def _evaluate(backend: Backend, nms_stage: ClasswiseNms, dataset: Dataset | Sequence[AnnotatedImage],
+              progress: bool, workers: int, resamples: int) -> tuple[EvalReport, list[Detections]]:
+    """`evaluate_backend`, and the detections it scored (a comparison re-scores them against another model's)."""
     images = dataset.images if isinstance(dataset, Dataset) else dataset
     started = time.perf_counter()
 
@@ -98,9 +137,16 @@ def evaluate_backend(
     with ThreadPoolExecutor(workers, thread_name_prefix="evaluate") as pool:
         detections = list(tqdm(pool.map(detect, images), total=len(images), desc="evaluate", unit="img",
                                file=sys.stderr, disable=not progress))
-    truths = [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
+    truths = truths_of(images)
     results = [r for r in evaluate(detections, truths, dict(enumerate(LABELS))) if nms_stage.keep[LABEL_IDS[r.name]]]
-    return EvalReport(results, len(images), time.perf_counter() - started)
+    intervals = ap_intervals(detections, truths, [LABEL_IDS[r.name] for r in results], resamples) if resamples else {}
+    return EvalReport(results, len(images), time.perf_counter() - started,
+                      {LABELS[c]: pair for c, pair in intervals.items()}, resamples), detections
+
+
+def truths_of(images: Sequence[AnnotatedImage]) -> list[GroundTruth]:
+    """The metrics' view of a dataset's labels, image by image."""
+    return [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
 
 
 def evaluation_nms(cfg: NmsConfig, overrides: list[str]) -> NmsConfig:
@@ -121,16 +167,48 @@ def evaluation_nms(cfg: NmsConfig, overrides: list[str]) -> NmsConfig:
 
 
 def format_table(report: EvalReport) -> str:
-    """A fixed-width table: one row per class, then the mAP row."""
-    row = "{:<16}{:>7}{:>8}{:>8}{:>11}{:>12}"
-    lines = [row.format(*COLUMNS)]
+    """A fixed-width table: one row per class (with its AP@0.5 interval when there is one), then the mAP row."""
+    row = "{:<16}{:>7}{:>8}{:>8}{:>11}{:>12}{:>17}"
+    lines = [row.format(*COLUMNS, "AP50 95% CI" if report.intervals else "")]
     for c in report.classes:
-        lines.append(row.format(c.name, c.num_gt, c.num_det, f"{c.ap50:.4f}", f"{c.ap50_11pt:.4f}", f"{c.ap50_95:.4f}"))
+        lines.append(row.format(c.name, c.num_gt, c.num_det, f"{c.ap50:.4f}", f"{c.ap50_11pt:.4f}", f"{c.ap50_95:.4f}",
+                                format_interval(report.intervals.get(c.name))))
     lines.append(row.format(
         "mAP", sum(c.num_gt for c in report.classes), sum(c.num_det for c in report.classes),
-        f"{report.map50:.4f}", f"{report.map50_11pt:.4f}", f"{report.map50_95:.4f}",
+        f"{report.map50:.4f}", f"{report.map50_11pt:.4f}", f"{report.map50_95:.4f}", "",
     ))
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_interval(pair: tuple[float, float] | None, signed: bool = False) -> str:
+    """``[0.8120, 0.9530]``; empty without an interval, ``n/a`` where no resample had the class."""
+    if pair is None:
+        return ""
+    if any(np.isnan(v) for v in pair):
+        return "n/a"
+    return "[{}, {}]".format(*(f"{v:+.4f}" if signed else f"{v:.4f}" for v in pair))
+
+
+def verdict(low: float, high: float) -> str:
+    """What a difference's 95% interval says: ``worse`` or ``better`` when it excludes 0, else ``same?`` (no
+    difference the images can show)."""
+    return "worse" if high < 0 else "better" if low > 0 else "same?"
+
+
+def format_versus(report: EvalReport, versus: Versus) -> str:
+    """Per class: this run's AP@0.5, the versus run's, the difference and its 95% interval, and `verdict`."""
+    row = "{:<16}{:>7}{:>8}{:>9}{:>9}{:>22}{:>8}"
+    lines = [f"versus {' '.join(versus.overrides)}:",
+             row.format("class", "GT", "AP50", "versus", "diff", "95% CI of diff", "")]
+    ours = {c.name: c for c in report.classes}
+    theirs = {c.name: c for c in versus.report.classes}
+    for name, (diff, low, high) in versus.differences.items():
+        lines.append(row.format(name, ours[name].num_gt, f"{ours[name].ap50:.4f}", f"{theirs[name].ap50:.4f}",
+                                f"{diff:+.4f}", format_interval((low, high), signed=True),
+                                "" if np.isnan(low) else verdict(low, high)))
+    lines.append(row.format("mAP", "", f"{report.map50:.4f}", f"{versus.report.map50:.4f}",
+                            f"{report.map50 - versus.report.map50:+.4f}", "", ""))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def save_pr_curves(report: EvalReport, path: Path, title: str = "") -> Path:
@@ -156,24 +234,64 @@ def dataset_name(spec: str, split: str | None) -> str:
     return f"{name}-{Path(split).stem}" if split else name
 
 
+def save_versus_plot(versus: Versus, path: Path, title: str = "") -> Path:
+    """Each class's AP@0.5 difference as a dot with its 95% interval as a bar, around zero (a forest plot)."""
+    names = list(versus.differences)
+    fig = Figure(figsize=(7, 1.5 + 0.35 * len(names)), dpi=100)
+    ax = fig.add_subplot()
+    for y, name in enumerate(names):
+        diff, low, high = versus.differences[name]
+        if not np.isnan(low):
+            ax.plot([low, high], [y, y], color="tab:blue", linewidth=2)
+        ax.plot([diff], [y], "o", color="tab:blue")
+    ax.axvline(0, color="grey", linewidth=1)
+    gt = {c.name: c.num_gt for c in versus.report.classes}
+    ax.set_yticks(range(len(names)), [f"{name} ({gt[name]} GT)" for name in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("AP@0.5 difference (this run minus versus), 95% bootstrap interval")
+    ax.set_title(f"{title}\nversus {' '.join(versus.overrides)}".strip(), fontsize="small", wrap=True)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def evaluate_dataset(
     model: ModelConfig, nms: NmsConfig, data: str, split: str | None, report_path: Path, plots_dir: Path | None = None,
-    skip_bad: bool = False,
-) -> tuple[EvalReport, Path]:
-    """Load the data and the model, evaluate, write the JSON report and ``pr_curves.png``; returns the plot path.
+    skip_bad: bool = False, resamples: int = 0, versus: tuple[ModelConfig, NmsConfig, list[str]] | None = None,
+) -> tuple[EvalReport, Path, Versus | None]:
+    """Load the data and the model, evaluate, write the JSON report and ``pr_curves.png``; returns the report, the
+    plot path and, with ``versus`` (a second model and NMS config, and the overrides that made them), the
+    comparison on the same images, also in the report (``versus``) and in ``versus.png``.
 
-    ``nms`` is used as given: pass it through `evaluation_nms` to rank every candidate.
+    ``nms`` is used as given: pass it through `evaluation_nms` to rank every candidate. ``resamples``: bootstrap
+    resamples of the images for the 95% intervals (0: none, and no comparison intervals).
     """
     dataset = load_dataset(data, split, skip_bad=skip_bad)
-    model = resolve_workers(model)
-    backend = build_backend(model)
     log.info("evaluation NMS: IoU %.2f, score threshold %.2f", nms.iou, nms.score_thresh)
-    report = evaluate_backend(backend, ClasswiseNms(nms), dataset, workers=model.workers)
+    model = resolve_workers(model)
+    report, detections = _evaluate(build_backend(model), ClasswiseNms(nms), dataset, True, model.workers, resamples)
     name = dataset_name(data, split)
     plot_path = (plots_dir or report_path.parent) / "pr_curves.png"
     record = {"dataset": {"spec": data, "split": split, "skipped": dataset.skipped},
               "config": {"model": to_dict(model), "nms": to_dict(nms)}, **report.to_json()}
+    comparison = None
+    if versus is not None:
+        other_model, other_nms, overrides = versus
+        other_model = resolve_workers(other_model)
+        log.info("versus %s", " ".join(overrides))
+        other, other_detections = _evaluate(build_backend(other_model), ClasswiseNms(other_nms), dataset, True,
+                                            other_model.workers, resamples)
+        shared = [c.name for c in report.classes if c.name in {o.name for o in other.classes}]
+        differences = paired_differences(detections, other_detections, truths_of(dataset.images),
+                                         [LABEL_IDS[n] for n in shared], resamples)
+        comparison = Versus(overrides, other, {LABELS[c]: d for c, d in differences.items()})
+        record["versus"] = {**comparison.to_json(),
+                            "config": {"model": to_dict(other_model), "nms": to_dict(other_nms)}}
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(record, indent=1))
     save_pr_curves(report, plot_path, name)
-    return report, plot_path
+    if comparison is not None:
+        save_versus_plot(comparison, plot_path.parent / "versus.png", name)
+    return report, plot_path, comparison

@@ -65,7 +65,7 @@ def ap_101_point(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum(envelope[idx[idx < len(envelope)]]) / len(RECALL_POINTS))
 
 
-def _match_image(det: Detections, gt: GroundTruth, cls: int, ious: np.ndarray, max_dets: int):
+def match_image(det: Detections, gt: GroundTruth, cls: int, ious: np.ndarray, max_dets: int):
     """Per IoU threshold: (scores, is_tp, is_ignored) of class ``cls`` detections in one image, and its GT count."""
     d_idx = np.where(det.labels == cls)[0]
     d_idx = d_idx[np.argsort(-det.scores[d_idx], kind="mergesort")][:max_dets]
@@ -99,7 +99,7 @@ def class_curves(
     ious: np.ndarray = COCO_IOUS, max_dets: int = 100,
 ) -> list[ClassCurve]:
     """One `ClassCurve` per IoU threshold for class ``cls`` over the whole dataset."""
-    parts = [_match_image(d, g, cls, ious, max_dets) for d, g in zip(detections, truths, strict=True)]
+    parts = [match_image(d, g, cls, ious, max_dets) for d, g in zip(detections, truths, strict=True)]
     num_gt = sum(p[3] for p in parts)
     scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
     order = np.argsort(-scores, kind="mergesort")

@@ -16,6 +16,7 @@ from core.detections import Detections
 from detector.config import NmsConfig
 from detector.datasets import load_dataset
 from detector.nms import ClasswiseNms
+from evaluation.bootstrap import DEFAULT_RESAMPLES
 from evaluation.evaluate import evaluate_backend, evaluation_nms
 from tests.conftest import write_tiny_voc
 
@@ -77,12 +78,54 @@ def test_command_split_report_and_plots_flags(voc: Path, config: Path, tmp_path:
     assert (plots / "pr_curves.png").stat().st_size > 0
 
 
+def test_versus_reports_per_class_differences_with_intervals(voc: Path, config: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    report_path = tmp_path / "r" / "report.json"
+    code = main(["--data", f"voc:{voc}", "--config", str(config), "--report", str(report_path),
+                 "--resamples", "50", "--versus", "model.top_n=5 nms.iou=0.6"])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["resamples"] == 50
+    for numbers in report["classes"].values():
+        low, high = numbers["ap50_ci95"]
+        assert 0.0 <= low <= high <= 1.0
+    versus = report["versus"]
+    assert versus["overrides"] == ["model.top_n=5", "nms.iou=0.6"]
+    assert versus["config"]["model"]["top_n"] == 5 and versus["config"]["nms"]["iou"] == 0.6
+    assert versus["config"]["nms"]["score_thresh"] == 0.0  # ranked like the first run
+    assert set(versus["classes"]) == set(report["classes"])
+    for name, numbers in versus["classes"].items():
+        assert numbers["diff"] == pytest.approx(report["classes"][name]["ap50"] - numbers["ap50"], abs=2e-4)
+        assert len(numbers["diff_ci95"]) == 2
+    assert (report_path.parent / "versus.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "versus model.top_n=5 nms.iou=0.6:" in table and "95% CI of diff" in table and "AP50 95% CI" in table
+
+
+def test_no_resamples_no_intervals(voc: Path, config: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    assert main(["--data", f"voc:{voc}", "--config", str(config), "--report", str(report_path),
+                 "--resamples", "0"]) == 0
+    report = json.loads(report_path.read_text())
+    assert "resamples" not in report and all("ap50_ci95" not in c for c in report["classes"].values())
+
+
+def test_resamples_help_states_the_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert f"(default {DEFAULT_RESAMPLES};" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("args", [
     ["--data", "voc:/nonexistent/dataset"],
     ["--data", "pascal:{voc}"],
     ["--data", "voc:{voc}", "model.nonsense=1"],
     ["--data", "voc:{voc}", "--split", "/nonexistent/split.txt"],
     ["--config", "{config}"],
+    ["--data", "voc:{voc}", "--versus", "model.nonsense=1"],
+    ["--data", "voc:{voc}", "--versus", ""],
+    ["--data", "voc:{voc}", "--versus", "'model.top_n=5"],
+    ["--data", "voc:{voc}", "--resamples", "-1"],
 ])
 def test_bad_input_exits_2_with_one_line(args: list[str], voc: Path, config: Path, capsys) -> None:
     argv = [a.format(voc=voc, config=config) for a in args]
