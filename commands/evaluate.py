@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
 def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
     """The evaluation, its modules (and torch) imported only now that the config is known to be good."""
     overrides = config_overrides(args)
-    versus = None
+    other: PipelineConfig | None = None
+    extra: list[str] = []
     if args.versus is not None:
         try:
             extra = shlex.split(args.versus)
@@ -55,19 +56,18 @@ def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
             other = load_pipeline_config(args.config, [*overrides, *extra])
         except ValueError as exc:  # a ConfigError, or shlex's unbalanced quotes
             return bad_input(exc)
-        versus = (other, extra)
 
     from evaluation.bootstrap import DEFAULT_RESAMPLES
     from evaluation.evaluate import dataset_name, evaluate_dataset, evaluation_nms, format_table, format_versus
 
     resamples = DEFAULT_RESAMPLES if args.resamples is None else args.resamples
+    versus = None if other is None else (other.model, evaluation_nms(other.nms, [*overrides, *extra]), extra)
     try:
         out = args.out or Path(cfg.output.dir) / "eval" / dataset_name(args.data, args.split)
         report_path = args.report or out / "report.json"
         report, plot_path, comparison = evaluate_dataset(
             cfg.model, evaluation_nms(cfg.nms, overrides), args.data, args.split, report_path, args.plots,
-            args.skip_bad, resamples,
-            versus and (versus[0].model, evaluation_nms(versus[0].nms, [*overrides, *versus[1]]), versus[1]))
+            args.skip_bad, resamples, versus)
     except (ValueError, OSError) as exc:  # Dataset/WeightsError, bad device: ValueErrors
         return bad_input(exc)
     print(format_table(report))

@@ -263,7 +263,8 @@ def evaluate_dataset(
 ) -> tuple[EvalReport, Path, Versus | None]:
     """Load the data and the model, evaluate, write the JSON report and ``pr_curves.png``; returns the report, the
     plot path and, with ``versus`` (a second model and NMS config, and the overrides that made them), the
-    comparison on the same images, also in the report (``versus``) and in ``versus.png``.
+    comparison on the same images, added to the report (``versus``) and drawn in ``versus.png``. The first
+    model's report is written before the second model loads, so a second that fails loses nothing.
 
     ``nms`` is used as given: pass it through `evaluation_nms` to rank every candidate. ``resamples``: bootstrap
     resamples of the images for the 95% intervals (0: none, and no comparison intervals).
@@ -276,22 +277,21 @@ def evaluate_dataset(
     plot_path = (plots_dir or report_path.parent) / "pr_curves.png"
     record = {"dataset": {"spec": data, "split": split, "skipped": dataset.skipped},
               "config": {"model": to_dict(model), "nms": to_dict(nms)}, **report.to_json()}
-    comparison = None
-    if versus is not None:
-        other_model, other_nms, overrides = versus
-        other_model = resolve_workers(other_model)
-        log.info("versus %s", " ".join(overrides))
-        other, other_detections = _evaluate(build_backend(other_model), ClasswiseNms(other_nms), dataset, True,
-                                            other_model.workers, resamples)
-        shared = [c.name for c in report.classes if c.name in {o.name for o in other.classes}]
-        differences = paired_differences(detections, other_detections, truths_of(dataset.images),
-                                         [LABEL_IDS[n] for n in shared], resamples)
-        comparison = Versus(overrides, other, {LABELS[c]: d for c, d in differences.items()})
-        record["versus"] = {**comparison.to_json(),
-                            "config": {"model": to_dict(other_model), "nms": to_dict(other_nms)}}
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(record, indent=1))
     save_pr_curves(report, plot_path, name)
-    if comparison is not None:
-        save_versus_plot(comparison, plot_path.parent / "versus.png", name)
+    if versus is None:
+        return report, plot_path, None
+    other_model, other_nms, overrides = versus
+    other_model = resolve_workers(other_model)
+    log.info("versus %s", " ".join(overrides))
+    other, other_detections = _evaluate(build_backend(other_model), ClasswiseNms(other_nms), dataset, True,
+                                        other_model.workers, resamples)
+    shared = [c.name for c in report.classes if c.name in {o.name for o in other.classes}]
+    differences = paired_differences(detections, other_detections, truths_of(dataset.images),
+                                     [LABEL_IDS[n] for n in shared], resamples)
+    comparison = Versus(overrides, other, {LABELS[c]: d for c, d in differences.items()})
+    record["versus"] = {**comparison.to_json(), "config": {"model": to_dict(other_model), "nms": to_dict(other_nms)}}
+    report_path.write_text(json.dumps(record, indent=1))
+    save_versus_plot(comparison, plot_path.parent / "versus.png", name)
     return report, plot_path, comparison

@@ -102,6 +102,18 @@ def test_versus_reports_per_class_differences_with_intervals(voc: Path, config: 
     assert "versus model.top_n=5 nms.iou=0.6:" in table and "95% CI of diff" in table and "AP50 95% CI" in table
 
 
+def test_a_versus_model_that_fails_keeps_the_first_report(voc: Path, config: Path, tmp_path: Path, capsys) -> None:
+    report_path = tmp_path / "report.json"
+    code = main(["--data", f"voc:{voc}", "--config", str(config), "--report", str(report_path),
+                 "--versus", f"model.weights={tmp_path / 'missing.pt'}"])
+    assert code == 2
+    err = capsys.readouterr().err  # the first model's progress bar, then the error
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "missing.pt" in errors[0] and "Traceback" not in err
+    report = json.loads(report_path.read_text())
+    assert set(report["classes"]) == {"car", "stop_sign"} and "versus" not in report
+
+
 def test_no_resamples_no_intervals(voc: Path, config: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     assert main(["--data", f"voc:{voc}", "--config", str(config), "--report", str(report_path),
