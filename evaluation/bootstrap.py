@@ -18,7 +18,7 @@ from core.detections import Detections
 from evaluation.metrics import GroundTruth, match_image
 
 DEFAULT_RESAMPLES = 1000
-CHUNK = 100  # resamples scored at once: a (CHUNK, detections) matrix per class
+CELLS = 4_000_000  # resamples are scored in chunks of (resamples, detections) matrices about this large
 
 
 @dataclass
@@ -51,6 +51,8 @@ def class_matches(detections: Sequence[Detections], truths: Sequence[GroundTruth
 
 def resample_weights(num_images: int, resamples: int, seed: int = 0) -> np.ndarray:
     """(resamples, num_images): how many times each resample draws each image (with replacement)."""
+    if num_images == 0:
+        return np.zeros((resamples, 0), int)
     rng = np.random.default_rng(seed)
     return rng.multinomial(num_images, np.full(num_images, 1 / num_images), size=resamples)
 
@@ -62,8 +64,9 @@ def resampled_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
     sit next to each other in the ranking, and within such a run the envelope is that of its last copy.
     """
     out = np.full(len(weights), np.nan)
-    for start in range(0, len(weights), CHUNK):
-        w = weights[start:start + CHUNK].astype(np.float64)
+    step = max(1, CELLS // max(len(matches.tp), 1))
+    for start in range(0, len(weights), step):
+        w = weights[start:start + step].astype(np.float64)
         num_gt = w @ matches.gt
         drawn = w[:, matches.image]  # (R, D)
         tp = np.cumsum(drawn * matches.tp, axis=1)

@@ -79,3 +79,20 @@ def test_no_resamples_gives_the_difference_without_an_interval() -> None:
     detections, truths = random_scene(np.random.default_rng(8), (CAR,))
     diff, low, high = paired_differences(detections, detections[::-1], truths, [CAR], 0)[CAR]
     assert np.isfinite(diff) and np.isnan(low) and np.isnan(high)
+
+
+def test_a_dataset_without_images_or_the_class_has_no_interval() -> None:
+    assert resample_weights(0, 4).shape == (4, 0)
+    assert ap_intervals([], [], [CAR], resamples=10) == {CAR: (pytest.approx(np.nan, nan_ok=True),) * 2}
+    detections, truths = random_scene(np.random.default_rng(9), (CAR,))
+    low, high = ap_intervals(detections, truths, [PERSON], resamples=10)[PERSON]
+    assert np.isnan(low) and np.isnan(high)
+
+
+def test_chunked_scoring_equals_scoring_at_once(monkeypatch) -> None:
+    detections, truths = random_scene(np.random.default_rng(10), (CAR,))
+    matches = class_matches(detections, truths, CAR)
+    weights = resample_weights(len(truths), 37, seed=3)
+    whole = resampled_ap(matches, weights)
+    monkeypatch.setattr("evaluation.bootstrap.CELLS", 5 * len(matches.tp))  # chunks of 5 resamples
+    np.testing.assert_array_equal(resampled_ap(matches, weights), whole)
