@@ -60,8 +60,10 @@ def resample_weights(num_images: int, resamples: int, seed: int = 0) -> np.ndarr
 def resampled_ap(matches: ClassMatches, weights: np.ndarray) -> np.ndarray:
     """VOC all-point AP@0.5 of every resample in ``weights`` (R, I); NaN where a resample drew none of the class.
 
-    With all weights 1 it equals `evaluation.metrics.ap_all_point` of the whole dataset: copies of a detection
-    sit next to each other in the ranking, and within such a run the envelope is that of its last copy.
+    Equal to the AP of the resampled dataset built out (an image drawn k times, k copies of its detections and
+    boxes): the copies of a detection would sit next to each other in the ranking, and within such a run the
+    precision envelope is that of its last copy. With all weights 1 it is the dataset's own AP
+    (`evaluation.metrics.ap_all_point`).
     """
     out = np.full(len(weights), np.nan)
     step = max(1, CELLS // max(len(matches.tp), 1))
