@@ -2,7 +2,7 @@
 and for the difference between two models on the same images (a paired bootstrap, as in Efron & Tibshirani ch. 14).
 
 A val set of 150 frames with 10 stop signs gives an AP that moves by several points between two equally good
-models; these intervals say how much. Every resample draws the dataset's images with replacement; an image drawn
+models; these intervals say how much (`interval` of `resampled_aps`, or of two models' difference). Every resample draws the dataset's images with replacement; an image drawn
 k times counts k times, so the detections never need re-ranking: the ranked true/false positives are re-weighted
 (exactly the AP of the resampled dataset, see `resampled_ap`). Hand-written because no maintained library
 bootstraps detection AP (pycocotools and torchmetrics give point estimates only).
@@ -94,23 +94,10 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def ap_intervals(detections: Sequence[Detections], truths: Sequence[GroundTruth], classes: Sequence[int],
-                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[int, tuple[float, float]]:
-    """95% interval of each class's AP@0.5 over resamples of the images."""
+def resampled_aps(detections: Sequence[Detections], truths: Sequence[GroundTruth], classes: Sequence[int],
+                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> dict[int, np.ndarray]:
+    """Per class, its AP@0.5 on each of ``resamples`` resamples of the images, (R,). The resamples depend only on
+    the number of images, ``resamples`` and ``seed``, so two models' arrays over the same images are paired: their
+    difference, resample by resample, is the bootstrap of the AP difference (what the images share cancels out)."""
     weights = resample_weights(len(truths), resamples, seed)
-    return {c: interval(resampled_ap(class_matches(detections, truths, c), weights)) for c in classes}
-
-
-def paired_differences(detections: Sequence[Detections], baseline: Sequence[Detections],
-                       truths: Sequence[GroundTruth], classes: Sequence[int], resamples: int = DEFAULT_RESAMPLES,
-                       seed: int = 0) -> dict[int, tuple[float, float, float]]:
-    """Per class: AP@0.5 of ``detections`` minus that of ``baseline`` on the same images, and its 95% interval,
-    both models scored on the same resamples (so what the images share cancels out)."""
-    weights = resample_weights(len(truths), resamples, seed)
-    everything = np.ones((1, len(truths)), int)
-    out = {}
-    for c in classes:
-        ours, theirs = class_matches(detections, truths, c), class_matches(baseline, truths, c)
-        diff = float(resampled_ap(ours, everything)[0] - resampled_ap(theirs, everything)[0])
-        out[c] = (diff, *interval(resampled_ap(ours, weights) - resampled_ap(theirs, weights)))
-    return out
+    return {c: resampled_ap(class_matches(detections, truths, c), weights) for c in classes}

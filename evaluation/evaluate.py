@@ -31,7 +31,7 @@ from detector.config import ModelConfig, NmsConfig
 from detector.datasets import AnnotatedImage, Dataset, DatasetError, load_dataset
 from detector.nms import ClasswiseNms
 from detector.runtime import resolve_workers
-from evaluation.bootstrap import ap_intervals, paired_differences
+from evaluation.bootstrap import interval, resampled_aps
 from evaluation.metrics import ClassResult, GroundTruth, evaluate
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,19 @@ COLUMNS = ("class", "GT", "dets", "AP50", "AP50-11pt", "AP[.5:.95]")
 @dataclass
 class EvalReport:
     """Per-class results (classes with ground truth only) and their means; ``seconds`` is the whole run;
-    ``intervals``: each class's AP@0.5 95% bootstrap interval from ``resamples`` resamples of the images (none
-    when 0)."""
+    ``resampled``: each class's AP@0.5 on ``resamples`` bootstrap resamples of the images (`resampled_aps`; none
+    when 0), which give its interval and, against another report on the same images, paired differences."""
 
     classes: list[ClassResult]
     images: int
     seconds: float
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    resampled: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     resamples: int = 0
+
+    @property
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """Each class's AP@0.5 95% bootstrap interval."""
+        return {name: interval(values) for name, values in self.resampled.items()}
 
     @property
     def map50(self) -> float:
@@ -63,12 +68,13 @@ class EvalReport:
         return _mean([c.ap50_95 for c in self.classes])
 
     def to_json(self) -> dict:
+        intervals = self.intervals
         return {
             "classes": {
                 c.name: {"num_gt": c.num_gt, "num_det": c.num_det, "ap50": round(c.ap50, 4),
                          "ap50_11pt": round(c.ap50_11pt, 4), "ap50_101pt": round(c.ap50_101pt, 4),
                          "ap_coco": round(c.ap50_95, 4),
-                         **({"ap50_ci95": rounded(self.intervals[c.name])} if c.name in self.intervals else {})}
+                         **({"ap50_ci95": rounded(intervals[c.name])} if c.name in intervals else {})}
                 for c in self.classes
             },
             "map50": round(self.map50, 4),
@@ -98,6 +104,16 @@ class Versus:
             for name, (diff, low, high) in self.differences.items()}}
 
 
+def paired_differences(report: EvalReport, other: EvalReport) -> dict[str, tuple[float, float, float]]:
+    """Per class both reports score: ``report``'s AP@0.5 minus ``other``'s, and the 95% interval of that difference
+    over their paired resamples (both reports of the same images with the same ``resamples``; NaN without)."""
+    theirs = {c.name: c.ap50 for c in other.classes}
+    none = np.zeros(0)
+    return {c.name: (c.ap50 - theirs[c.name],
+                     *interval(report.resampled.get(c.name, none) - other.resampled.get(c.name, none)))
+            for c in report.classes if c.name in theirs}
+
+
 def rounded(pair: tuple[float, float]) -> list[float | None]:
     """A JSON-ready interval: 4 decimals, ``None`` where undefined."""
     return [None if np.isnan(v) else round(v, 4) for v in pair]
@@ -118,12 +134,6 @@ def evaluate_backend(
     keeps: with ``nms.classes=[car]`` the mAP is the car AP, not a mean diluted by classes filtered out on purpose.
     ``resamples``: bootstrap resamples for each AP@0.5's interval (0: none, as tuners need only the numbers).
     """
-    return _evaluate(backend, nms_stage, dataset, progress, workers, resamples)[0]
-
-
-def _evaluate(backend: Backend, nms_stage: ClasswiseNms, dataset: Dataset | Sequence[AnnotatedImage],
-              progress: bool, workers: int, resamples: int) -> tuple[EvalReport, list[Detections]]:
-    """`evaluate_backend`, and the detections it scored (a comparison re-scores them against another model's)."""
     images = dataset.images if isinstance(dataset, Dataset) else dataset
     started = time.perf_counter()
 
@@ -137,16 +147,11 @@ def _evaluate(backend: Backend, nms_stage: ClasswiseNms, dataset: Dataset | Sequ
     with ThreadPoolExecutor(workers, thread_name_prefix="evaluate") as pool:
         detections = list(tqdm(pool.map(detect, images), total=len(images), desc="evaluate", unit="img",
                                file=sys.stderr, disable=not progress))
-    truths = truths_of(images)
+    truths = [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
     results = [r for r in evaluate(detections, truths, dict(enumerate(LABELS))) if nms_stage.keep[LABEL_IDS[r.name]]]
-    intervals = ap_intervals(detections, truths, [LABEL_IDS[r.name] for r in results], resamples) if resamples else {}
+    resampled = resampled_aps(detections, truths, [LABEL_IDS[r.name] for r in results], resamples) if resamples else {}
     return EvalReport(results, len(images), time.perf_counter() - started,
-                      {LABELS[c]: pair for c, pair in intervals.items()}, resamples), detections
-
-
-def truths_of(images: Sequence[AnnotatedImage]) -> list[GroundTruth]:
-    """The metrics' view of a dataset's labels, image by image."""
-    return [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
+                      {LABELS[c]: values for c, values in resampled.items()}, resamples)
 
 
 def evaluation_nms(cfg: NmsConfig, overrides: list[str]) -> NmsConfig:
@@ -169,10 +174,11 @@ def evaluation_nms(cfg: NmsConfig, overrides: list[str]) -> NmsConfig:
 def format_table(report: EvalReport) -> str:
     """A fixed-width table: one row per class (with its AP@0.5 interval when there is one), then the mAP row."""
     row = "{:<16}{:>7}{:>8}{:>8}{:>11}{:>12}{:>17}"
-    lines = [row.format(*COLUMNS, "AP50 95% CI" if report.intervals else "")]
+    intervals = report.intervals
+    lines = [row.format(*COLUMNS, "AP50 95% CI" if intervals else "")]
     for c in report.classes:
         lines.append(row.format(c.name, c.num_gt, c.num_det, f"{c.ap50:.4f}", f"{c.ap50_11pt:.4f}", f"{c.ap50_95:.4f}",
-                                format_interval(report.intervals.get(c.name))))
+                                format_interval(intervals.get(c.name))))
     lines.append(row.format(
         "mAP", sum(c.num_gt for c in report.classes), sum(c.num_det for c in report.classes),
         f"{report.map50:.4f}", f"{report.map50_11pt:.4f}", f"{report.map50_95:.4f}", "",
@@ -272,7 +278,7 @@ def evaluate_dataset(
     dataset = load_dataset(data, split, skip_bad=skip_bad)
     log.info("evaluation NMS: IoU %.2f, score threshold %.2f", nms.iou, nms.score_thresh)
     model = resolve_workers(model)
-    report, detections = _evaluate(build_backend(model), ClasswiseNms(nms), dataset, True, model.workers, resamples)
+    report = evaluate_backend(build_backend(model), ClasswiseNms(nms), dataset, True, model.workers, resamples)
     name = dataset_name(data, split)
     plot_path = (plots_dir or report_path.parent) / "pr_curves.png"
     record = {"dataset": {"spec": data, "split": split, "skipped": dataset.skipped},
@@ -285,12 +291,9 @@ def evaluate_dataset(
     other_model, other_nms, overrides = versus
     other_model = resolve_workers(other_model)
     log.info("versus %s", " ".join(overrides))
-    other, other_detections = _evaluate(build_backend(other_model), ClasswiseNms(other_nms), dataset, True,
-                                        other_model.workers, resamples)
-    shared = [c.name for c in report.classes if c.name in {o.name for o in other.classes}]
-    differences = paired_differences(detections, other_detections, truths_of(dataset.images),
-                                     [LABEL_IDS[n] for n in shared], resamples)
-    comparison = Versus(overrides, other, {LABELS[c]: d for c, d in differences.items()})
+    other = evaluate_backend(build_backend(other_model), ClasswiseNms(other_nms), dataset, True, other_model.workers,
+                             resamples)
+    comparison = Versus(overrides, other, paired_differences(report, other))
     record["versus"] = {**comparison.to_json(), "config": {"model": to_dict(other_model), "nms": to_dict(other_nms)}}
     report_path.write_text(json.dumps(record, indent=1))
     save_versus_plot(comparison, plot_path.parent / "versus.png", name)

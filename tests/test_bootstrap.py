@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from core.detections import Detections
-from evaluation.bootstrap import (ap_intervals, class_matches, paired_differences, resample_weights,
-                                  resampled_ap)
-from evaluation.metrics import GroundTruth, class_curves
+from core.labels import LABELS
+from evaluation.bootstrap import class_matches, interval, resample_weights, resampled_ap, resampled_aps
+from evaluation.evaluate import EvalReport, paired_differences
+from evaluation.metrics import GroundTruth, class_curves, evaluate
 from tests.test_metrics import CAR, random_scene
 
 PERSON = 6
@@ -46,16 +47,26 @@ def test_resample_weights_draw_every_image_count_once_per_row_and_repeat_by_seed
 
 def test_interval_is_wide_for_a_few_boxes_and_narrow_for_many() -> None:
     detections, truths = random_scene(np.random.default_rng(5), (CAR,))
-    few = ap_intervals(detections, truths, [CAR], resamples=300)[CAR]
-    many = ap_intervals(detections * 20, truths * 20, [CAR], resamples=300)[CAR]
+    few = interval(resampled_aps(detections, truths, [CAR], resamples=300)[CAR])
+    many = interval(resampled_aps(detections * 20, truths * 20, [CAR], resamples=300)[CAR])
     whole = class_curves(detections, truths, CAR, np.array([0.5]))[0].ap_voc
     assert few[0] <= whole <= few[1] and many[0] <= whole <= many[1]
     assert many[1] - many[0] < (few[1] - few[0]) / 2
 
 
+def report(detections: list[Detections], truths: list[GroundTruth], classes: list[int], resamples: int) -> EvalReport:
+    """What `evaluation.evaluate` reports for ``detections``: per-class results and their resampled APs."""
+    results = evaluate(detections, truths, dict(enumerate(LABELS)))
+    resampled = resampled_aps(detections, truths, classes, resamples) if resamples else {}
+    return EvalReport(results, len(truths), 0.0, {LABELS[c]: v for c, v in resampled.items()}, resamples)
+
+
 def test_paired_difference_of_a_model_with_itself_is_exactly_zero() -> None:
     detections, truths = random_scene(np.random.default_rng(6), (CAR, PERSON))
-    for diff, low, high in paired_differences(detections, detections, truths, [CAR, PERSON], 200).values():
+    same = paired_differences(report(detections, truths, [CAR, PERSON], 200),
+                              report(detections, truths, [CAR, PERSON], 200))
+    assert set(same) == {LABELS[CAR], LABELS[PERSON]}
+    for diff, low, high in same.values():
         assert diff == low == high == 0.0
 
 
@@ -69,23 +80,25 @@ def test_paired_difference_finds_a_model_that_misses_half_the_people() -> None:
         truths.append(GroundTruth(boxes, labels))
         perfect.append(Detections(boxes, np.array([0.9, 0.8]), labels))
         half.append(Detections(boxes[:1], np.array([0.9]), labels[:1]))
-    diff, low, high = paired_differences(perfect, half, truths, [PERSON], 300)[PERSON]
+    ours, theirs = report(perfect, truths, [PERSON], 300), report(half, truths, [PERSON], 300)
+    diff, low, high = paired_differences(ours, theirs)[LABELS[PERSON]]
     assert diff == pytest.approx(0.5) and 0 < low <= diff <= high
-    _, low, high = paired_differences(half, perfect, truths, [PERSON], 300)[PERSON]
+    _, low, high = paired_differences(theirs, ours)[LABELS[PERSON]]
     assert high < 0
 
 
 def test_no_resamples_gives_the_difference_without_an_interval() -> None:
     detections, truths = random_scene(np.random.default_rng(8), (CAR,))
-    diff, low, high = paired_differences(detections, detections[::-1], truths, [CAR], 0)[CAR]
+    diff, low, high = paired_differences(report(detections, truths, [CAR], 0),
+                                         report(detections[::-1], truths, [CAR], 0))[LABELS[CAR]]
     assert np.isfinite(diff) and np.isnan(low) and np.isnan(high)
 
 
 def test_a_dataset_without_images_or_the_class_has_no_interval() -> None:
     assert resample_weights(0, 4).shape == (4, 0)
-    assert ap_intervals([], [], [CAR], resamples=10) == {CAR: (pytest.approx(np.nan, nan_ok=True),) * 2}
+    assert interval(resampled_aps([], [], [CAR], resamples=10)[CAR]) == (pytest.approx(np.nan, nan_ok=True),) * 2
     detections, truths = random_scene(np.random.default_rng(9), (CAR,))
-    low, high = ap_intervals(detections, truths, [PERSON], resamples=10)[PERSON]
+    low, high = interval(resampled_aps(detections, truths, [PERSON], resamples=10)[PERSON])
     assert np.isnan(low) and np.isnan(high)
 
 
