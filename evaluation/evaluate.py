@@ -148,10 +148,18 @@ def evaluate_backend(
         detections = list(tqdm(pool.map(detect, images), total=len(images), desc="evaluate", unit="img",
                                file=sys.stderr, disable=not progress))
     truths = [GroundTruth(i.boxes, i.labels, i.ignore) for i in images]
-    results = [r for r in evaluate(detections, truths, dict(enumerate(LABELS))) if nms_stage.keep[LABEL_IDS[r.name]]]
+    report = score(detections, truths, resamples, nms_stage.keep)
+    return dataclasses.replace(report, seconds=time.perf_counter() - started)
+
+
+def score(detections: Sequence[Detections], truths: Sequence[GroundTruth], resamples: int,
+          keep: Sequence[bool] | None = None) -> EvalReport:
+    """The report of ``detections`` against ``truths``, image by image: the classes with ground truth (and, when
+    given, ``keep`` by label id), each with its AP@0.5 on ``resamples`` bootstrap resamples (0: none)."""
+    results = [r for r in evaluate(detections, truths, dict(enumerate(LABELS)))
+               if keep is None or keep[LABEL_IDS[r.name]]]
     resampled = resampled_aps(detections, truths, [LABEL_IDS[r.name] for r in results], resamples) if resamples else {}
-    return EvalReport(results, len(images), time.perf_counter() - started,
-                      {LABELS[c]: values for c, values in resampled.items()}, resamples)
+    return EvalReport(results, len(truths), 0.0, {LABELS[c]: values for c, values in resampled.items()}, resamples)
 
 
 def evaluation_nms(cfg: NmsConfig, overrides: list[str]) -> NmsConfig:

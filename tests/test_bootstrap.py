@@ -8,8 +8,8 @@ import pytest
 from core.detections import Detections
 from core.labels import LABELS
 from evaluation.bootstrap import class_matches, interval, resample_weights, resampled_ap, resampled_aps
-from evaluation.evaluate import EvalReport, paired_differences
-from evaluation.metrics import GroundTruth, class_curves, evaluate
+from evaluation.evaluate import paired_differences, score
+from evaluation.metrics import GroundTruth, class_curves
 from tests.test_metrics import CAR, random_scene
 
 PERSON = 6
@@ -54,17 +54,9 @@ def test_interval_is_wide_for_a_few_boxes_and_narrow_for_many() -> None:
     assert many[1] - many[0] < (few[1] - few[0]) / 2
 
 
-def report(detections: list[Detections], truths: list[GroundTruth], classes: list[int], resamples: int) -> EvalReport:
-    """What `evaluation.evaluate` reports for ``detections``: per-class results and their resampled APs."""
-    results = evaluate(detections, truths, dict(enumerate(LABELS)))
-    resampled = resampled_aps(detections, truths, classes, resamples) if resamples else {}
-    return EvalReport(results, len(truths), 0.0, {LABELS[c]: v for c, v in resampled.items()}, resamples)
-
-
 def test_paired_difference_of_a_model_with_itself_is_exactly_zero() -> None:
     detections, truths = random_scene(np.random.default_rng(6), (CAR, PERSON))
-    same = paired_differences(report(detections, truths, [CAR, PERSON], 200),
-                              report(detections, truths, [CAR, PERSON], 200))
+    same = paired_differences(score(detections, truths, 200), score(detections, truths, 200))
     assert set(same) == {LABELS[CAR], LABELS[PERSON]}
     for diff, low, high in same.values():
         assert diff == low == high == 0.0
@@ -80,7 +72,7 @@ def test_paired_difference_finds_a_model_that_misses_half_the_people() -> None:
         truths.append(GroundTruth(boxes, labels))
         perfect.append(Detections(boxes, np.array([0.9, 0.8]), labels))
         half.append(Detections(boxes[:1], np.array([0.9]), labels[:1]))
-    ours, theirs = report(perfect, truths, [PERSON], 300), report(half, truths, [PERSON], 300)
+    ours, theirs = score(perfect, truths, 300), score(half, truths, 300)
     diff, low, high = paired_differences(ours, theirs)[LABELS[PERSON]]
     assert diff == pytest.approx(0.5) and 0 < low <= diff <= high
     _, low, high = paired_differences(theirs, ours)[LABELS[PERSON]]
@@ -89,8 +81,8 @@ def test_paired_difference_finds_a_model_that_misses_half_the_people() -> None:
 
 def test_no_resamples_gives_the_difference_without_an_interval() -> None:
     detections, truths = random_scene(np.random.default_rng(8), (CAR,))
-    diff, low, high = paired_differences(report(detections, truths, [CAR], 0),
-                                         report(detections[::-1], truths, [CAR], 0))[LABELS[CAR]]
+    diff, low, high = paired_differences(score(detections, truths, 0),
+                                         score(detections[::-1], truths, 0))[LABELS[CAR]]
     assert np.isfinite(diff) and np.isnan(low) and np.isnan(high)
 
 
