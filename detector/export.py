@@ -86,7 +86,7 @@ class FrameDetector(nn.Module):
 
 
 def gather_merge_levels(levels: torch.Tensor, per_level: list[torch.Tensor]) -> torch.Tensor:
-    """RoIs pooled level by level (K_l, C, 7, 7) back in their input order (N, C, 7, 7), by one row gather.
+    """RoIs pooled level by level (K_l, C, P, P) back in their input order (N, C, P, P), by one row gather.
 
     Replaces torchvision's ONNX merge, which scatters with an index per element: measured 15% of the
     320 model's ONNX Runtime CPU time; a gather of whole rows is the same result for a fraction of it.

@@ -96,7 +96,10 @@ def build_driving_mobilenet_v2_fpn(
 
 
 LITE_FPN_RANK = 3  # depthwise filters per input channel in the light FPN's output convolutions
-LITE_THIN_CHANNELS = 32
+LITE_RPN_RANK = 2  # ... and in the light RPN's convolution
+LITE_RPN_CHANNELS = 80  # the light RPN convolution's output channels (the bundled model's: 128)
+LITE_THIN_CHANNELS = 56  # channels of the light model's thin feature maps
+LITE_POOL = 5  # their RoIAlign size: 56 x 5 x 5 keeps more of the teacher's box head than 32 x 7 x 7, same FLOPs
 LITE_HIDDEN = 384  # the light box head's first FC width
 BACKBONE_LAYERS = 18  # mobilenet_v2().features[:18] feed the FPN (layer 18, the 1280-channel conv, is dropped)
 
@@ -110,16 +113,16 @@ def separable_conv(channels: int, out_channels: int, rank: int = 1) -> nn.Sequen
 
 class ThinRoIAlign(MultiScaleRoIAlign):
     """Light-Head R-CNN's thin feature maps: a 1x1 convolution thins each FPN level to ``thin`` channels before
-    RoIAlign pools them, so the box head reads ``thin x 7 x 7`` per RoI. RoIAlign is linear and the convolution has
-    no bias, so this equals thinning every pooled RoI, once per frame instead of once per RoI.
+    RoIAlign pools them, so the box head reads ``thin x output_size x output_size`` per RoI. RoIAlign is linear and
+    the convolution has no bias, so this equals thinning every pooled RoI, once per frame instead of once per RoI.
 
     Args:
         channels: C of the FPN levels (N, C, H, W) named in ``featmap_names``.
-        thin: channels of the pooled output (K, thin, 7, 7).
+        thin: channels of the pooled output (K, thin, output_size, output_size).
     """
 
-    def __init__(self, channels: int, thin: int, featmap_names: list[str]):
-        super().__init__(featmap_names=featmap_names, output_size=7, sampling_ratio=2)
+    def __init__(self, channels: int, thin: int, featmap_names: list[str], output_size: int = 7):
+        super().__init__(featmap_names=featmap_names, output_size=output_size, sampling_ratio=2)
         self.thin = nn.Conv2d(channels, thin, 1, bias=False)
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
@@ -150,26 +153,34 @@ def build_driving_mobilenet_v2_lite(num_classes: int, frozen_stages: int = BACKB
 
     The MobileNetV2 body is the bundled model's, layer for layer (and frozen by default: it is already trained for
     driving, and a halved one cost 4-22 points that distillation did not win back); the saving is in the layers
-    after it: depthwise-separable FPN outputs (rank `LITE_FPN_RANK`) and RPN convolution (rank 1), `ThinRoIAlign`
-    and a narrower first FC layer. Trained by distillation from the bundled model (`training.distill`), which also
-    initialises every layer from it.
+    after it: depthwise-separable FPN outputs (rank `LITE_FPN_RANK`) and a narrower separable RPN convolution
+    (`lite_rpn_head`), `ThinRoIAlign` and a narrower first FC layer. Trained by distillation from the bundled model
+    (`training.distill`), which also initialises every layer from it.
     """
     backbone = mobilenet_v2_fpn_backbone(None, frozen_stages)
     for i in range(len(backbone.fpn.layer_blocks)):
         backbone.fpn.layer_blocks[i] = separable_conv(128, 128, LITE_FPN_RANK)
     anchors = driving_anchors()
-    rpn_head = RPNHead(128, anchors.num_anchors_per_location()[0])
-    rpn_head.conv = nn.Sequential(separable_conv(128, 128), nn.ReLU(inplace=True))
     return FasterRCNN(
         backbone,
         num_classes=None,
         rpn_anchor_generator=anchors,
-        rpn_head=rpn_head,
-        box_roi_pool=ThinRoIAlign(128, LITE_THIN_CHANNELS, ["0", "1", "2"]),
-        box_head=NarrowMLPHead(LITE_THIN_CHANNELS * 7 * 7, LITE_HIDDEN, 512),
+        rpn_head=lite_rpn_head(128, anchors.num_anchors_per_location()[0]),
+        box_roi_pool=ThinRoIAlign(128, LITE_THIN_CHANNELS, ["0", "1", "2"], LITE_POOL),
+        box_head=NarrowMLPHead(LITE_THIN_CHANNELS * LITE_POOL ** 2, LITE_HIDDEN, 512),
         box_predictor=FastRCNNPredictor(512, num_classes),
         **kwargs,
     )
+
+
+def lite_rpn_head(channels: int, num_anchors: int) -> RPNHead:
+    """torchvision's RPN head with its 3x3 convolution separable (rank `LITE_RPN_RANK`) and `LITE_RPN_CHANNELS`
+    wide, the objectness and box layers reading those channels."""
+    head = RPNHead(channels, num_anchors)
+    head.conv = nn.Sequential(separable_conv(channels, LITE_RPN_CHANNELS, LITE_RPN_RANK), nn.ReLU(inplace=True))
+    head.cls_logits = nn.Conv2d(LITE_RPN_CHANNELS, num_anchors, 1)
+    head.bbox_pred = nn.Conv2d(LITE_RPN_CHANNELS, num_anchors * 4, 1)
+    return head
 
 
 def driving_anchors() -> AnchorGenerator:

@@ -22,7 +22,7 @@ from detector.models import BUNDLED_MODEL, LITE_MODEL, ThinRoIAlign, build_detec
 from detector.weights import load_model
 from tests.test_onnx import SAMPLE_VIDEO, assert_same, cpu_session
 from tests.test_train import load_checkpoint, write_coco, write_config
-from training.distill import factorise_conv, init_from_teacher, reconstruct
+from training.distill import factorise_conv, init_from_teacher, objectness_kd, reconstruct
 
 CPU = torch.device("cpu")
 
@@ -110,11 +110,25 @@ def test_thinning_before_roi_align_equals_thinning_each_pooled_roi() -> None:
     """The light model's `ThinRoIAlign` thins the FPN maps once a frame; RoIAlign is linear, so the pooled RoIs are
     the same as thinning every pooled RoI (Light-Head R-CNN's order, at a fraction of the multiply-adds)."""
     torch.manual_seed(0)
-    pool = ThinRoIAlign(16, 4, ["0", "1"])
+    pool = ThinRoIAlign(16, 4, ["0", "1"], output_size=5)
     features = {"0": torch.randn(2, 16, 40, 48), "1": torch.randn(2, 16, 20, 24), "pool": torch.randn(2, 16, 5, 6)}
     boxes = [torch.tensor([[0.0, 0.0, 50.0, 60.0], [100.0, 80.0, 380.0, 310.0]])] * 2
-    thinned_after = pool.thin(MultiScaleRoIAlign(["0", "1"], 7, 2)(features, boxes, [(320, 384)] * 2))
+    thinned_after = pool.thin(MultiScaleRoIAlign(["0", "1"], 5, 2)(features, boxes, [(320, 384)] * 2))
+    assert thinned_after.shape == (4, 4, 5, 5)
     torch.testing.assert_close(pool(features, boxes, [(320, 384)] * 2), thinned_after, atol=1e-5, rtol=1e-5)
+
+
+def test_objectness_distillation_is_zero_only_where_the_student_agrees() -> None:
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 6, 10, 12), torch.randn(2, 6, 5, 6)]
+    assert float(objectness_kd(teacher, teacher)) == pytest.approx(0.0, abs=1e-5)
+    assert float(objectness_kd([t + 1.0 for t in teacher], teacher)) > 0.05
+    # one anchor the teacher sees an object at, 15 of background: missing it costs more than one false alarm
+    scene = torch.full((1, 1, 4, 4), -5.0)
+    scene[0, 0, 0, 0] = 5.0
+    missed, false_alarm = scene.clone(), scene.clone()
+    missed[0, 0, 0, 0], false_alarm[0, 0, 3, 3] = -5.0, 5.0
+    assert float(objectness_kd([missed], [scene])) > 5 * float(objectness_kd([false_alarm], [scene]))
 
 
 def test_init_from_teacher_copies_what_is_shared() -> None:
@@ -138,7 +152,7 @@ def test_distillation_trains_the_lite_model_and_resumes_mid_epoch(tmp_path: Path
     first = load_checkpoint(last)
     assert (first["epoch"], first["batches_done"], first["iteration"]) == (0, 1, 1)
     (record,) = json.loads(first["history"])
-    assert {"loss_feature", "loss_kd", "loss_classifier", "loss_objectness"} <= set(record["losses"])
+    assert {"loss_feature", "loss_rpn_kd", "loss_kd", "loss_classifier", "loss_objectness"} <= set(record["losses"])
     assert all(v == v and v >= 0 for v in record["losses"].values())
     assert train_main(["--config", str(config), "--resume", str(last), "max_iters=2"]) == 0
     second = load_checkpoint(last)
@@ -153,26 +167,33 @@ def test_missing_lite_weights_say_how_to_train_them(tmp_path: Path, monkeypatch:
 
 
 def test_reconstruction_brings_the_factorised_student_close_to_its_teacher() -> None:
-    """Least-squares refits after factorising: the FPN features and the box head's output (its FC layers fit, the
-    first one cut to the student's width) move much closer to the teacher's on other frames."""
+    """Least-squares refits after factorising: the FPN features, the RPN's objectness (its convolution cut to the
+    student's width) and the box head's output (its FC layers fit, the first one cut too) move much closer to the
+    teacher's on other frames."""
     teacher, student = seeded(BUNDLED_MODEL), seeded(LITE_MODEL)
     init_from_teacher(student, teacher)
     generator = torch.Generator().manual_seed(1)
     fit, check = ([torch.rand(3, 160, 224, generator=generator) for _ in range(3)] for _ in range(2))
 
-    def errors() -> tuple[float, float]:
+    def relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+        return float(torch.mean((ours - theirs) ** 2) / torch.mean(theirs ** 2))
+
+    def errors() -> tuple[float, float, float]:
         with torch.no_grad():
             tensors = teacher.transform(check)[0].tensors
             ours, theirs = student.backbone(tensors), teacher.backbone(tensors)
-            feature = sum(float(torch.mean((ours[k] - theirs[k]) ** 2) / torch.mean(theirs[k] ** 2)) for k in ours)
+            feature = sum(relative(ours[k], theirs[k]) for k in ours)
+            objectness = relative(*(torch.cat([o.flatten() for o in model.rpn.head(list(maps.values()))[0]])
+                                    for model, maps in ((student, ours), (teacher, theirs))))
             rois = [torch.tensor([[8.0, 8.0, 120.0, 100.0], [40.0, 20.0, 200.0, 150.0]])] * len(check)
             sizes = [tuple(tensors.shape[-2:])] * len(check)
             head_ours = student.roi_heads.box_head(student.roi_heads.box_roi_pool(ours, rois, sizes))
             head_theirs = teacher.roi_heads.box_head(teacher.roi_heads.box_roi_pool(theirs, rois, sizes))
-        return feature, float(torch.mean((head_ours - head_theirs) ** 2) / torch.mean(head_theirs ** 2))
+        return feature, objectness, relative(head_ours, head_theirs)
 
     factorised = errors()
     reconstruct(student, teacher, fit)
     refit = errors()
     assert refit[0] < 0.5 * factorised[0]
     assert refit[1] < factorised[1]
+    assert refit[2] < factorised[2]

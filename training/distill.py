@@ -13,6 +13,9 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RPNHead
+
+from detector.models import separable_conv
 
 
 @torch.no_grad()
@@ -49,21 +52,45 @@ def init_from_teacher(student: FasterRCNN, teacher: FasterRCNN) -> None:
     student.backbone.fpn.inner_blocks.load_state_dict(teacher.backbone.fpn.inner_blocks.state_dict())
     for t_layer, s_layer in zip(teacher.backbone.fpn.layer_blocks, student.backbone.fpn.layer_blocks):
         factorise_conv(t_layer[0], s_layer)
-    factorise_conv(teacher.rpn.head.conv[0][0], student.rpn.head.conv[0])
-    student.rpn.head.cls_logits.load_state_dict(teacher.rpn.head.cls_logits.state_dict())
-    student.rpn.head.bbox_pred.load_state_dict(teacher.rpn.head.bbox_pred.state_dict())
+    init_rpn_head(student.rpn.head, teacher.rpn.head)
     thin_projection(teacher.roi_heads.box_head, student.roi_heads.box_roi_pool.thin)
     student.roi_heads.box_predictor.load_state_dict(teacher.roi_heads.box_predictor.state_dict())
 
 
+@torch.no_grad()
+def init_rpn_head(student: RPNHead, teacher: RPNHead) -> None:
+    """The student's narrower separable RPN convolution from the teacher's dense one: factorised at full width
+    (`factorise_conv`), cut to the student's width by keeping the channels with the largest weights into and out of
+    them (`reconstruct` re-chooses them on frames), and the objectness and box layers reading those channels."""
+    dense = teacher.conv[0][0]
+    full = separable_conv(dense.in_channels, dense.out_channels, student.conv[0][0].out_channels // dense.in_channels)
+    factorise_conv(dense, full)
+    outgoing = torch.cat([teacher.cls_logits.weight, teacher.bbox_pred.weight]).flatten(1)  # (A * 5, C)
+    score = (full[1].weight.flatten(1) ** 2).sum(1) * (outgoing ** 2).sum(0)
+    keep = top_channels(score, student.conv[0][1].out_channels)
+    student.conv[0][0].weight.copy_(full[0].weight)
+    student.conv[0][1].weight.copy_(full[1].weight[keep])
+    student.conv[0][1].bias.copy_(full[1].bias[keep])
+    for ours, theirs in ((student.cls_logits, teacher.cls_logits), (student.bbox_pred, teacher.bbox_pred)):
+        ours.weight.copy_(theirs.weight[:, keep])
+        ours.bias.copy_(theirs.bias)
+
+
+def top_channels(score: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the ``count`` highest ``score`` channels, in channel order."""
+    return score.argsort(descending=True)[:count].sort().values
+
+
 def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Tensor], targets: list[dict],
-                   rois_per_image: int = 128, temperature: float = 2.0) -> dict[str, torch.Tensor]:
-    """The student's own detection losses on the labels plus two distillation terms on the same batch.
+                   rois_per_image: int = 128, temperature: float = 2.0,
+                   objectness_weight: float = 20.0) -> dict[str, torch.Tensor]:
+    """The student's own detection losses on the labels plus three distillation terms on the same batch.
 
     ``loss_feature``: mean squared difference of every FPN level (the teacher's features, which the RPN and RoI
-    layers read); ``loss_kd``: KL divergence of the class scores (softened by ``temperature``) of both box heads on
-    ``rois_per_image`` of the student's proposals, where the teacher's view of background and people also counts
-    on frames whose labels miss them.
+    layers read); ``loss_rpn_kd``: `objectness_kd` of both RPNs, anchor for anchor (they share the anchors), times
+    ``objectness_weight``; ``loss_kd``: KL divergence of the class scores (softened by ``temperature``) of both box
+    heads on ``rois_per_image`` of the student's proposals, where the teacher's view of background and people also
+    counts on frames whose labels miss them.
 
     Args:
         images: (3, H, W) float RGB in [0, 1] (`detector.preprocess.to_model_input`).
@@ -74,12 +101,35 @@ def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.
     features = student.backbone(image_list.tensors)
     with torch.no_grad():
         teacher_features = teacher.backbone(image_list.tensors)
+        teacher_objectness = teacher.rpn.head(list(teacher_features.values()))[0]
     loss_feature = sum(F.mse_loss(features[k], teacher_features[k]) for k in features) / len(features)
-    proposals, rpn_losses = student.rpn(image_list, features, targets)
+    seen = []
+    hook = student.rpn.head.register_forward_hook(lambda module, args, out: seen.append(out[0]))
+    try:
+        proposals, rpn_losses = student.rpn(image_list, features, targets)
+    finally:
+        hook.remove()
+    loss_rpn_kd = objectness_weight * objectness_kd(seen[0], teacher_objectness)
     _, roi_losses = student.roi_heads(features, proposals, image_list.image_sizes, targets)
     sampled = [p[torch.randperm(len(p), device=p.device)[:rois_per_image]].detach() for p in proposals]
     loss_kd = score_kd(student, teacher, features, teacher_features, sampled, image_list, temperature)
-    return {**rpn_losses, **roi_losses, "loss_feature": loss_feature, "loss_kd": loss_kd}
+    return {**rpn_losses, **roi_losses, "loss_feature": loss_feature, "loss_rpn_kd": loss_rpn_kd, "loss_kd": loss_kd}
+
+
+def objectness_kd(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """Binary KL(teacher || student) of every anchor's objectness, weighted by the teacher's probability + 0.05:
+    most anchors are easy background, and the few the teacher sees objects at (small traffic lights among them,
+    which the light RPN lost most of) would otherwise count for little.
+
+    Args:
+        student, teacher: per FPN level, objectness logits (N, A, H, W) of the same anchors.
+    """
+    logits = torch.cat([level.flatten() for level in student])
+    target = torch.sigmoid(torch.cat([level.flatten() for level in teacher]))
+    weight = target + 0.05
+    divergence = (F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+                  - F.binary_cross_entropy(target, target, reduction="none"))
+    return (weight * divergence).sum() / weight.sum()
 
 
 def score_kd(student: FasterRCNN, teacher: FasterRCNN, features: dict, teacher_features: dict,
@@ -125,10 +175,31 @@ def reconstruct(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Ten
     body = teacher.backbone.body(tensors)  # the student's body is the same
     features_t = fit_separable_outputs(student.backbone.fpn, teacher.backbone.fpn, body)
     features_s = student.backbone.fpn(body)  # after the refit
-    dense, separable = teacher.rpn.head.conv[0][0], student.rpn.head.conv[0]
-    fit_pointwise(separable, torch.cat([separable[0](f).flatten(2) for f in features_s.values()], 2)[..., None],
-                  torch.cat([dense(f).flatten(2) for f in features_t.values()], 2)[..., None])
+    fit_rpn_head(student.rpn.head, teacher.rpn.head, list(features_s.values()), list(features_t.values()))
     fit_box_head(student, teacher, tensors, features_s, features_t)
+
+
+def fit_rpn_head(student: RPNHead, teacher: RPNHead, features_s: list[torch.Tensor], features_t: list[torch.Tensor]
+                 ) -> None:
+    """The student's RPN refit as `fit_box_head` fits the box head: its pointwise half at the teacher's width to
+    give the teacher's hidden channels, cut to the student's width by keeping the channels that carry most into
+    the objectness and box outputs, then those two layers refit on what is kept to give the teacher's outputs.
+
+    Args:
+        features_s, features_t: each model's FPN levels (N, C, H, W) for the same frames.
+    """
+    def pixels(maps: list[torch.Tensor]) -> torch.Tensor:  # every level's pixels as one (N, C, P, 1) batch
+        return torch.cat([m.flatten(2) for m in maps], 2)[..., None]
+
+    depthwise = pixels([student.conv[0][0](f) for f in features_s])
+    hidden_t = [teacher.conv(f) for f in features_t]
+    weight = least_squares(depthwise, pixels([teacher.conv[0][0](f) for f in features_t]), bias=True)
+    hidden = F.relu(torch.einsum("oi,nipq->nopq", weight[:, :-1], depthwise) + weight[:, -1, None, None])
+    outgoing = torch.cat([teacher.cls_logits.weight, teacher.bbox_pred.weight]).flatten(1)
+    keep = top_channels((hidden ** 2).mean((0, 2, 3)) * (outgoing ** 2).sum(0), student.conv[0][1].out_channels)
+    load_fit(student.conv[0][1], weight[keep])
+    for ours, theirs in ((student.cls_logits, teacher.cls_logits), (student.bbox_pred, teacher.bbox_pred)):
+        load_fit(ours, least_squares(hidden[:, keep], pixels([theirs(h) for h in hidden_t]), bias=True))
 
 
 def fit_box_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor, features_s: dict,
@@ -146,8 +217,7 @@ def fit_box_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor
     pooled = student.roi_heads.box_roi_pool(features_s, proposals, sizes).flatten(1)
     weight = least_squares(pooled[..., None, None], fc6_t[..., None, None], bias=True)  # (R, in + 1)
     hidden = F.relu(pooled @ weight[:, :-1].T + weight[:, -1])
-    keep = ((hidden ** 2).mean(0) * (head_t.fc7.weight ** 2).sum(0)).argsort(descending=True)
-    keep = keep[:head_s.fc6.out_features].sort().values
+    keep = top_channels((hidden ** 2).mean(0) * (head_t.fc7.weight ** 2).sum(0), head_s.fc6.out_features)
     load_fit(head_s.fc6, weight[keep])
     load_fit(head_s.fc7, least_squares(hidden[:, keep, None, None], fc7_t[..., None, None], bias=True))
 
