@@ -5,8 +5,8 @@ A val set of 150 frames with 10 stop signs gives an AP that moves by several poi
 models; these intervals say how much (`interval` of `resampled_aps`, or of two models' difference). Every
 resample draws the dataset's images with replacement; an image drawn k times counts k times, so the detections
 never need re-ranking: the ranked true/false positives are re-weighted (exactly the AP of the resampled dataset,
-see `resampled_ap`). Hand-written because no maintained library
-bootstraps detection AP (pycocotools and torchmetrics give point estimates only).
+see `resampled_ap`). Hand-written because no maintained library bootstraps detection AP (pycocotools and
+torchmetrics give point estimates only).
 """
 from __future__ import annotations
 

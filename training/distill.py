@@ -65,8 +65,7 @@ def init_rpn_head(student: RPNHead, teacher: RPNHead) -> None:
     dense = teacher.conv[0][0]
     full = separable_conv(dense.in_channels, dense.out_channels, student.conv[0][0].out_channels // dense.in_channels)
     factorise_conv(dense, full)
-    outgoing = torch.cat([teacher.cls_logits.weight, teacher.bbox_pred.weight]).flatten(1)  # (A * 5, C)
-    score = (full[1].weight.flatten(1) ** 2).sum(1) * (outgoing ** 2).sum(0)
+    score = (full[1].weight.flatten(1) ** 2).sum(1) * outgoing_energy(teacher)
     keep = top_channels(score, student.conv[0][1].out_channels)
     student.conv[0][0].weight.copy_(full[0].weight)
     student.conv[0][1].weight.copy_(full[1].weight[keep])
@@ -74,6 +73,11 @@ def init_rpn_head(student: RPNHead, teacher: RPNHead) -> None:
     for ours, theirs in ((student.cls_logits, teacher.cls_logits), (student.bbox_pred, teacher.bbox_pred)):
         ours.weight.copy_(theirs.weight[:, keep])
         ours.bias.copy_(theirs.bias)
+
+
+def outgoing_energy(head: RPNHead) -> torch.Tensor:
+    """Per hidden channel (C,), the summed squared weights the objectness and box layers read it with."""
+    return (torch.cat([head.cls_logits.weight, head.bbox_pred.weight]).flatten(1) ** 2).sum(0)
 
 
 def top_channels(score: torch.Tensor, count: int) -> torch.Tensor:
@@ -192,14 +196,13 @@ def fit_rpn_head(student: RPNHead, teacher: RPNHead, features_s: list[torch.Tens
         return torch.cat([m.flatten(2) for m in maps], 2)[..., None]
 
     depthwise = pixels([student.conv[0][0](f) for f in features_s])
-    hidden_t = [teacher.conv(f) for f in features_t]
-    weight = least_squares(depthwise, pixels([teacher.conv[0][0](f) for f in features_t]), bias=True)
+    dense_t = [teacher.conv[0][0](f) for f in features_t]  # the teacher's hidden channels before their ReLU
+    weight = least_squares(depthwise, pixels(dense_t), bias=True)
     hidden = F.relu(torch.einsum("oi,nipq->nopq", weight[:, :-1], depthwise) + weight[:, -1, None, None])
-    outgoing = torch.cat([teacher.cls_logits.weight, teacher.bbox_pred.weight]).flatten(1)
-    keep = top_channels((hidden ** 2).mean((0, 2, 3)) * (outgoing ** 2).sum(0), student.conv[0][1].out_channels)
+    keep = top_channels((hidden ** 2).mean((0, 2, 3)) * outgoing_energy(teacher), student.conv[0][1].out_channels)
     load_fit(student.conv[0][1], weight[keep])
     for ours, theirs in ((student.cls_logits, teacher.cls_logits), (student.bbox_pred, teacher.bbox_pred)):
-        load_fit(ours, least_squares(hidden[:, keep], pixels([theirs(h) for h in hidden_t]), bias=True))
+        load_fit(ours, least_squares(hidden[:, keep], pixels([theirs(F.relu(d)) for d in dense_t]), bias=True))
 
 
 def fit_box_head(student: FasterRCNN, teacher: FasterRCNN, tensors: torch.Tensor, features_s: dict,
