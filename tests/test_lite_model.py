@@ -22,7 +22,7 @@ from detector.models import BUNDLED_MODEL, LITE_MODEL, ThinRoIAlign, build_detec
 from detector.weights import load_model
 from tests.test_onnx import SAMPLE_VIDEO, assert_same, cpu_session
 from tests.test_train import load_checkpoint, write_coco, write_config
-from training.distill import factorise_conv, init_from_teacher, objectness_kd, reconstruct
+from training.distill import factorise_conv, init_from_teacher, objectness_kd, reconstruct, regression_kd
 
 CPU = torch.device("cpu")
 
@@ -131,6 +131,19 @@ def test_objectness_distillation_is_zero_only_where_the_student_agrees() -> None
     assert float(objectness_kd([missed], [scene])) > 5 * float(objectness_kd([false_alarm], [scene]))
 
 
+def test_regression_distillation_counts_where_the_teacher_sees_objects() -> None:
+    torch.manual_seed(0)
+    objectness = [torch.full((1, 2, 3, 4), -6.0)]
+    objectness[0][0, 1, 2, 3] = 6.0  # one anchor (the second of its cell) the teacher sees an object at
+    teacher = [torch.randn(1, 8, 3, 4)]
+    assert float(regression_kd(teacher, teacher, objectness)) == pytest.approx(0.0, abs=1e-6)
+    off_object, off_background = teacher[0].clone(), teacher[0].clone()
+    off_object[0, 4:8, 2, 3] += 1.0  # that anchor's four deltas (anchor-major, as torchvision's RPN head lays them)
+    off_background[0, 0:4, 0, 0] += 1.0
+    assert float(regression_kd([off_object], teacher, objectness)) > 1.0
+    assert float(regression_kd([off_background], teacher, objectness)) < 0.01
+
+
 def test_init_from_teacher_copies_what_is_shared() -> None:
     teacher, student = seeded(BUNDLED_MODEL), seeded(LITE_MODEL)
     init_from_teacher(student, teacher)
@@ -152,7 +165,8 @@ def test_distillation_trains_the_lite_model_and_resumes_mid_epoch(tmp_path: Path
     first = load_checkpoint(last)
     assert (first["epoch"], first["batches_done"], first["iteration"]) == (0, 1, 1)
     (record,) = json.loads(first["history"])
-    assert {"loss_feature", "loss_rpn_kd", "loss_kd", "loss_classifier", "loss_objectness"} <= set(record["losses"])
+    assert {"loss_feature", "loss_rpn_kd", "loss_rpn_box_kd", "loss_kd", "loss_classifier",
+            "loss_objectness"} <= set(record["losses"])
     assert all(v == v and v >= 0 for v in record["losses"].values())
     assert train_main(["--config", str(config), "--resume", str(last), "max_iters=2"]) == 0
     second = load_checkpoint(last)

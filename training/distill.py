@@ -87,12 +87,13 @@ def top_channels(score: torch.Tensor, count: int) -> torch.Tensor:
 
 def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.Tensor], targets: list[dict],
                    rois_per_image: int = 128, temperature: float = 2.0,
-                   objectness_weight: float = 20.0) -> dict[str, torch.Tensor]:
-    """The student's own detection losses on the labels plus three distillation terms on the same batch.
+                   objectness_weight: float = 40.0, regression_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """The student's own detection losses on the labels plus four distillation terms on the same batch.
 
     ``loss_feature``: mean squared difference of every FPN level (the teacher's features, which the RPN and RoI
     layers read); ``loss_rpn_kd``: `objectness_kd` of both RPNs, anchor for anchor (they share the anchors), times
-    ``objectness_weight``; ``loss_kd``: KL divergence of the class scores (softened by ``temperature``) of both box
+    ``objectness_weight``; ``loss_rpn_box_kd``: `regression_kd` of both RPNs' box deltas times
+    ``regression_weight``; ``loss_kd``: KL divergence of the class scores (softened by ``temperature``) of both box
     heads on ``rois_per_image`` of the student's proposals, where the teacher's view of background and people also
     counts on frames whose labels miss them.
 
@@ -105,19 +106,21 @@ def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.
     features = student.backbone(image_list.tensors)
     with torch.no_grad():
         teacher_features = teacher.backbone(image_list.tensors)
-        teacher_objectness = teacher.rpn.head(list(teacher_features.values()))[0]
+        teacher_objectness, teacher_deltas = teacher.rpn.head(list(teacher_features.values()))
     loss_feature = sum(F.mse_loss(features[k], teacher_features[k]) for k in features) / len(features)
     seen = []
-    hook = student.rpn.head.register_forward_hook(lambda module, args, out: seen.append(out[0]))
+    hook = student.rpn.head.register_forward_hook(lambda module, args, out: seen.append(out))
     try:
         proposals, rpn_losses = student.rpn(image_list, features, targets)
     finally:
         hook.remove()
-    loss_rpn_kd = objectness_weight * objectness_kd(seen[0], teacher_objectness)
+    loss_rpn_kd = objectness_weight * objectness_kd(seen[0][0], teacher_objectness)
+    loss_rpn_box_kd = regression_weight * regression_kd(seen[0][1], teacher_deltas, teacher_objectness)
     _, roi_losses = student.roi_heads(features, proposals, image_list.image_sizes, targets)
     sampled = [p[torch.randperm(len(p), device=p.device)[:rois_per_image]].detach() for p in proposals]
     loss_kd = score_kd(student, teacher, features, teacher_features, sampled, image_list, temperature)
-    return {**rpn_losses, **roi_losses, "loss_feature": loss_feature, "loss_rpn_kd": loss_rpn_kd, "loss_kd": loss_kd}
+    return {**rpn_losses, **roi_losses, "loss_feature": loss_feature, "loss_rpn_kd": loss_rpn_kd,
+            "loss_rpn_box_kd": loss_rpn_box_kd, "loss_kd": loss_kd}
 
 
 def objectness_kd(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
@@ -134,6 +137,24 @@ def objectness_kd(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> t
     divergence = (F.binary_cross_entropy_with_logits(logits, target, reduction="none")
                   - F.binary_cross_entropy(target, target, reduction="none"))
     return (weight * divergence).sum() / weight.sum()
+
+
+def regression_kd(student: list[torch.Tensor], teacher: list[torch.Tensor],
+                  teacher_objectness: list[torch.Tensor]) -> torch.Tensor:
+    """Smooth-L1 distance of the student's anchor box deltas from the teacher's, weighted by the teacher's objectness
+    probability: where the teacher sees an object the student's proposal should land where the teacher's does (a
+    small sign the light RPN scores but places badly gets no proposal that survives NMS and the top-N cut).
+
+    Args:
+        student, teacher: per FPN level, box deltas (N, A * 4, H, W) of the same anchors, anchor-major.
+        teacher_objectness: per level, the teacher's objectness logits (N, A, H, W).
+    """
+    def deltas(levels: list[torch.Tensor]) -> torch.Tensor:  # (anchors, 4) in the objectness logits' order
+        return torch.cat([level.unflatten(1, (-1, 4)).permute(0, 1, 3, 4, 2).reshape(-1, 4) for level in levels])
+
+    weight = torch.sigmoid(torch.cat([level.flatten() for level in teacher_objectness]))
+    distance = F.smooth_l1_loss(deltas(student), deltas(teacher), beta=1 / 9, reduction="none").sum(dim=1)
+    return (weight * distance).sum() / weight.sum().clamp(min=1e-6)
 
 
 def score_kd(student: FasterRCNN, teacher: FasterRCNN, features: dict, teacher_features: dict,
