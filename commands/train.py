@@ -2,7 +2,9 @@
 
     driving-detect train --config configs/train-driving.yaml [--resume runs/driving/last.pt] [--out DIR]
                          [--device auto|cpu|cuda] [key=value ...]
-    driving-detect train --export CHECKPOINT OUT      (a checkpoint's model as the bundled fp16 state dict)
+    driving-detect train --export CHECKPOINT [CHECKPOINT ...] OUT
+                                                      (a checkpoint's model as the bundled fp16 state dict;
+                                                      several checkpoints or weights files: their mean)
     driving-detect train --config FILE --pack DIR [--short-side N] [--quality Q]
                                                       (the config's data packed small for a lent GPU)
 """
@@ -26,8 +28,9 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> tuple[Command
     parser.add_argument("--config", help="training YAML (e.g. configs/train-driving.yaml)")
     parser.add_argument("--resume", type=Path, help="checkpoint to continue from")
     parser.add_argument("--out", metavar="DIR", help="folder for checkpoints and history (overrides out_dir)")
-    parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "OUT"), type=Path,
-                        help="write CHECKPOINT's model as an fp16 state dict to OUT and exit")
+    parser.add_argument("--export", nargs="+", metavar="CHECKPOINT", type=Path,
+                        help="CHECKPOINT [CHECKPOINT ...] OUT: write the model (several: their element-wise mean, "
+                             "a weight average) as an fp16 state dict to OUT and exit")
     parser.add_argument("--pack", metavar="DIR", type=Path,
                         help="write the config's training data, shrunk, and DIR/train.yaml to train on it, and exit")
     parser.add_argument("--short-side", type=int,
@@ -41,13 +44,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser, args = parse_args(argv, prog)
     start_logging(args)
     if args.export:
+        if len(args.export) < 2:
+            parser.error("--export takes one or more checkpoints, then the file to write")
         from training.train import export_fp16
 
+        *sources, out = args.export
         try:
-            export_fp16(*args.export)
-        except (ValueError, OSError) as exc:  # a bad checkpoint file
+            export_fp16(sources, out)
+        except (ValueError, OSError) as exc:  # a bad checkpoint file, or models that differ
             return bad_input(exc)
-        print(f"wrote {args.export[1]} ({args.export[1].stat().st_size / 1e6:.1f} MB)")
+        mean = f", the mean of {len(sources)}" if len(sources) > 1 else ""
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB{mean})")
         return 0
     if not args.config:
         parser.error("--config is required")

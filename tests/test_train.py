@@ -96,6 +96,30 @@ def test_two_iterations_then_resume(config: Path, tmp_path: Path, capsys) -> Non
     assert changed, "resumed training must update the weights"
 
 
+def test_export_writes_fp16_weights_and_averages_several(tmp_path: Path, capsys) -> None:
+    key = "roi_heads.box_predictor.cls_score.weight"  # what every Faster R-CNN state dict holds
+    run_a, run_b = tmp_path / "a" / "last.pt", tmp_path / "b.pt"
+    run_a.parent.mkdir()
+    torch.save({"model": {key: torch.ones(2, 3), "bn.num_batches_tracked": torch.tensor(7)}, "epoch": 0}, run_a)
+    torch.save({key: torch.full((2, 3), 4.0, dtype=torch.float16), "bn.num_batches_tracked": torch.tensor(9)}, run_b)
+    one, mean = tmp_path / "one.pt", tmp_path / "mean.pt"
+    assert main(["--export", str(run_a), str(one)]) == 0
+    assert torch.load(one, weights_only=True)[key].dtype == torch.float16
+    assert main(["--export", str(run_a), str(run_b), str(mean)]) == 0  # a checkpoint and a weights file
+    assert "the mean of 2" in capsys.readouterr().out
+    averaged = torch.load(mean, weights_only=True)
+    assert torch.equal(averaged[key], torch.full((2, 3), 2.5, dtype=torch.float16))
+    assert int(averaged["bn.num_batches_tracked"]) == 7  # counters are not averaged
+
+    other = tmp_path / "other.pt"
+    torch.save({key: torch.ones(4, 3)}, other)
+    assert main(["--export", str(run_a), str(other), str(tmp_path / "x.pt")]) == 2
+    assert "cannot be averaged" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--export", str(run_a)])  # no file to write
+    assert exit_info.value.code == 2
+
+
 def test_fine_tune_from_weights_with_a_repeated_dataset(config: Path, tmp_path: Path) -> None:
     """init_weights starts from a checkpoint's model (fresh schedule); repeat shows a dataset twice per epoch."""
     assert main(["--config", str(config)]) == 0

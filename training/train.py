@@ -1,7 +1,8 @@
 """Train a Faster R-CNN end to end (RPN objectness + box regression, classifier + box regression, jointly).
 
 Each epoch writes ``last.pt`` (model, optimizer, schedule, epoch) and evaluates AP@0.5 on the val sets;
-``history.json`` keeps the losses and APs. `export_fp16` turns a checkpoint into the bundled fp16 state dict.
+``history.json`` keeps the losses and APs. `export_fp16` turns a checkpoint (or the mean of several) into the
+bundled fp16 state dict.
 The command is ``driving-detect train`` (`commands/train.py`).
 """
 from __future__ import annotations
@@ -289,8 +290,15 @@ def train(cfg: TrainConfig, resume: Path | None = None) -> Path:
     return last
 
 
-def export_fp16(checkpoint: Path, out: Path) -> None:
-    """Write a checkpoint's model as an fp16 state dict (the bundled-weights format, half the size)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+def export_fp16(sources: list[Path], out: Path) -> None:
+    """Write a checkpoint's model as an fp16 state dict (the bundled-weights format, half the size); given several
+    checkpoints or state dicts of one model, their element-wise mean (a weight average of runs from one start, which
+    can keep what each run gained; `docs/MODEL_CARD.md` says where a bundled model is one)."""
+    states = [read_state_dict(path) for path in sources]
+    for path, state in zip(sources[1:], states[1:]):
+        if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
+            raise ValueError(f"'{path}' is not the same model as '{sources[0]}': they cannot be averaged")
+    mean = {k: sum(s[k].float() for s in states) / len(states) if v.is_floating_point() else v
+            for k, v in states[0].items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, out)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in mean.items()}, out)
