@@ -9,6 +9,7 @@ import cv2
 import pytest
 import torch
 from torch import nn
+from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.ops import MultiScaleRoIAlign
 
 from commands.benchmark import main as benchmark_main
@@ -120,15 +121,15 @@ def test_thinning_before_roi_align_equals_thinning_each_pooled_roi() -> None:
 
 def test_objectness_distillation_is_zero_only_where_the_student_agrees() -> None:
     torch.manual_seed(0)
-    teacher = [torch.randn(2, 6, 10, 12), torch.randn(2, 6, 5, 6)]
+    teacher = torch.randn(1560, 1)  # one logit per anchor, as `concat_box_prediction_layers` lays them out
     assert float(objectness_kd(teacher, teacher)) == pytest.approx(0.0, abs=1e-5)
-    assert float(objectness_kd([t + 1.0 for t in teacher], teacher)) > 0.05
+    assert float(objectness_kd(teacher + 1.0, teacher)) > 0.05
     # one anchor the teacher sees an object at, 15 of background: missing it costs more than one false alarm
-    scene = torch.full((1, 1, 4, 4), -5.0)
-    scene[0, 0, 0, 0] = 5.0
+    scene = torch.full((16, 1), -5.0)
+    scene[0] = 5.0
     missed, false_alarm = scene.clone(), scene.clone()
-    missed[0, 0, 0, 0], false_alarm[0, 0, 3, 3] = -5.0, 5.0
-    assert float(objectness_kd([missed], [scene])) > 5 * float(objectness_kd([false_alarm], [scene]))
+    missed[0], false_alarm[15] = -5.0, 5.0
+    assert float(objectness_kd(missed, scene)) > 5 * float(objectness_kd(false_alarm, scene))
 
 
 def test_regression_distillation_counts_where_the_teacher_sees_objects() -> None:
@@ -136,12 +137,13 @@ def test_regression_distillation_counts_where_the_teacher_sees_objects() -> None
     objectness = [torch.full((1, 2, 3, 4), -6.0)]
     objectness[0][0, 1, 2, 3] = 6.0  # one anchor (the second of its cell) the teacher sees an object at
     teacher = [torch.randn(1, 8, 3, 4)]
-    assert float(regression_kd(teacher, teacher, objectness)) == pytest.approx(0.0, abs=1e-6)
     off_object, off_background = teacher[0].clone(), teacher[0].clone()
     off_object[0, 4:8, 2, 3] += 1.0  # that anchor's four deltas (anchor-major, as torchvision's RPN head lays them)
     off_background[0, 0:4, 0, 0] += 1.0
-    assert float(regression_kd([off_object], teacher, objectness)) > 1.0
-    assert float(regression_kd([off_background], teacher, objectness)) < 0.01
+    scores, deltas = concat_box_prediction_layers(objectness, teacher)  # the RPN's own per-anchor order
+    assert float(regression_kd(deltas, deltas, scores)) == pytest.approx(0.0, abs=1e-6)
+    assert float(regression_kd(concat_box_prediction_layers(objectness, [off_object])[1], deltas, scores)) > 1.0
+    assert float(regression_kd(concat_box_prediction_layers(objectness, [off_background])[1], deltas, scores)) < 0.01
 
 
 def test_init_from_teacher_copies_what_is_shared() -> None:

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.rpn import RPNHead, concat_box_prediction_layers
 
 from detector.models import separable_conv
 
@@ -114,8 +114,10 @@ def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.
         proposals, rpn_losses = student.rpn(image_list, features, targets)
     finally:
         hook.remove()
-    loss_rpn_kd = objectness_weight * objectness_kd(seen[0][0], teacher_objectness)
-    loss_rpn_box_kd = regression_weight * regression_kd(seen[0][1], teacher_deltas, teacher_objectness)
+    objectness, deltas = concat_box_prediction_layers(*seen[0])  # per anchor, in the RPN's own order
+    teacher_objectness, teacher_deltas = concat_box_prediction_layers(teacher_objectness, teacher_deltas)
+    loss_rpn_kd = objectness_weight * objectness_kd(objectness, teacher_objectness)
+    loss_rpn_box_kd = regression_weight * regression_kd(deltas, teacher_deltas, teacher_objectness)
     _, roi_losses = student.roi_heads(features, proposals, image_list.image_sizes, targets)
     sampled = [p[torch.randperm(len(p), device=p.device)[:rois_per_image]].detach() for p in proposals]
     loss_kd = score_kd(student, teacher, features, teacher_features, sampled, image_list, temperature)
@@ -123,37 +125,33 @@ def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.
             "loss_rpn_box_kd": loss_rpn_box_kd, "loss_kd": loss_kd}
 
 
-def objectness_kd(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+def objectness_kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Binary KL(teacher || student) of every anchor's objectness, weighted by the teacher's probability + 0.05:
     most anchors are easy background, and the few the teacher sees objects at (small traffic lights among them,
     which the light RPN lost most of) would otherwise count for little.
 
     Args:
-        student, teacher: per FPN level, objectness logits (N, A, H, W) of the same anchors.
+        student, teacher: objectness logits of the same anchors, (K, 1) or any shape alike (torchvision's
+            `concat_box_prediction_layers` gives them for every level and image).
     """
-    logits = torch.cat([level.flatten() for level in student])
-    target = torch.sigmoid(torch.cat([level.flatten() for level in teacher]))
+    target = torch.sigmoid(teacher)
     weight = target + 0.05
-    divergence = (F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    divergence = (F.binary_cross_entropy_with_logits(student, target, reduction="none")
                   - F.binary_cross_entropy(target, target, reduction="none"))
     return (weight * divergence).sum() / weight.sum()
 
 
-def regression_kd(student: list[torch.Tensor], teacher: list[torch.Tensor],
-                  teacher_objectness: list[torch.Tensor]) -> torch.Tensor:
+def regression_kd(student: torch.Tensor, teacher: torch.Tensor, teacher_objectness: torch.Tensor) -> torch.Tensor:
     """Smooth-L1 distance of the student's anchor box deltas from the teacher's, weighted by the teacher's objectness
     probability: where the teacher sees an object the student's proposal should land where the teacher's does (a
     small sign the light RPN scores but places badly gets no proposal that survives NMS and the top-N cut).
 
     Args:
-        student, teacher: per FPN level, box deltas (N, A * 4, H, W) of the same anchors, anchor-major.
-        teacher_objectness: per level, the teacher's objectness logits (N, A, H, W).
+        student, teacher: box deltas (K, 4) of the same K anchors (`concat_box_prediction_layers`).
+        teacher_objectness: the teacher's objectness logits (K, 1) of those anchors.
     """
-    def deltas(levels: list[torch.Tensor]) -> torch.Tensor:  # (anchors, 4) in the objectness logits' order
-        return torch.cat([level.unflatten(1, (-1, 4)).permute(0, 1, 3, 4, 2).reshape(-1, 4) for level in levels])
-
-    weight = torch.sigmoid(torch.cat([level.flatten() for level in teacher_objectness]))
-    distance = F.smooth_l1_loss(deltas(student), deltas(teacher), beta=1 / 9, reduction="none").sum(dim=1)
+    weight = torch.sigmoid(teacher_objectness.flatten())
+    distance = F.smooth_l1_loss(student, teacher, beta=1 / 9, reduction="none").sum(dim=1)
     return (weight * distance).sum() / weight.sum().clamp(min=1e-6)
 
 
