@@ -23,7 +23,7 @@ from detector.models import BUNDLED_MODEL, LITE_MODEL, ThinRoIAlign, build_detec
 from detector.weights import load_model
 from tests.test_onnx import SAMPLE_VIDEO, assert_same, cpu_session
 from tests.test_train import load_checkpoint, write_coco, write_config
-from training.distill import factorise_conv, init_from_teacher, objectness_kd, reconstruct, regression_kd
+from training.distill import factorise_conv, init_from_teacher, kd_rois, objectness_kd, reconstruct, regression_kd
 
 CPU = torch.device("cpu")
 
@@ -144,6 +144,16 @@ def test_regression_distillation_counts_where_the_teacher_sees_objects() -> None
     assert float(regression_kd(deltas, deltas, scores)) == pytest.approx(0.0, abs=1e-6)
     assert float(regression_kd(concat_box_prediction_layers(objectness, [off_object])[1], deltas, scores)) > 1.0
     assert float(regression_kd(concat_box_prediction_layers(objectness, [off_background])[1], deltas, scores)) < 0.01
+
+
+def test_score_distillation_rois_are_the_best_half_and_a_random_rest() -> None:
+    torch.manual_seed(0)
+    proposals = torch.arange(600.0)[:, None].repeat(1, 4)  # ranked by objectness, row i is proposal i
+    picked = kd_rois(proposals, 128)[:, 0].long()
+    assert picked.shape == (128,) and len(set(picked.tolist())) == 128
+    assert picked[:64].tolist() == list(range(64))  # the RPN's 64 best
+    assert int(picked[64:].min()) >= 64 and int(picked[64:].max()) > 300  # the rest from anywhere below them
+    assert kd_rois(proposals[:40], 128)[:, 0].long().tolist() == list(range(40))  # fewer proposals: all of them
 
 
 def test_init_from_teacher_copies_what_is_shared() -> None:

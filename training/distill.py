@@ -94,8 +94,8 @@ def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.
     layers read); ``loss_rpn_kd``: `objectness_kd` of both RPNs, anchor for anchor (they share the anchors), times
     ``objectness_weight``; ``loss_rpn_box_kd``: `regression_kd` of both RPNs' box deltas times
     ``regression_weight``; ``loss_kd``: KL divergence of the class scores (softened by ``temperature``) of both box
-    heads on ``rois_per_image`` of the student's proposals, where the teacher's view of background and people also
-    counts on frames whose labels miss them.
+    heads on ``rois_per_image`` of the student's proposals (`kd_rois`), where the teacher's view of background and
+    people also counts on frames whose labels miss them.
 
     Args:
         images: (3, H, W) float RGB in [0, 1] (`detector.preprocess.to_model_input`).
@@ -119,7 +119,7 @@ def distill_losses(student: FasterRCNN, teacher: FasterRCNN, images: list[torch.
     loss_rpn_kd = objectness_weight * objectness_kd(objectness, teacher_objectness)
     loss_rpn_box_kd = regression_weight * regression_kd(deltas, teacher_deltas, teacher_objectness)
     _, roi_losses = student.roi_heads(features, proposals, image_list.image_sizes, targets)
-    sampled = [p[torch.randperm(len(p), device=p.device)[:rois_per_image]].detach() for p in proposals]
+    sampled = [kd_rois(p.detach(), rois_per_image) for p in proposals]
     loss_kd = score_kd(student, teacher, features, teacher_features, sampled, image_list, temperature)
     return {**rpn_losses, **roi_losses, "loss_feature": loss_feature, "loss_rpn_kd": loss_rpn_kd,
             "loss_rpn_box_kd": loss_rpn_box_kd, "loss_kd": loss_kd}
@@ -153,6 +153,20 @@ def regression_kd(student: torch.Tensor, teacher: torch.Tensor, teacher_objectne
     weight = torch.sigmoid(teacher_objectness.flatten())
     distance = F.smooth_l1_loss(student, teacher, beta=1 / 9, reduction="none").sum(dim=1)
     return (weight * distance).sum() / weight.sum().clamp(min=1e-6)
+
+
+def kd_rois(proposals: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` proposals the class scores are distilled on: the first half of them the RPN's best (the
+    proposals come ranked by objectness), where test-time detections and the false positives that outrank small
+    true signs come from, the rest drawn at random from the others, so background is still taught.
+
+    Args:
+        proposals: (P, 4) xyxy, ranked by objectness as `torchvision.models.detection.rpn.RegionProposalNetwork`
+            returns them.
+    """
+    top = count // 2
+    rest = top + torch.randperm(max(len(proposals) - top, 0), device=proposals.device)[:count - top]
+    return proposals[torch.cat([torch.arange(min(top, len(proposals)), device=proposals.device), rest])]
 
 
 def score_kd(student: FasterRCNN, teacher: FasterRCNN, features: dict, teacher_features: dict,
