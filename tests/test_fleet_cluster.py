@@ -24,11 +24,20 @@ NODE_FLAGS = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--objec
 
 
 def node_ports() -> list[str]:
-    """Every port a node would otherwise take from a fixed default, free now (two nodes share this machine)."""
+    """Every port a node would otherwise take from a fixed default, free now (two nodes share this machine), each
+    one distinct and outside the workers' range: Ray refuses to start on an overlap."""
     low = free_port()
-    return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+    taken = set(range(low, low + 41))
+
+    def distinct() -> int:
+        while (port := free_port()) in taken:
+            pass
+        taken.add(port)
+        return port
+
+    return [f"--node-manager-port={distinct()}", f"--object-manager-port={distinct()}",
+            f"--dashboard-agent-listen-port={distinct()}", f"--dashboard-agent-grpc-port={distinct()}",
+            f"--metrics-export-port={distinct()}", f"--runtime-env-agent-port={distinct()}",
             f"--min-worker-port={low}", f"--max-worker-port={low + 40}"]
 
 
