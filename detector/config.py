@@ -14,7 +14,7 @@ from detector.calibration import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_FRAMES
 from detector.datasets import DataSource
 
 BUNDLED_MODEL = "driving_mobilenet_v2_fpn"
-LITE_MODEL = "driving_mobilenet_v2_lite"  # half the FLOPs, distilled from BUNDLED_MODEL (docs/MODEL_CARD.md)
+LITE_MODEL = "driving_mobilenet_v2_lite"  # the default: half the FLOPs, distilled from BUNDLED_MODEL (MODEL_CARD)
 DRIVING_MODELS = (BUNDLED_MODEL, LITE_MODEL)  # ours: the driving label set, the input-size policy, weights bundled
 # torchvision's Faster R-CNN builders offered by name (`detector.models.TORCHVISION_BUILDERS`)
 TORCHVISION_MODELS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
@@ -88,7 +88,7 @@ class ModelConfig:
     graph or set needs the frames, and when they are missing int8 is not offered.
     """
 
-    name: str = "driving_mobilenet_v2_fpn"
+    name: str = LITE_MODEL
     weights: str = "default"
     top_n: int = DEFAULT_TOP_N
     min_size: int = 0
