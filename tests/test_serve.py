@@ -34,7 +34,7 @@ from stream.timing import StageTimer
 from tests.conftest import RANDOM_MODEL, REPO, write_video
 
 TOKEN = "s3cret-token-for-tests"
-FRAMES = 450  # the served clip: long enough for Chromium to see it running on a loaded 2-core machine
+FRAMES = 1200  # the served clip: long enough for Chromium to see it running, on a loaded EPYC or a fast Xeon
 
 
 @dataclass
